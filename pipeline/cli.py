@@ -1,0 +1,149 @@
+"""CLI commands owned by the pipeline package: stack, db, config, schema, produce, worker."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.core.errors import NewsflowError
+from pipeline.core.settings import Settings, load_settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+stack_app = typer.Typer(help="Start, inspect and stop the local Kafka + PostgreSQL stack.",
+                        no_args_is_help=True)
+db_app = typer.Typer(help="Database schema migrations (Alembic).", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except NewsflowError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def fail(exc: Exception, code: int = 1) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(code)
+
+
+@stack_app.command("up")
+def stack_up_cmd(
+    no_migrate: Annotated[bool, typer.Option(help="skip `db upgrade`")] = False,
+) -> None:
+    """Start PostgreSQL and Kafka on 127.0.0.1 (installing them when missing), create the
+    topics and migrate the database. Running it again changes nothing."""
+    from pipeline.stack import stack_up
+
+    settings = settings_or_exit()
+    try:
+        stack_up(settings, migrate=not no_migrate, report=lambda m: console.print(f"  {m}"))
+    except NewsflowError as exc:
+        raise fail(exc) from None
+    console.print("[green]stack is up[/green]")
+
+
+@stack_app.command("status")
+def stack_status_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """List each service with port, pid, data directory and whether it answers.
+    Exits 1 when a service is down."""
+    from pipeline.stack import stack_status
+
+    services = stack_status(settings_or_exit())
+    if as_json:
+        typer.echo(json.dumps({"services": [s.to_json() for s in services]}, indent=2))
+    else:
+        table = Table("service", "address", "pid", "up", "data directory", "log")
+        for column in table.columns:
+            column.overflow = "fold"
+        for s in services:
+            table.add_row(s.name, f"{s.host}:{s.port}", str(s.pid or "-"),
+                          "[green]yes[/green]" if s.up else "[red]no[/red]",
+                          str(s.data_dir), str(s.log))
+        console.print(table)
+    if not all(s.up for s in services):
+        raise typer.Exit(1)
+
+
+@stack_app.command("down")
+def stack_down_cmd(
+    purge: Annotated[bool, typer.Option(help="also delete the services' data")] = False,
+) -> None:
+    """Stop the processes the stack started (by pid); data stays unless --purge."""
+    from pipeline.stack import stack_down
+
+    try:
+        stack_down(settings_or_exit(), purge=purge, report=lambda m: console.print(f"  {m}"))
+    except NewsflowError as exc:
+        raise fail(exc) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade_cmd(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from pipeline.core.db.migrate import current_revision, upgrade
+
+    settings = settings_or_exit()
+    try:
+        upgrade(settings.database_url(), revision)
+    except Exception as exc:
+        raise fail(exc) from None
+    console.print(f"database at revision {current_revision(settings.database_url())}")
+
+
+@db_app.command("downgrade")
+def db_downgrade_cmd(revision: Annotated[str, typer.Argument()] = "-1") -> None:
+    """Revert migrations down to REVISION (default: one step; `base` drops everything)."""
+    from pipeline.core.db.migrate import current_revision, downgrade
+
+    settings = settings_or_exit()
+    try:
+        downgrade(settings.database_url(), revision)
+    except Exception as exc:
+        raise fail(exc) from None
+    console.print(f"database at revision {current_revision(settings.database_url())}")
+
+
+@config_app.command("show")
+def config_show_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Print the effective settings (environment, .env and defaults), secrets masked."""
+    values = settings_or_exit().masked()
+    if as_json:
+        typer.echo(json.dumps(values, indent=2, default=str))
+        return
+    table = Table("setting", "environment variable", "value")
+    for name, value in values.items():
+        table.add_row(name, f"NEWSFLOW_{name.upper()}", str(value))
+    console.print(table)
+
+
+def schema_cmd(
+    output: Annotated[Path | None, typer.Option(help="write here instead of stdout")] = None,
+) -> None:
+    """Print the JSON Schema of article messages (schema v1) for producer teams."""
+    from pipeline.schemas import article_json_schema
+
+    text = json.dumps(article_json_schema(), indent=2) + "\n"
+    if output:
+        output.write_text(text)
+    else:
+        typer.echo(text, nl=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(stack_app, name="stack")
+    app.add_typer(db_app, name="db")
+    app.add_typer(config_app, name="config")
+    app.command("schema")(schema_cmd)

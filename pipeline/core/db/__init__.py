@@ -1,0 +1,1 @@
+"""Database schema (SQLAlchemy 2 models), engine factory and Alembic migrations."""

@@ -1,0 +1,115 @@
+"""SQLAlchemy 2 models. Alembic migrations under ``migrations/`` create exactly these tables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ArticleRow(Base):
+    __tablename__ = "articles"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    title: Mapped[str] = mapped_column(Text, default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str | None] = mapped_column(String(256))
+    url: Mapped[str | None] = mapped_column(String(2048))
+    language: Mapped[str | None] = mapped_column(String(16))
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class PredictionRow(Base):
+    __tablename__ = "predictions"
+    __table_args__ = (
+        UniqueConstraint("article_id", "model_version", name="uq_prediction_article_version"),
+        Index("ix_predictions_predicted_at", "predicted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    article_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("articles.id", ondelete="CASCADE")
+    )
+    model_version: Mapped[str] = mapped_column(String(64))
+    topic: Mapped[str] = mapped_column(String(128))
+    confidence: Mapped[float] = mapped_column(Float)
+    margin: Mapped[float] = mapped_column(Float)
+    probabilities: Mapped[list[float]] = mapped_column(ARRAY(Float))
+    latency_ms: Mapped[float] = mapped_column(Float)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    predicted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ReviewItemRow(Base):
+    __tablename__ = "review_items"
+    __table_args__ = (
+        UniqueConstraint("prediction_id", "round", name="uq_review_prediction_round"),
+        Index("ix_review_queue", "status", "priority", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    prediction_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("predictions.id", ondelete="CASCADE")
+    )
+    article_id: Mapped[str] = mapped_column(String(128), ForeignKey("articles.id"))
+    reason: Mapped[str] = mapped_column(String(16))  # "uniform" | "uncertainty"
+    priority: Mapped[int] = mapped_column(Integer)  # lower first
+    round: Mapped[int] = mapped_column(Integer, default=1)  # 2 = second review for agreement
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    label: Mapped[str | None] = mapped_column(String(128))
+    reviewer: Mapped[str | None] = mapped_column(String(128))
+    simulated: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    labelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DriftRunRow(Base):
+    __tablename__ = "drift_runs"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    level: Mapped[str] = mapped_column(String(16))  # ok | warn | drift | insufficient | error
+    window_size: Mapped[int] = mapped_column(Integer)
+    psi_confidence: Mapped[float | None] = mapped_column(Float)
+    psi_topics: Mapped[float | None] = mapped_column(Float)
+    psi_evidently: Mapped[float | None] = mapped_column(Float)
+    estimated_accuracy: Mapped[float | None] = mapped_column(Float)
+    reviewed_accuracy: Mapped[float | None] = mapped_column(Float)
+    report_path: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class ModelEventRow(Base):
+    __tablename__ = "model_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    kind: Mapped[str] = mapped_column(String(32))  # registered|promoted|rejected|rollback|failed
+    model_name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str | None] = mapped_column(String(64))
+    previous_version: Mapped[str | None] = mapped_column(String(64))
+    drift_run_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("drift_runs.id"))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)

@@ -1,0 +1,134 @@
+"""Typed records that travel between components (Kafka payloads, predictions, dead letters).
+
+`ArticleV1` is the producer-facing message schema; its JSON Schema is published as
+``pipeline/schemas/article.v1.json`` (regenerate with ``newsflow schema``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+ArticleId = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+
+
+class ArticleV1(BaseModel):
+    """An article as producers send it to the ``articles`` topic (schema v1).
+
+    At least one of ``title`` and ``body`` must be non-empty after cleaning (HTML stripped,
+    whitespace normalised); that rule is checked by the validator, not by the JSON Schema
+    alone. Unknown fields are accepted and ignored.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+        frozen=True,
+        title="newsflow article (schema v1)",
+        json_schema_extra={"$id": "https://newsflow.dev/schemas/article.v1.json"},
+    )
+
+    id: ArticleId = Field(description="Producer's unique article id; the Kafka key.")
+    title: StrictStr | None = Field(default=None, description="Headline.")
+    body: StrictStr | None = Field(default=None, description="Text (HTML is stripped).")
+    source: StrictStr | None = Field(default=None, max_length=256)
+    url: StrictStr | None = Field(default=None, max_length=2048)
+    published_at: datetime | None = Field(default=None, description="ISO 8601 timestamp.")
+    language: StrictStr | None = Field(default=None, max_length=16)
+
+
+class DeadLetterReason(StrEnum):
+    OVERSIZE = "oversize"
+    INVALID_UTF8 = "invalid_utf8"
+    INVALID_JSON = "invalid_json"
+    NOT_OBJECT = "not_object"
+    MISSING_ID = "missing_id"
+    INVALID_ID = "invalid_id"
+    WRONG_TYPE = "wrong_type"
+    INVALID_TIMESTAMP = "invalid_timestamp"
+    EMPTY_TEXT = "empty_text"
+    KEY_MISMATCH = "key_mismatch"
+    INTERNAL = "internal_error"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CleanArticle:
+    """A validated article with its cleaned text, ready for the model."""
+
+    id: str
+    title: str
+    body: str
+    text: str
+    source: str | None
+    url: str | None
+    published_at: datetime | None
+    language: str | None
+    received_at: datetime
+    partition: int = -1
+    offset: int = -1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A rejected message, as written to ``articles.dlq``."""
+
+    reason: DeadLetterReason
+    detail: str
+    original: bytes
+    topic: str
+    partition: int
+    offset: int
+    rejected_at: datetime
+    key: bytes | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        import base64
+
+        try:
+            text: str | None = self.original.decode("utf-8")
+            encoding = "utf-8"
+        except UnicodeDecodeError:
+            text = None
+            encoding = "base64"
+        return {
+            "reason": self.reason.value,
+            "detail": self.detail,
+            "original": text if text is not None else base64.b64encode(self.original).decode(),
+            "original_encoding": encoding,
+            "key": self.key.decode("utf-8", "replace") if self.key is not None else None,
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "rejected_at": self.rejected_at.isoformat(),
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Prediction:
+    """One model's verdict on one article."""
+
+    article_id: str
+    model_version: str
+    topic: str
+    confidence: float
+    margin: float
+    probabilities: tuple[float, ...]
+    latency_ms: float
+    received_at: datetime
+    predicted_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "article_id": self.article_id,
+            "model_version": self.model_version,
+            "topic": self.topic,
+            "confidence": self.confidence,
+            "margin": self.margin,
+            "probabilities": list(self.probabilities),
+            "latency_ms": self.latency_ms,
+            "received_at": self.received_at.isoformat(),
+            "predicted_at": self.predicted_at.isoformat(),
+        }

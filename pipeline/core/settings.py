@@ -1,0 +1,163 @@
+"""One validated settings object for the whole project.
+
+Only the application edge (CLI, worker start-up) calls :func:`load_settings`; everything else
+receives a :class:`Settings` instance.
+
+Example:
+    >>> s = Settings(pg_password="s3cret-value")  # doctest: +SKIP
+    >>> s.database_url().startswith("postgresql+psycopg://")  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.core.errors import SettingsError
+
+PLACEHOLDER_SECRETS = frozenset({"newsflow", "changeme", "change-me", "password", "secret", ""})
+
+
+def _default_home() -> Path:
+    return Path.home() / ".local" / "share" / "newsflow"
+
+
+def _default_cache() -> Path:
+    return Path.home() / ".cache" / "newsflow"
+
+
+class Settings(BaseSettings):
+    """Every knob of newsflow. Environment variables use the prefix ``NEWSFLOW_``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NEWSFLOW_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False
+
+    # Where things live.
+    home: Path = Field(default_factory=_default_home, description="state: service data, models")
+    cache_dir: Path = Field(default_factory=_default_cache, description="downloads (Kafka jars)")
+    data_dir: Path = Field(default=Path("../shared/data"), description="datasets (AG News, 20NG)")
+
+    # Kafka.
+    kafka_version: str = "4.0.1"
+    kafka_host: str = "127.0.0.1"
+    kafka_port: int = Field(default=9092, ge=1, le=65535)
+    kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
+    kafka_heap_mb: int = Field(default=768, ge=256, le=16384)
+    topic_articles: str = "articles"
+    topic_dlq: str = "articles.dlq"
+    topic_predictions: str = "predictions"
+    articles_partitions: int = Field(default=8, ge=1, le=1024)
+    dlq_partitions: int = Field(default=1, ge=1, le=1024)
+    predictions_partitions: int = Field(default=8, ge=1, le=1024)
+
+    # PostgreSQL.
+    pg_host: str = "127.0.0.1"
+    pg_port: int = Field(default=55432, ge=1, le=65535)
+    pg_user: str = "newsflow"
+    pg_password: SecretStr = SecretStr("newsflow")
+    pg_database: str = "newsflow"
+    pg_dir: Path | None = Field(
+        default=None,
+        description="cluster folder; default home/postgres, or /var/lib/newsflow/postgres as root",
+    )
+
+    # MLflow (default: SQLite file and artefact folder under `home`).
+    mlflow_tracking_uri: str | None = None
+    registered_model_name: str = "newsflow-topic"
+
+    # Streaming.
+    max_message_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+    batch_max_size: int = Field(default=64, ge=1, le=4096)
+    batch_max_wait_ms: int = Field(default=50, ge=1, le=60_000)
+    worker_name: str = "newsflow-worker"
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+    model_dir: Path | None = None
+    ort_threads: int = Field(default=0, ge=0, le=256, description="0 = ORT default")
+    review_uniform_share: float = Field(default=0.02, ge=0.0, le=1.0)
+    review_uncertain_share: float = Field(default=0.05, ge=0.0, le=1.0)
+    review_topic_cap: int = Field(default=3, ge=0, le=10_000, description="per topic per batch")
+
+    # Service timeouts.
+    start_timeout_s: float = Field(default=90.0, gt=0, le=3600)
+
+    @field_validator("home", "cache_dir", "data_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets_in_production(self) -> Settings:
+        if (
+            self.environment == "production"
+            and self.pg_password.get_secret_value() in PLACEHOLDER_SECRETS
+        ):
+            raise ValueError(
+                "NEWSFLOW_PG_PASSWORD is a placeholder; set a real secret for production"
+            )
+        return self
+
+    # Derived values -------------------------------------------------------------------
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.kafka_host}:{self.kafka_port}"
+
+    def database_url(self, database: str | None = None) -> str:
+        """SQLAlchemy URL with the password; never log it (use :meth:`masked`)."""
+        from sqlalchemy.engine import URL
+
+        url = URL.create(
+            "postgresql+psycopg",
+            username=self.pg_user,
+            password=self.pg_password.get_secret_value(),
+            host=self.pg_host,
+            port=self.pg_port,
+            database=database or self.pg_database,
+        )
+        return url.render_as_string(hide_password=False)
+
+    def tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{self.home / 'mlflow' / 'mlflow.db'}"
+
+    def masked(self) -> dict[str, Any]:
+        """Effective settings as plain values, secrets masked."""
+        out: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                out[name] = "**********"
+            elif isinstance(value, Path):
+                out[name] = str(value)
+            else:
+                out[name] = value
+        out["kafka_bootstrap"] = self.kafka_bootstrap
+        out["mlflow_tracking_uri"] = self.tracking_uri()
+        return out
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment and `.env`, turning validation errors into one
+    clear :class:`SettingsError` that names each bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "settings"
+            var = f"NEWSFLOW_{loc.upper()}" if err["loc"] else "settings"
+            shown = "**********" if "password" in loc else repr(err.get("input"))
+            lines.append(f"{var}: {err['msg']} (got {shown})")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,74 @@
+"""`newsflow stack up | status | down`: the local services as one unit."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline.core.settings import Settings
+from pipeline.stack import kafka, postgres
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    host: str
+    port: int
+    pid: int | None
+    data_dir: Path
+    log: Path
+    up: bool
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "host": self.host,
+            "port": self.port,
+            "pid": self.pid,
+            "data_dir": str(self.data_dir),
+            "log": str(self.log),
+            "up": self.up,
+        }
+
+
+Report = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def stack_up(settings: Settings, *, migrate: bool = True, report: Report = _quiet) -> None:
+    """Start PostgreSQL and Kafka (idempotent), create topics and run migrations."""
+    report(f"postgres: {postgres.start(settings)}")
+    report(f"kafka: {kafka.start(settings)}")
+    topics = kafka.ensure_topics(settings)
+    report("topics: " + ", ".join(f"{n} ({s})" for n, s in sorted(topics.items())))
+    if migrate:
+        from pipeline.core.db.migrate import upgrade
+
+        upgrade(settings.database_url())
+        report("database: migrated to head")
+
+
+def stack_status(settings: Settings) -> list[ServiceStatus]:
+    kp, pp = kafka.paths(settings), postgres.paths(settings)
+    return [
+        ServiceStatus("kafka", settings.kafka_host, settings.kafka_port,
+                      kafka.running_pid(settings), kp.data, kp.log,
+                      kafka.answers(settings) and kafka.running_pid(settings) is not None),
+        ServiceStatus("postgres", settings.pg_host, settings.pg_port,
+                      postgres.running_pid(settings), pp.data, pp.log,
+                      postgres.answers(settings) and postgres.running_pid(settings) is not None),
+    ]
+
+
+def stack_down(settings: Settings, *, purge: bool = False, report: Report = _quiet) -> None:
+    """Stop only what the stack started (by pid); keep data unless ``purge``."""
+    report("kafka: " + ("stopped" if kafka.stop(settings) else "was not running"))
+    report("postgres: " + ("stopped" if postgres.stop(settings) else "was not running"))
+    if purge:
+        kafka.purge(settings)
+        postgres.purge(settings)
+        report("data: purged")
