@@ -1,0 +1,1 @@
+"""Training, evaluation, ONNX export and the model registry (needs the `train` extra)."""

