@@ -28,12 +28,15 @@ def bad_messages(ident: str, max_bytes: int) -> dict[str, tuple[bytes, R]]:
         "no_text": (_j({"id": ident}), R.EMPTY_TEXT),
         "wrong_type": (_j({"id": ident, "title": 42, "body": "text"}), R.WRONG_TYPE),
         "wrong_type_list": (_j({"id": ident, "body": ["a", "b"]}), R.WRONG_TYPE),
-        "bad_timestamp": (_j({"id": ident, "title": "t", "published_at": "yesterday"}),
-                          R.INVALID_TIMESTAMP),
-        "oversize": (_j({"id": ident, "title": "big", "body": "a" * (max_bytes + 1)}),
-                     R.OVERSIZE),
-        "invalid_utf8": (b'{"id": "' + ident.encode() + b'", "title": "\xff\xfe caf\xe9"}',
-                         R.INVALID_UTF8),
+        "bad_timestamp": (
+            _j({"id": ident, "title": "t", "published_at": "yesterday"}),
+            R.INVALID_TIMESTAMP,
+        ),
+        "oversize": (_j({"id": ident, "title": "big", "body": "a" * (max_bytes + 1)}), R.OVERSIZE),
+        "invalid_utf8": (
+            b'{"id": "' + ident.encode() + b'", "title": "\xff\xfe caf\xe9"}',
+            R.INVALID_UTF8,
+        ),
     }
 
 

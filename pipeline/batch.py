@@ -33,14 +33,22 @@ class Validated:
     dead: list[DeadLetter]
 
 
-def validate_batch(messages: Sequence[RawMessage], *, max_bytes: int,
-                   now: Callable[[], datetime]) -> Validated:
+def validate_batch(
+    messages: Sequence[RawMessage], *, max_bytes: int, now: Callable[[], datetime]
+) -> Validated:
     articles: list[CleanArticle] = []
     dead: list[DeadLetter] = []
     stamp = now()
     for m in messages:
-        out = parse_article(m.value, key=m.key, topic=m.topic, partition=m.partition,
-                            offset=m.offset, max_bytes=max_bytes, now=stamp)
+        out = parse_article(
+            m.value,
+            key=m.key,
+            topic=m.topic,
+            partition=m.partition,
+            offset=m.offset,
+            max_bytes=max_bytes,
+            now=stamp,
+        )
         (articles if isinstance(out, CleanArticle) else dead).append(out)  # type: ignore[arg-type]
     return Validated(articles, dead)
 
@@ -51,12 +59,14 @@ class Classified:
     inference_ms: float
 
 
-def classify(articles: Sequence[CleanArticle], classifier: Classifier,
-             *, now: Callable[[], datetime]) -> Classified:
+def classify(
+    articles: Sequence[CleanArticle], classifier: Classifier, *, now: Callable[[], datetime]
+) -> Classified:
     preds, ms = classify_batch(articles, classifier, now=now)
     return Classified(list(zip(articles, preds, strict=True)), ms)
 
 
-def store(engine: Engine, classified: Classified, policy: ReviewPolicy,
-          rng: random.Random) -> WriteResult:
+def store(
+    engine: Engine, classified: Classified, policy: ReviewPolicy, rng: random.Random
+) -> WriteResult:
     return save_batch(engine=engine, pairs=classified.pairs, policy=policy, rng=rng)

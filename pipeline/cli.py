@@ -16,8 +16,9 @@ from pipeline.core.settings import Settings, load_settings
 console = Console()
 err_console = Console(stderr=True)
 
-stack_app = typer.Typer(help="Start, inspect and stop the local Kafka + PostgreSQL stack.",
-                        no_args_is_help=True)
+stack_app = typer.Typer(
+    help="Start, inspect and stop the local Kafka + PostgreSQL stack.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database schema migrations (Alembic).", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
 
@@ -67,9 +68,14 @@ def stack_status_cmd(
         for column in table.columns:
             column.overflow = "fold"
         for s in services:
-            table.add_row(s.name, f"{s.host}:{s.port}", str(s.pid or "-"),
-                          "[green]yes[/green]" if s.up else "[red]no[/red]",
-                          str(s.data_dir), str(s.log))
+            table.add_row(
+                s.name,
+                f"{s.host}:{s.port}",
+                str(s.pid or "-"),
+                "[green]yes[/green]" if s.up else "[red]no[/red]",
+                str(s.data_dir),
+                str(s.log),
+            )
         console.print(table)
     if not all(s.up for s in services):
         raise typer.Exit(1)
@@ -143,8 +149,9 @@ def schema_cmd(
 
 
 def worker_cmd(
-    model_dir: Annotated[Path | None, typer.Option(
-        help="model folder to serve (default: NEWSFLOW_MODEL_DIR)")] = None,
+    model_dir: Annotated[
+        Path | None, typer.Option(help="model folder to serve (default: NEWSFLOW_MODEL_DIR)")
+    ] = None,
     precision: Annotated[str, typer.Option(help="auto | fp32 | int8 | fp16")] = "auto",
 ) -> None:
     """Run a Faust worker: consume `articles`, classify in micro-batches, store predictions,
@@ -166,14 +173,16 @@ def worker_cmd(
 
 
 def produce_cmd(
-    dataset: Annotated[str, typer.Argument(
-        help="ag_news, 20newsgroups, or a CSV/JSONL file")] = "ag_news",
+    dataset: Annotated[
+        str, typer.Argument(help="ag_news, 20newsgroups, or a CSV/JSONL file")
+    ] = "ag_news",
     split: Annotated[str, typer.Option(help="train | test")] = "test",
     rate: Annotated[str, typer.Option(help="e.g. 1000/min, 50/s; 0 = unlimited")] = "1000/min",
     limit: Annotated[int | None, typer.Option(min=1, help="stop after N messages")] = None,
     loop: Annotated[bool, typer.Option(help="start over at the end of the dataset")] = False,
-    bad_share: Annotated[float, typer.Option(
-        min=0.0, max=1.0, help="share of malformed messages to mix in")] = 0.0,
+    bad_share: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="share of malformed messages to mix in")
+    ] = 0.0,
     text_col: Annotated[str, typer.Option(help="text column of a CSV/JSONL file")] = "text",
     title_col: Annotated[str | None, typer.Option(help="title column")] = None,
     label_col: Annotated[str, typer.Option(help="label column")] = "label",
@@ -191,27 +200,59 @@ def produce_cmd(
         raise fail(ValueError("--split must be train or test"), 2)
     try:
         per_s = parse_rate(rate)
-        rows = load_dataset(dataset, split=split, data_dir=settings.data_dir,  # type: ignore[arg-type]
-                            columns=ColumnMap(text=text_col, label=label_col, title=title_col))
+        rows = load_dataset(
+            dataset,
+            split="train" if split == "train" else "test",
+            data_dir=settings.data_dir,
+            columns=ColumnMap(text=text_col, label=label_col, title=title_col),
+        )
     except (ValueError, NewsflowError) as exc:
         raise fail(exc, 2) from None
     import random as _random
 
     _random.Random(seed).shuffle(rows)
     total = limit if limit is not None else (None if loop else len(rows))
-    msgs = article_messages(rows, limit=limit, loop=loop, run_id=run_id, bad_share=bad_share,
-                            max_bytes=settings.max_message_bytes, seed=seed)
+    msgs = article_messages(
+        rows,
+        limit=limit,
+        loop=loop,
+        run_id=run_id,
+        bad_share=bad_share,
+        max_bytes=settings.max_message_bytes,
+        seed=seed,
+    )
     with Progress(console=err_console) as progress:
         task = progress.add_task(f"producing to {settings.topic_articles}", total=total)
-        stats = produce(msgs, bootstrap=settings.kafka_bootstrap, topic=settings.topic_articles,
-                        rate=per_s, on_progress=lambda n: progress.advance(task, n))
-    console.print(f"sent {stats.sent} ({stats.bad} malformed) in {stats.seconds:.1f}s; "
-                  f"failed deliveries: {stats.failed}")
+        stats = produce(
+            msgs,
+            bootstrap=settings.kafka_bootstrap,
+            topic=settings.topic_articles,
+            rate=per_s,
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    console.print(
+        f"sent {stats.sent} ({stats.bad} malformed) in {stats.seconds:.1f}s; "
+        f"failed deliveries: {stats.failed}"
+    )
     if stats.failed:
         raise typer.Exit(1)
 
 
+def topics_cmd() -> None:
+    """Create the topics `articles`, `articles.dlq` and `predictions` when missing (Faust
+    does not create the topics its agents read or write)."""
+    from pipeline.stack.kafka import ensure_topics
+
+    settings = settings_or_exit()
+    try:
+        for name, state in sorted(ensure_topics(settings).items()):
+            console.print(f"  {name}: {state}")
+    except Exception as exc:
+        raise fail(exc) from None
+
+
 def register(app: typer.Typer) -> None:
+    app.command("topics")(topics_cmd)
     app.command("worker")(worker_cmd)
     app.command("produce")(produce_cmd)
     app.add_typer(stack_app, name="stack")

@@ -30,21 +30,30 @@ def build_metrics() -> WorkerMetrics:
         consumed=Counter("newsflow_consumed", "messages read from articles", registry=reg),
         predicted=Counter("newsflow_predicted", "predictions stored", registry=reg),
         duplicates=Counter("newsflow_duplicates", "redelivered articles skipped", registry=reg),
-        dead_letters=Counter("newsflow_dead_letters", "messages sent to the DLQ", ["reason"],
-                             registry=reg),
+        dead_letters=Counter(
+            "newsflow_dead_letters", "messages sent to the DLQ", ["reason"], registry=reg
+        ),
         store_retries=Counter("newsflow_store_retries", "failed writes retried", registry=reg),
         review_items=Counter("newsflow_review_items", "items queued for review", registry=reg),
-        batch_size=Histogram("newsflow_batch_size", "messages per micro-batch",
-                             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=reg),
-        inference_seconds=Histogram("newsflow_inference_seconds", "model time per batch",
-                                    registry=reg),
+        batch_size=Histogram(
+            "newsflow_batch_size",
+            "messages per micro-batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=reg,
+        ),
+        inference_seconds=Histogram(
+            "newsflow_inference_seconds", "model time per batch", registry=reg
+        ),
         end_to_end_seconds=Histogram(
-            "newsflow_end_to_end_seconds", "Kafka timestamp to stored",
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, 5, 10, 30, 60), registry=reg),
-        consumer_lag=Gauge("newsflow_consumer_lag", "messages behind the log end",
-                           ["partition"], registry=reg),
-        model_info=Gauge("newsflow_model_info", "model being served", ["version"],
-                         registry=reg),
+            "newsflow_end_to_end_seconds",
+            "Kafka timestamp to stored",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, 5, 10, 30, 60),
+            registry=reg,
+        ),
+        consumer_lag=Gauge(
+            "newsflow_consumer_lag", "messages behind the log end", ["partition"], registry=reg
+        ),
+        model_info=Gauge("newsflow_model_info", "model being served", ["version"], registry=reg),
     )
 
 

@@ -28,8 +28,16 @@ def parse_rate(text: str) -> float:
     m = _RATE.match(text)
     if not m:
         raise ValueError(f"rate {text!r} is not like 1000/min, 50/s or 20000/hour")
-    per = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600,
-           "hour": 3600}[m.group(2)]
+    per = {
+        "s": 1,
+        "sec": 1,
+        "second": 1,
+        "m": 60,
+        "min": 60,
+        "minute": 60,
+        "h": 3600,
+        "hour": 3600,
+    }[m.group(2)]
     return float(m.group(1)) / per
 
 
@@ -41,9 +49,16 @@ class Outgoing:
     label: str | None = None
 
 
-def article_messages(rows: Sequence[LabelledText], *, limit: int | None, loop: bool,
-                     run_id: str | None = None, bad_share: float = 0.0,
-                     max_bytes: int = 256 * 1024, seed: int = 0) -> Iterator[Outgoing]:
+def article_messages(
+    rows: Sequence[LabelledText],
+    *,
+    limit: int | None,
+    loop: bool,
+    run_id: str | None = None,
+    bad_share: float = 0.0,
+    max_bytes: int = 256 * 1024,
+    seed: int = 0,
+) -> Iterator[Outgoing]:
     """Articles as JSON with unique ids (``<run>-<n>``), mixed with malformed ones."""
     run = run_id or uuid.uuid4().hex[:8]
     rng = random.Random(seed)
@@ -57,8 +72,13 @@ def article_messages(rows: Sequence[LabelledText], *, limit: int | None, loop: b
             value, _ = bad_messages(ident, max_bytes)[kind]
             yield Outgoing(ident.encode(), value, bad_kind=kind)
             continue
-        doc = {"id": ident, "title": row.title, "body": row.body, "source": "replay",
-               "language": "en"}
+        doc = {
+            "id": ident,
+            "title": row.title,
+            "body": row.body,
+            "source": "replay",
+            "language": "en",
+        }
         yield Outgoing(ident.encode(), json.dumps(doc).encode(), label=row.label)
 
 
@@ -70,14 +90,26 @@ class ProduceStats:
     seconds: float = 0.0
 
 
-def produce(messages: Iterator[Outgoing], *, bootstrap: str, topic: str, rate: float,
-            on_progress: Callable[[int], None] | None = None) -> ProduceStats:
+def produce(
+    messages: Iterator[Outgoing],
+    *,
+    bootstrap: str,
+    topic: str,
+    rate: float,
+    on_progress: Callable[[int], None] | None = None,
+) -> ProduceStats:
     """Send with delivery reports; pace to ``rate`` msg/s (0 = as fast as possible)."""
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5,
-                         "enable.idempotence": True, "message.max.bytes": 16 * 1024 * 1024,
-                         "compression.type": "lz4"})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 5,
+            "enable.idempotence": True,
+            "message.max.bytes": 16 * 1024 * 1024,
+            "compression.type": "lz4",
+        }
+    )
     stats = ProduceStats()
 
     def delivered(err: object, _msg: object) -> None:

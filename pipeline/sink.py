@@ -50,18 +50,28 @@ def save_batch(
         return WriteResult([], 0, 0)
     article_rows = {
         art.id: {
-            "id": art.id, "title": art.title, "body": art.body, "source": art.source,
-            "url": art.url, "language": art.language, "published_at": art.published_at,
+            "id": art.id,
+            "title": art.title,
+            "body": art.body,
+            "source": art.source,
+            "url": art.url,
+            "language": art.language,
+            "published_at": art.published_at,
             "received_at": art.received_at,
         }
         for art, _ in unique.values()
     }
     pred_rows = [
         {
-            "article_id": p.article_id, "model_version": p.model_version, "topic": p.topic,
-            "confidence": p.confidence, "margin": p.margin,
-            "probabilities": list(p.probabilities), "latency_ms": p.latency_ms,
-            "received_at": p.received_at, "predicted_at": p.predicted_at,
+            "article_id": p.article_id,
+            "model_version": p.model_version,
+            "topic": p.topic,
+            "confidence": p.confidence,
+            "margin": p.margin,
+            "probabilities": list(p.probabilities),
+            "latency_ms": p.latency_ms,
+            "received_at": p.received_at,
+            "predicted_at": p.predicted_at,
         }
         for _, p in unique.values()
     ]
@@ -92,8 +102,14 @@ def save_batch(
                     constraint="uq_review_prediction_round"
                 ),
                 [
-                    {"prediction_id": k.key, "article_id": by_id[k.key], "reason": k.reason,
-                     "priority": k.priority, "round": 1, "status": "pending"}
+                    {
+                        "prediction_id": k.key,
+                        "article_id": by_id[k.key],
+                        "reason": k.reason,
+                        "priority": k.priority,
+                        "round": 1,
+                        "status": "pending",
+                    }
                     for k in picks
                 ],
             )

@@ -36,13 +36,22 @@ def _internal_dead_letter(event: Any, exc: Exception) -> bytes:
     from pipeline.core.records import DeadLetter, DeadLetterReason
 
     m = event.message
-    dead = DeadLetter(DeadLetterReason.INTERNAL, f"{type(exc).__name__}: {exc}",
-                      m.value or b"", m.topic, m.partition, m.offset, _now(), m.key)
+    dead = DeadLetter(
+        DeadLetterReason.INTERNAL,
+        f"{type(exc).__name__}: {exc}",
+        m.value or b"",
+        m.topic,
+        m.partition,
+        m.offset,
+        _now(),
+        m.key,
+    )
     return json.dumps(dead.to_json()).encode()
 
 
-def create_app(settings: Settings, *, classifier: Classifier, engine: Any,
-               metrics: WorkerMetrics) -> Any:
+def create_app(
+    settings: Settings, *, classifier: Classifier, engine: Any, metrics: WorkerMetrics
+) -> Any:
     import faust
 
     app = faust.App(
@@ -59,13 +68,16 @@ def create_app(settings: Settings, *, classifier: Classifier, engine: Any,
         producer_max_request_size=max(settings.max_message_bytes * 4, 1_048_576),
         consumer_max_fetch_size=max(settings.max_message_bytes * 4, 1_048_576),
     )
-    articles = app.topic(settings.topic_articles, value_serializer="raw", key_serializer="raw",
-                         allow_empty=True)
+    articles = app.topic(
+        settings.topic_articles, value_serializer="raw", key_serializer="raw", allow_empty=True
+    )
     dlq = app.topic(settings.topic_dlq, value_serializer="raw", key_serializer="raw")
-    predictions = app.topic(settings.topic_predictions, value_serializer="raw",
-                            key_serializer="raw")
-    policy = ReviewPolicy(settings.review_uniform_share, settings.review_uncertain_share,
-                          settings.review_topic_cap)
+    predictions = app.topic(
+        settings.topic_predictions, value_serializer="raw", key_serializer="raw"
+    )
+    policy = ReviewPolicy(
+        settings.review_uniform_share, settings.review_uncertain_share, settings.review_topic_cap
+    )
     rng = random.Random()
     metrics.model_info.labels(version=classifier.version).set(1)
 
@@ -85,8 +97,14 @@ def create_app(settings: Settings, *, classifier: Classifier, engine: Any,
     async def handle(events: Sequence[Any]) -> None:
         loop = asyncio.get_running_loop()
         msgs = [
-            RawMessage(e.message.value, e.message.key, e.message.topic, e.message.partition,
-                       e.message.offset, e.message.timestamp and int(e.message.timestamp * 1000))
+            RawMessage(
+                e.message.value,
+                e.message.key,
+                e.message.topic,
+                e.message.partition,
+                e.message.offset,
+                e.message.timestamp and int(e.message.timestamp * 1000),
+            )
             for e in events
         ]
         metrics.consumed.inc(len(msgs))
@@ -96,18 +114,22 @@ def create_app(settings: Settings, *, classifier: Classifier, engine: Any,
             await send_all(dlq, [(d.key, json.dumps(d.to_json()).encode()) for d in checked.dead])
             for d in checked.dead:
                 metrics.dead_letters.labels(reason=d.reason.value).inc()
-                log.info("dead letter", extra={"reason": d.reason.value, "offset": d.offset,
-                                               "partition": d.partition})
+                log.info(
+                    "dead letter",
+                    extra={"reason": d.reason.value, "offset": d.offset, "partition": d.partition},
+                )
         if not checked.articles:
             return
         classified = await loop.run_in_executor(
-            None, lambda: classify(checked.articles, classifier, now=_now))
+            None, lambda: classify(checked.articles, classifier, now=_now)
+        )
         metrics.inference_seconds.observe(classified.inference_ms / 1000)
         delay = 0.2
         while True:
             try:
                 result = await loop.run_in_executor(
-                    None, lambda: store(engine, classified, policy, rng))
+                    None, lambda: store(engine, classified, policy, rng)
+                )
                 break
             except Exception as exc:  # database unavailable: retry, acknowledge nothing
                 metrics.store_retries.inc()
@@ -122,24 +144,28 @@ def create_app(settings: Settings, *, classifier: Classifier, engine: Any,
             if m.timestamp_ms:
                 metrics.end_to_end_seconds.observe(max(0.0, now_s - m.timestamp_ms / 1000))
         if result.stored:
-            await send_all(predictions, [(p.article_id.encode(), json.dumps(p.to_json()).encode())
-                                         for p in result.stored])
+            await send_all(
+                predictions,
+                [(p.article_id.encode(), json.dumps(p.to_json()).encode()) for p in result.stored],
+            )
 
-    @app.agent(articles)
+    @app.agent(articles)  # type: ignore[untyped-decorator]
     async def classify_articles(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_max_size,
-                                               within=settings.batch_max_wait_ms / 1000):
+        async for events in stream.take_events(
+            settings.batch_max_size, within=settings.batch_max_wait_ms / 1000
+        ):
             try:
                 await handle(events)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug must not stop the worker nor lose the batch
                 log.exception("batch failed unexpectedly; sending it to the DLQ")
-                await send_all(dlq, [(e.message.key, _internal_dead_letter(e, exc))
-                                     for e in events])
+                await send_all(
+                    dlq, [(e.message.key, _internal_dead_letter(e, exc)) for e in events]
+                )
                 metrics.dead_letters.labels(reason="internal_error").inc(len(events))
 
-    @app.timer(interval=5.0)
+    @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
         consumer = app.consumer
         try:
@@ -161,12 +187,15 @@ def run_worker(settings: Settings, *, model_dir: Any, precision: str = "auto") -
     from pipeline.core.db.engine import make_engine, wait_for_database
     from pipeline.metrics import build_metrics, serve_metrics
 
-    classifier = Classifier.load(model_dir, precision=precision,  # type: ignore[arg-type]
-                                 threads=settings.ort_threads)
+    classifier = Classifier.load(
+        model_dir,
+        precision=precision,  # type: ignore[arg-type]
+        threads=settings.ort_threads,
+    )
     engine = make_engine(settings)
     wait_for_database(engine, timeout_s=settings.start_timeout_s)
     metrics = build_metrics()
-    serve_metrics(metrics, settings.metrics_port)
+    serve_metrics(metrics, settings.metrics_port, settings.metrics_host)
     (settings.home / "faust" / settings.worker_name).mkdir(parents=True, exist_ok=True)
     app = create_app(settings, classifier=classifier, engine=engine, metrics=metrics)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)

@@ -55,7 +55,7 @@ def export_onnx(model: Any, out: Path, *, max_length: int) -> list[str]:
     names = _input_names(model)
     model = model.eval()
 
-    class Logits(torch.nn.Module):
+    class Logits(torch.nn.Module):  # type: ignore[misc]
         def __init__(self, inner: Any) -> None:
             super().__init__()
             self.inner = inner
@@ -68,8 +68,14 @@ def export_onnx(model: Any, out: Path, *, max_length: int) -> list[str]:
     axes["logits"] = {0: "batch"}
     with torch.no_grad():
         torch.onnx.export(
-            Logits(model), dummy, str(out), input_names=names, output_names=["logits"],
-            dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+            Logits(model),
+            dummy,
+            str(out),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
         )
     return names
 
@@ -83,15 +89,17 @@ def quantize_int8(src: Path, dst: Path) -> None:
 def torch_logits(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int) -> np.ndarray:
     import torch
 
-    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length,
-                    return_tensors="pt")
+    enc = tokenizer(
+        list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+    )
     with torch.no_grad():
         out = model.eval()(**enc).logits
     return np.asarray(out.float().numpy())
 
 
-def parity_check(model: Any, tokenizer: Any, folder: Path, texts: Sequence[str],
-                 *, max_length: int) -> ParityReport:
+def parity_check(
+    model: Any, tokenizer: Any, folder: Path, texts: Sequence[str], *, max_length: int
+) -> ParityReport:
     """Compare torch with the exported fp32 (and int8, when present) graphs."""
     from pipeline.core.runtime import Classifier
 
@@ -132,11 +140,13 @@ def write_model_folder(
     if int8:
         quantize_int8(out / FP32, out / INT8)
     if fp16:
-        from onnxruntime.transformers.float16 import convert_float_to_float16
         import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
 
-        onnx.save(convert_float_to_float16(onnx.load(str(out / FP32)), keep_io_types=True),
-                  str(out / FP16))
+        onnx.save(
+            convert_float_to_float16(onnx.load(str(out / FP32)), keep_io_types=True),
+            str(out / FP16),
+        )
     tokenizer.backend_tokenizer.save(str(out / TOKENIZER))
     meta = ModelMetadata(
         version=version,

@@ -3,7 +3,7 @@ column mapping. Files may be gzip-compressed. Each reader yields typed records a
 DatasetError with the file and line on malformed input.
 
 Example:
-    >>> rows = load_dataset("ag_news", split="test", data_dir=Path("../shared/data"))  # doctest: +SKIP
+    >>> rows = load_dataset("ag_news", split="test", data_dir=Path("data"))  # doctest: +SKIP
     >>> rows[0].label  # doctest: +SKIP
     'Business'
 """
@@ -61,8 +61,12 @@ def _read_ag_head(path: Path) -> Iterator[LabelledText]:
             for i, row in enumerate(csv.reader(fh)):
                 if len(row) != 3 or row[0] not in {"1", "2", "3", "4"}:
                     raise DatasetError(f"{path}:{i + 1}: expected class(1-4),title,description")
-                yield LabelledText(f"{path.name}:{i}", row[1].strip(),
-                                   row[2].replace("\\", " ").strip(), AG_LABELS[int(row[0]) - 1])
+                yield LabelledText(
+                    f"{path.name}:{i}",
+                    row[1].strip(),
+                    row[2].replace("\\", " ").strip(),
+                    AG_LABELS[int(row[0]) - 1],
+                )
         except (csv.Error, UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
             raise DatasetError(f"{path} is corrupt: {exc}") from exc
 
@@ -76,7 +80,12 @@ def _read_ag_sample(path: Path) -> Iterator[LabelledText]:
                     label = AG_LABELS[int(float(row["label"]))]
                 except (KeyError, ValueError, IndexError, TypeError):
                     raise DatasetError(f"{path}:{i + 2}: bad label {row.get('label')!r}") from None
-                yield LabelledText(f"{path.name}:{i}", "", (row.get("text") or "").replace("\\", " ").strip(), label)
+                yield LabelledText(
+                    f"{path.name}:{i}",
+                    "",
+                    (row.get("text") or "").replace("\\", " ").strip(),
+                    label,
+                )
         except (csv.Error, UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
             raise DatasetError(f"{path} is corrupt: {exc}") from exc
 
@@ -91,8 +100,10 @@ def load_ag_news(data_dir: Path, split: Split) -> list[LabelledText]:
         return list(_read_ag_head(folder / "test.csv.gz"))
     rows: list[LabelledText] = []
     seen: set[str] = set()
-    for row in [*_read_ag_head(folder / "train_first581.csv.gz"),
-                *_read_ag_sample(folder / "train_sample5000_metarepicl.csv.gz")]:
+    for row in [
+        *_read_ag_head(folder / "train_first581.csv.gz"),
+        *_read_ag_sample(folder / "train_sample5000_metarepicl.csv.gz"),
+    ]:
         key = _norm(row.text)
         if key not in seen:  # the two train files share 24 rows
             seen.add(key)
@@ -115,8 +126,11 @@ def strip_newsgroup_post(text: str) -> tuple[str, str]:
         if line.lower().startswith("subject:"):
             subject = re.sub(r"^(re:\s*)+", "", line[8:].strip(), flags=re.I)
     body = _SIG.sub("", body)
-    body = "\n".join(ln for ln in body.splitlines()
-                     if not _QUOTE.match("\n" + ln) and not ln.lstrip().startswith(">"))
+    body = "\n".join(
+        ln
+        for ln in body.splitlines()
+        if not _QUOTE.match("\n" + ln) and not ln.lstrip().startswith(">")
+    )
     return subject, re.sub(r"\s+", " ", body).strip()
 
 
@@ -170,12 +184,15 @@ def load_table(path: Path, columns: ColumnMap = ColumnMap()) -> list[LabelledTex
     for i, rec in enumerate(records):
         for col in (columns.text, columns.label):
             if col not in rec:
-                raise DatasetError(f"{path}: row {i + 1} has no column {col!r} "
-                                   f"(columns: {', '.join(map(str, rec))})")
+                raise DatasetError(
+                    f"{path}: row {i + 1} has no column {col!r} "
+                    f"(columns: {', '.join(map(str, rec))})"
+                )
         title = str(rec.get(columns.title, "") or "") if columns.title else ""
         ident = str(rec[columns.id]) if columns.id and columns.id in rec else f"{path.name}:{i}"
-        rows.append(LabelledText(ident, title, str(rec[columns.text] or ""),
-                                 str(rec[columns.label])))
+        rows.append(
+            LabelledText(ident, title, str(rec[columns.text] or ""), str(rec[columns.label]))
+        )
     return rows
 
 
@@ -187,8 +204,9 @@ def _read_csv_dicts(path: Path) -> Iterator[dict[str, object]]:
             raise DatasetError(f"{path} is corrupt: {exc}") from exc
 
 
-def load_dataset(name: str, *, split: Split, data_dir: Path,
-                 columns: ColumnMap = ColumnMap()) -> list[LabelledText]:
+def load_dataset(
+    name: str, *, split: Split, data_dir: Path, columns: ColumnMap = ColumnMap()
+) -> list[LabelledText]:
     """``ag_news``, ``20newsgroups``, or a path to a CSV/JSONL file."""
     if name == "ag_news":
         rows = load_ag_news(data_dir, split)

@@ -41,7 +41,7 @@ class ReferenceDistribution(BaseModel):
 
 
 class ModelMetadata(BaseModel):
-    format: Literal["newsflow-model/1"] = FORMAT
+    format: Literal["newsflow-model/1"] = "newsflow-model/1"
     version: str = Field(min_length=1, max_length=64)
     labels: list[str] = Field(min_length=2)
     max_length: int = Field(default=128, ge=8, le=8192)

@@ -77,8 +77,9 @@ def softmax(logits: npt.NDArray[np.float32], temperature: float = 1.0) -> npt.ND
 class Classifier:
     """A loaded model: tokenizer + ORT session + labels. Thread-compatible for one caller."""
 
-    def __init__(self, meta: ModelMetadata, tokenizer: Any, session: Any, graph: Path,
-                 *, sub_batch: int = 32) -> None:
+    def __init__(
+        self, meta: ModelMetadata, tokenizer: Any, session: Any, graph: Path, *, sub_batch: int = 32
+    ) -> None:
         self.meta = meta
         self.tokenizer = tokenizer
         self.session = session
@@ -129,8 +130,14 @@ class Classifier:
         clf = cls(meta, tokenizer, session, graph, sub_batch=sub_batch)
         if warmup:
             clf.predict(["warm up the session", "a second, somewhat longer warm-up sentence"])
-        log.info("model loaded", extra={"model_version": meta.version, "graph": graph.name,
-                                        "providers": session.get_providers()})
+        log.info(
+            "model loaded",
+            extra={
+                "model_version": meta.version,
+                "graph": graph.name,
+                "providers": session.get_providers(),
+            },
+        )
         return clf
 
     def logits(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:

@@ -83,7 +83,8 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(default=64, ge=1, le=4096)
     batch_max_wait_ms: int = Field(default=50, ge=1, le=60_000)
     worker_name: str = "newsflow-worker"
-    metrics_port: int = Field(default=9108, ge=0, le=65535)
+    metrics_port: int = Field(default=9108, ge=0, le=65535, description="0 = no endpoint")
+    metrics_host: str = Field(default="127.0.0.1", description="0.0.0.0 inside containers")
     model_dir: Path | None = None
     ort_threads: int = Field(default=0, ge=0, le=256, description="0 = ORT default")
     review_uniform_share: float = Field(default=0.02, ge=0.0, le=1.0)
@@ -158,6 +159,9 @@ def load_settings(**overrides: Any) -> Settings:
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"]) or "settings"
             var = f"NEWSFLOW_{loc.upper()}" if err["loc"] else "settings"
+            if not err["loc"]:  # a whole-model check: its input holds every value, secrets too
+                lines.append(f"settings: {err['msg']}")
+                continue
             shown = "**********" if "password" in loc else repr(err.get("input"))
             lines.append(f"{var}: {err['msg']} (got {shown})")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None

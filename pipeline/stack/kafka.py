@@ -67,8 +67,11 @@ def _pom() -> Path:
 
 
 def ensure_java_and_maven() -> None:
-    missing = [p for p, exe in (("openjdk-17-jre-headless", "java"), ("maven", "mvn"))
-               if shutil.which(exe) is None]
+    missing = [
+        p
+        for p, exe in (("openjdk-17-jre-headless", "java"), ("maven", "mvn"))
+        if shutil.which(exe) is None
+    ]
     if missing:
         apt_install(*missing)
 
@@ -82,7 +85,11 @@ def fetch_jars(settings: Settings) -> Path:
     ensure_java_and_maven()
     libs.mkdir(parents=True, exist_ok=True)
     argv = [
-        "mvn", "-q", "-B", "-f", str(_pom()),
+        "mvn",
+        "-q",
+        "-B",
+        "-f",
+        str(_pom()),
         f"-Dkafka.version={settings.kafka_version}",
         "dependency:copy-dependencies",
         "-Dmdep.includeScope=runtime",
@@ -90,36 +97,40 @@ def fetch_jars(settings: Settings) -> Path:
     ]
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     if proc.returncode != 0 or not any(libs.glob("kafka_2.13-*.jar")):
-        raise StackError(f"Maven could not fetch Kafka {settings.kafka_version}:\n"
-                         f"{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+        raise StackError(
+            f"Maven could not fetch Kafka {settings.kafka_version}:\n"
+            f"{proc.stdout[-1500:]}{proc.stderr[-1500:]}"
+        )
     marker.write_text(settings.kafka_version)
     return libs
 
 
 def _server_properties(settings: Settings, data: Path) -> str:
     h, p, c = settings.kafka_host, settings.kafka_port, settings.kafka_controller_port
-    return "\n".join([
-        "# written by `newsflow stack up`; edits are overwritten",
-        "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@{h}:{c}",
-        f"listeners=PLAINTEXT://{h}:{p},CONTROLLER://{h}:{c}",
-        f"advertised.listeners=PLAINTEXT://{h}:{p}",
-        "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "inter.broker.listener.name=PLAINTEXT",
-        f"log.dirs={data}",
-        "num.partitions=1",
-        "offsets.topic.replication.factor=1",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
-        "group.initial.rebalance.delay.ms=0",
-        f"message.max.bytes={max(settings.max_message_bytes * 4, 1048588)}",
-        "auto.create.topics.enable=false",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# written by `newsflow stack up`; edits are overwritten",
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@{h}:{c}",
+            f"listeners=PLAINTEXT://{h}:{p},CONTROLLER://{h}:{c}",
+            f"advertised.listeners=PLAINTEXT://{h}:{p}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={data}",
+            "num.partitions=1",
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            f"message.max.bytes={max(settings.max_message_bytes * 4, 1048588)}",
+            "auto.create.topics.enable=false",
+            "",
+        ]
+    )
 
 
 def _log4j() -> str:
@@ -168,18 +179,33 @@ def start(settings: Settings) -> str:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         proc = subprocess.run(
             [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(p.config)],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.returncode != 0:
-            raise StackError(f"kafka storage format failed:\n{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+            raise StackError(
+                f"kafka storage format failed:\n{proc.stdout[-1500:]}{proc.stderr[-1500:]}"
+            )
         did.append("formatted")
     heap = f"-Xmx{settings.kafka_heap_mb}m"
     with open(p.log, "ab") as log:
         proc_ = subprocess.Popen(
-            ["java", heap, f"-Xms{min(256, settings.kafka_heap_mb)}m", "-XX:+UseG1GC",
-             *java[1:], MAIN_CLASS, str(p.config)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=p.root, env=dict(os.environ),
+            [
+                "java",
+                heap,
+                f"-Xms{min(256, settings.kafka_heap_mb)}m",
+                "-XX:+UseG1GC",
+                *java[1:],
+                MAIN_CLASS,
+                str(p.config),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=p.root,
+            env=dict(os.environ),
         )
     p.pidfile.write_text(f"{proc_.pid}\n")
 
@@ -226,7 +252,7 @@ def create_topics(
 ) -> dict[str, str]:
     """Create each topic of ``wanted`` (name -> partitions) that does not exist yet."""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=timeout_s).topics)
@@ -234,8 +260,7 @@ def create_topics(
     missing = [(n, k) for n, k in wanted.items() if n not in existing]
     if missing:
         futures = admin.create_topics(
-            [NewTopic(n, num_partitions=k, replication_factor=1)
-             for n, k in missing],
+            [NewTopic(n, num_partitions=k, replication_factor=1) for n, k in missing],
             request_timeout=timeout_s,
         )
         for name, fut in futures.items():
@@ -251,8 +276,10 @@ def create_topics(
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             topics = admin.list_topics(timeout=timeout_s).topics
-            if all(n in topics and all(p.leader >= 0 for p in topics[n].partitions.values())
-                   for n, _ in missing):
+            if all(
+                n in topics and all(p.leader >= 0 for p in topics[n].partitions.values())
+                for n, _ in missing
+            ):
                 break
             time.sleep(0.2)
     return result

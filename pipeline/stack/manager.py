@@ -55,12 +55,24 @@ def stack_up(settings: Settings, *, migrate: bool = True, report: Report = _quie
 def stack_status(settings: Settings) -> list[ServiceStatus]:
     kp, pp = kafka.paths(settings), postgres.paths(settings)
     return [
-        ServiceStatus("kafka", settings.kafka_host, settings.kafka_port,
-                      kafka.running_pid(settings), kp.data, kp.log,
-                      kafka.answers(settings) and kafka.running_pid(settings) is not None),
-        ServiceStatus("postgres", settings.pg_host, settings.pg_port,
-                      postgres.running_pid(settings), pp.data, pp.log,
-                      postgres.answers(settings) and postgres.running_pid(settings) is not None),
+        ServiceStatus(
+            "kafka",
+            settings.kafka_host,
+            settings.kafka_port,
+            kafka.running_pid(settings),
+            kp.data,
+            kp.log,
+            kafka.answers(settings) and kafka.running_pid(settings) is not None,
+        ),
+        ServiceStatus(
+            "postgres",
+            settings.pg_host,
+            settings.pg_port,
+            postgres.running_pid(settings),
+            pp.data,
+            pp.log,
+            postgres.answers(settings) and postgres.running_pid(settings) is not None,
+        ),
     ]
 
 

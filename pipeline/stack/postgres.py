@@ -85,8 +85,18 @@ def _psql(settings: Settings, sql: str, *, database: str = "postgres") -> str:
         _os_user(),
         [
             str(bin_dir(install=False) / "psql"),
-            "-h", str(p.data), "-p", str(settings.pg_port), "-U", "postgres",
-            "-d", database, "-v", "ON_ERROR_STOP=1", "-tAc", sql,
+            "-h",
+            str(p.data),
+            "-p",
+            str(settings.pg_port),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-tAc",
+            sql,
         ],
     )
     if proc.returncode != 0:
@@ -111,8 +121,18 @@ def start(settings: Settings) -> str:
         os.chmod(p.data, 0o700)
         proc = run_as(
             user,
-            [str(bindir / "initdb"), "-D", str(p.data), "-U", "postgres", "-E", "UTF8",
-             "--auth-local=trust", "--auth-host=scram-sha-256", "--no-instructions"],
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(p.data),
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--no-instructions",
+            ],
         )
         if proc.returncode != 0:
             raise StackError(f"initdb failed:\n{proc.stderr[-2000:]}")
@@ -128,13 +148,27 @@ def start(settings: Settings) -> str:
     )
     proc = run_as(
         user,
-        [str(bindir / "pg_ctl"), "-D", str(p.data), "-l", str(p.log), "-o", opts, "-w",
-         "-t", str(int(settings.start_timeout_s)), "start"],
+        [
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(p.data),
+            "-l",
+            str(p.log),
+            "-o",
+            opts,
+            "-w",
+            "-t",
+            str(int(settings.start_timeout_s)),
+            "start",
+        ],
     )
     if proc.returncode != 0:
-        raise StackError(f"PostgreSQL did not start: {proc.stdout[-500:]}{proc.stderr[-500:]}; read {p.log}")
-    wait_until(lambda: answers(settings), timeout_s=settings.start_timeout_s,
-               what="PostgreSQL", log=p.log)
+        raise StackError(
+            f"PostgreSQL did not start: {proc.stdout[-500:]}{proc.stderr[-500:]}; read {p.log}"
+        )
+    wait_until(
+        lambda: answers(settings), timeout_s=settings.start_timeout_s, what="PostgreSQL", log=p.log
+    )
     _ensure_role_and_db(settings)
     did.append("started")
     return ", ".join(did)
@@ -145,8 +179,11 @@ def _ensure_role_and_db(settings: Settings) -> None:
     password = settings.pg_password.get_secret_value().replace("'", "''")
     exists = _psql(settings, f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'")
     verb = "ALTER" if exists == "1" else "CREATE"
-    _psql(settings, f'{verb} ROLE "{role}" LOGIN CREATEDB PASSWORD \'{password}\'')
-    if _psql(settings, f"SELECT 1 FROM pg_database WHERE datname = '{settings.pg_database}'") != "1":
+    _psql(settings, f"{verb} ROLE \"{role}\" LOGIN CREATEDB PASSWORD '{password}'")
+    if (
+        _psql(settings, f"SELECT 1 FROM pg_database WHERE datname = '{settings.pg_database}'")
+        != "1"
+    ):
         _psql(settings, f'CREATE DATABASE "{settings.pg_database}" OWNER "{role}"')
 
 
@@ -162,4 +199,3 @@ def stop(settings: Settings) -> bool:
 
 def purge(settings: Settings) -> None:
     shutil.rmtree(paths(settings).data.parent, ignore_errors=True)
-

@@ -84,7 +84,9 @@ def is_root() -> bool:
     return os.geteuid() == 0
 
 
-def run_as(user: str | None, argv: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+def run_as(
+    user: str | None, argv: Sequence[str], **kwargs: object
+) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` (as ``user`` when we are root and a user is given), capturing output."""
     if user and is_root():
         pw = pwd.getpwnam(user)
@@ -109,7 +111,9 @@ def apt_install(*packages: str) -> None:
     if not shutil.which("apt-get"):
         raise StackError(f"missing {', '.join(packages)} and apt-get is not available")
     if not is_root():
-        raise StackError(f"missing system packages; run: sudo apt-get install -y {' '.join(packages)}")
+        raise StackError(
+            f"missing system packages; run: sudo apt-get install -y {' '.join(packages)}"
+        )
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
         proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)

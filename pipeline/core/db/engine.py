@@ -15,7 +15,7 @@ def make_engine(settings: Settings, *, database: str | None = None, **kwargs: ob
         settings.database_url(database),
         pool_pre_ping=True,
         connect_args={"connect_timeout": 5},
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 

@@ -1,0 +1,29 @@
+# The two set-up commands of README.md:
+#   make run    install, start the local stack and run the main job on local defaults
+#   make test   install, start the local stack and run the whole test suite
+# CI (.ci/run) calls `make test`.
+SHELL := /bin/bash
+NEWSFLOW := .venv/bin/newsflow
+export NEWSFLOW_DATA_DIR ?= $(abspath ../shared/data)
+
+.PHONY: install run test lint stack-up stack-down
+
+install:
+	bash infra/install.sh
+
+stack-up: install
+	$(NEWSFLOW) stack up
+
+stack-down:
+	$(NEWSFLOW) stack down
+
+run: stack-up
+	$(NEWSFLOW) run
+
+test: stack-up
+	.venv/bin/python -m pytest -p no:cacheprovider
+
+lint: install
+	.venv/bin/ruff check pipeline retraining monitoring tests
+	.venv/bin/ruff format --check pipeline retraining monitoring tests
+	.venv/bin/mypy

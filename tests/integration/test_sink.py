@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from pipeline.core.db.engine import make_engine
+from pipeline.core.db.models import ArticleRow, PredictionRow, ReviewItemRow
+from pipeline.core.records import CleanArticle, Prediction
+from pipeline.core.settings import Settings
+from pipeline.sink import ReviewPolicy, save_batch
+
+pytestmark = pytest.mark.integration
+NOW = datetime(2026, 11, 27, tzinfo=UTC)
+
+
+def _pair(i: int, version: str = "v1", margin: float = 0.5) -> tuple[CleanArticle, Prediction]:
+    art = CleanArticle(f"s-{i}", "t", "b", "t. b", None, None, None, None, NOW)
+    pred = Prediction(art.id, version, "World", 0.7, margin, (0.7, 0.1, 0.1, 0.1), 3.0, NOW, NOW)
+    return art, pred
+
+
+def test_bulk_write_is_idempotent_and_samples_new_rows_only(db: Settings) -> None:
+    engine = make_engine(db)
+    policy = ReviewPolicy(uniform_share=0.0, uncertain_share=0.1, topic_cap=100)
+    pairs = [_pair(i, margin=i / 100) for i in range(100)]
+    first = save_batch(engine=engine, pairs=pairs, policy=policy, rng=random.Random(0))
+    assert len(first.stored) == 100 and first.duplicates == 0 and first.review_items == 10
+    again = save_batch(engine=engine, pairs=pairs + pairs[:5], policy=policy, rng=random.Random(0))
+    assert again.stored == [] and again.duplicates == 105 and again.review_items == 0
+    other = save_batch(
+        engine=engine,
+        pairs=[_pair(i, "v2") for i in range(10)],
+        policy=policy,
+        rng=random.Random(0),
+    )
+    assert len(other.stored) == 10  # a new model version is a new prediction
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(ArticleRow)) == 100
+        assert conn.scalar(select(func.count()).select_from(PredictionRow)) == 110
+        review = conn.execute(
+            select(ReviewItemRow.article_id, ReviewItemRow.reason).where(
+                ReviewItemRow.reason == "uncertainty"
+            )
+        ).all()
+    # the ten lowest-margin predictions of v1 (s-0..s-9) plus one from the v2 batch
+    assert {r.article_id for r in review} >= {f"s-{i}" for i in range(10)}
+    engine.dispose()

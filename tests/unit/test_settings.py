@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import pytest
+
+from pipeline.core.errors import SettingsError
+from pipeline.core.settings import Settings, load_settings
+
+
+def test_environment_prefix_and_types(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSFLOW_KAFKA_PORT", "19092")
+    monkeypatch.setenv("NEWSFLOW_ARTICLES_PARTITIONS", "3")
+    s = load_settings()
+    assert s.kafka_port == 19092
+    assert s.kafka_bootstrap == "127.0.0.1:19092"
+    assert s.articles_partitions == 3
+
+
+def test_invalid_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSFLOW_KAFKA_PORT", "not-a-port")
+    monkeypatch.setenv("NEWSFLOW_BATCH_MAX_SIZE", "0")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    message = str(info.value)
+    assert "NEWSFLOW_KAFKA_PORT" in message
+    assert "NEWSFLOW_BATCH_MAX_SIZE" in message
+    assert "not-a-port" in message
+
+
+def test_secret_is_masked_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSFLOW_PG_PASSWORD", "hunter2-very-secret")
+    s = load_settings()
+    assert "hunter2" not in repr(s)
+    assert "hunter2" not in str(s.masked())
+    assert "hunter2" in s.database_url()  # only where it is needed
+
+
+def test_placeholder_secret_rejected_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSFLOW_ENVIRONMENT", "production")
+    monkeypatch.setenv("NEWSFLOW_PG_PASSWORD", "newsflow")
+    with pytest.raises(SettingsError, match="placeholder"):
+        load_settings()
+    monkeypatch.setenv("NEWSFLOW_PG_PASSWORD", "a-real-one-7f3c")
+    assert load_settings().environment == "production"
+
+
+def test_bad_secret_value_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSFLOW_ENVIRONMENT", "production")
+    monkeypatch.setenv("NEWSFLOW_PG_PASSWORD", "changeme")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "changeme" not in str(info.value)
+
+
+def test_dotenv_file_is_read(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / ".env").write_text("NEWSFLOW_TOPIC_ARTICLES=from-dotenv\n")
+    monkeypatch.chdir(tmp_path)
+    assert Settings().topic_articles == "from-dotenv"
