@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from pipeline.core.errors import NewsflowError
+from pipeline.core.model_folder import Precision
 from pipeline.core.settings import Settings, load_settings
 
 console = Console()
@@ -150,7 +151,11 @@ def schema_cmd(
 
 def worker_cmd(
     model_dir: Annotated[
-        Path | None, typer.Option(help="model folder to serve (default: NEWSFLOW_MODEL_DIR)")
+        Path | None,
+        typer.Option(
+            help="model folder to serve (default: NEWSFLOW_MODEL_DIR, else the registry's "
+            "champion, followed as it changes)"
+        ),
     ] = None,
     precision: Annotated[str, typer.Option(help="auto | fp32 | int8 | fp16")] = "auto",
 ) -> None:
@@ -161,13 +166,11 @@ def worker_cmd(
 
     settings = settings_or_exit()
     folder = model_dir or settings.model_dir
-    if folder is None:
-        raise fail(ValueError("no model: pass --model-dir or set NEWSFLOW_MODEL_DIR"), 2)
     if precision not in {"auto", "fp32", "int8", "fp16"}:
         raise fail(ValueError(f"--precision {precision!r}: use auto, fp32, int8 or fp16"), 2)
     configure_logging(settings.log_level, json_lines=settings.log_json)
     try:
-        run_worker(settings, model_dir=folder, precision=precision)
+        run_worker(settings, model_dir=folder, precision=cast(Precision, precision))
     except NewsflowError as exc:
         raise fail(exc) from None
 

@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.batch import RawMessage, classify, store, validate_batch
-from pipeline.core.runtime import Classifier
+from pipeline.core.model_folder import Precision
 from pipeline.core.settings import Settings
+from pipeline.hotswap import ModelHolder
 from pipeline.metrics import WorkerMetrics
 from pipeline.sink import ReviewPolicy
 
@@ -50,7 +51,7 @@ def _internal_dead_letter(event: Any, exc: Exception) -> bytes:
 
 
 def create_app(
-    settings: Settings, *, classifier: Classifier, engine: Any, metrics: WorkerMetrics
+    settings: Settings, *, holder: ModelHolder, engine: Any, metrics: WorkerMetrics
 ) -> Any:
     import faust
 
@@ -79,7 +80,7 @@ def create_app(
         settings.review_uniform_share, settings.review_uncertain_share, settings.review_topic_cap
     )
     rng = random.Random()
-    metrics.model_info.labels(version=classifier.version).set(1)
+    metrics.model_info.labels(version=holder.current.version).set(1)
 
     async def send_all(topic: Any, items: Sequence[tuple[bytes | None, bytes]]) -> None:
         """Send and wait for delivery; retry until Kafka takes them."""
@@ -96,6 +97,11 @@ def create_app(
 
     async def handle(events: Sequence[Any]) -> None:
         loop = asyncio.get_running_loop()
+        old = holder.current.version
+        if holder.swap_if_ready() is not None:
+            metrics.model_info.labels(version=old).set(0)
+            metrics.model_info.labels(version=holder.current.version).set(1)
+        classifier = holder.current
         msgs = [
             RawMessage(
                 e.message.value,
@@ -180,23 +186,41 @@ def create_app(
     return app
 
 
-def run_worker(settings: Settings, *, model_dir: Any, precision: str = "auto") -> None:
-    """Load the model, connect the database, serve metrics and run the Faust worker."""
+def run_worker(settings: Settings, *, model_dir: Any, precision: Precision = "auto") -> None:
+    """Load the model (a folder, or the registry's champion, which is then followed), connect
+    the database, serve metrics and run the Faust worker."""
+    import threading
+
     import faust
 
     from pipeline.core.db.engine import make_engine, wait_for_database
+    from pipeline.core.runtime import Classifier
+    from pipeline.hotswap import load_champion, watch_champion
     from pipeline.metrics import build_metrics, serve_metrics
 
-    classifier = Classifier.load(
-        model_dir,
-        precision=precision,  # type: ignore[arg-type]
-        threads=settings.ort_threads,
-    )
+    stop = threading.Event()
+    if model_dir is not None:
+        holder = ModelHolder(
+            Classifier.load(model_dir, precision=precision, threads=settings.ort_threads)
+        )
+    else:
+        _, classifier = load_champion(settings, precision=precision)
+        holder = ModelHolder(classifier)
+        threading.Thread(
+            target=watch_champion,
+            args=(settings, holder, stop),
+            kwargs={"precision": precision},
+            daemon=True,
+            name="champion-watcher",
+        ).start()
     engine = make_engine(settings)
     wait_for_database(engine, timeout_s=settings.start_timeout_s)
     metrics = build_metrics()
     serve_metrics(metrics, settings.metrics_port, settings.metrics_host)
     (settings.home / "faust" / settings.worker_name).mkdir(parents=True, exist_ok=True)
-    app = create_app(settings, classifier=classifier, engine=engine, metrics=metrics)
+    app = create_app(settings, holder=holder, engine=engine, metrics=metrics)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        stop.set()

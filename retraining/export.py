@@ -61,7 +61,8 @@ def export_onnx(model: Any, out: Path, *, max_length: int) -> list[str]:
             self.inner = inner
 
         def forward(self, *args: Any) -> Any:
-            return self.inner(**dict(zip(names, args, strict=True))).logits
+            out = self.inner(**dict(zip(names, args, strict=True)))
+            return getattr(out, "logits", out)
 
     dummy = tuple(torch.ones((2, 8), dtype=torch.long) for _ in names)
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
@@ -92,9 +93,11 @@ def torch_logits(model: Any, tokenizer: Any, texts: Sequence[str], max_length: i
     enc = tokenizer(
         list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
     )
+    if getattr(model.config, "type_vocab_size", 0) <= 1:
+        enc.pop("token_type_ids", None)
     with torch.no_grad():
-        out = model.eval()(**enc).logits
-    return np.asarray(out.float().numpy())
+        out = model.eval()(**enc)
+    return np.asarray(getattr(out, "logits", out).float().numpy())
 
 
 def parity_check(

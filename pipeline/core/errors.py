@@ -19,3 +19,7 @@ class DatabaseError(NewsflowError):
 
 class ModelError(NewsflowError):
     """A model folder is missing, malformed or fails to load."""
+
+
+class RegistryError(NewsflowError):
+    """The model registry (MLflow) is unreachable or a version/alias is missing."""

@@ -76,6 +76,7 @@ class Settings(BaseSettings):
 
     # MLflow (default: SQLite file and artefact folder under `home`).
     mlflow_tracking_uri: str | None = None
+    mlflow_registry_uri: str | None = None
     registered_model_name: str = "newsflow-topic"
 
     # Streaming.
@@ -85,7 +86,12 @@ class Settings(BaseSettings):
     worker_name: str = "newsflow-worker"
     metrics_port: int = Field(default=9108, ge=0, le=65535, description="0 = no endpoint")
     metrics_host: str = Field(default="127.0.0.1", description="0.0.0.0 inside containers")
-    model_dir: Path | None = None
+    model_dir: Path | None = Field(
+        default=None, description="serve this folder; unset = the registry's champion"
+    )
+    model_poll_s: float = Field(
+        default=30.0, ge=1.0, le=3600.0, description="how often workers check the champion alias"
+    )
     ort_threads: int = Field(default=0, ge=0, le=256, description="0 = ORT default")
     review_uniform_share: float = Field(default=0.02, ge=0.0, le=1.0)
     review_uncertain_share: float = Field(default=0.05, ge=0.0, le=1.0)

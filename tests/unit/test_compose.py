@@ -28,7 +28,8 @@ def test_compose_services_and_health_checks() -> None:
 
 def test_compose_uses_real_setting_names() -> None:
     names = set(re.findall(r"\bNEWSFLOW_([A-Z0-9_]+)", COMPOSE.read_text()))
-    names |= set(re.findall(r"^NEWSFLOW_([A-Z0-9_]+)=", (COMPOSE.parent / ".env.example")
-                            .read_text(), re.M))
+    names |= set(
+        re.findall(r"^NEWSFLOW_([A-Z0-9_]+)=", (COMPOSE.parent / ".env.example").read_text(), re.M)
+    )
     fields = {f.upper() for f in Settings.model_fields}
     assert names and names <= fields, names - fields

@@ -1,0 +1,150 @@
+"""The MLflow model registry: register model folders, manage the aliases `champion` and
+`challenger`, fetch a version's folder. MLflow clients are built on demand, never at import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pipeline.core.errors import RegistryError
+from pipeline.core.settings import Settings
+
+log = logging.getLogger(__name__)
+CHAMPION, CHALLENGER = "champion", "challenger"
+MODEL_ARTIFACT = "model"
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionInfo:
+    version: str  # registry version number
+    model_version: str  # the version string in metadata.json (what predictions carry)
+    run_id: str
+    aliases: list[str]
+    metrics: dict[str, float]
+    created_ms: int
+
+
+def client(settings: Settings) -> Any:
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = settings.tracking_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    if settings.mlflow_registry_uri:
+        mlflow.set_registry_uri(settings.mlflow_registry_uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def artifact_location(settings: Settings) -> str:
+    return (settings.home / "mlflow" / "artifacts").as_uri()
+
+
+def ensure_experiment(settings: Settings, name: str = "newsflow") -> str:
+    c = client(settings)
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return str(exp.experiment_id)
+    return str(c.create_experiment(name, artifact_location=artifact_location(settings)))
+
+
+def register_folder(
+    settings: Settings, *, run_id: str, model_version: str, metrics: dict[str, float]
+) -> str:
+    """Register the run's ``model`` artefact folder as a new version; returns its number."""
+    from mlflow.exceptions import MlflowException
+
+    c = client(settings)
+    name = settings.registered_model_name
+    try:
+        c.get_registered_model(name)
+    except MlflowException:
+        c.create_registered_model(name, description="newsflow topic classifier")
+    run = c.get_run(run_id)
+    mv = c.create_model_version(
+        name,
+        source=f"{run.info.artifact_uri}/{MODEL_ARTIFACT}",
+        run_id=run_id,
+        tags={
+            "model_version": model_version,
+            **{f"metric.{k}": f"{v:.6f}" for k, v in metrics.items()},
+        },
+    )
+    return str(mv.version)
+
+
+def _info(mv: Any) -> VersionInfo:
+    tags = dict(mv.tags or {})
+    return VersionInfo(
+        version=str(mv.version),
+        model_version=tags.get("model_version", ""),
+        run_id=mv.run_id or "",
+        aliases=list(getattr(mv, "aliases", []) or []),
+        metrics={
+            k.removeprefix("metric."): float(v) for k, v in tags.items() if k.startswith("metric.")
+        },
+        created_ms=int(mv.creation_timestamp or 0),
+    )
+
+
+def list_versions(settings: Settings) -> list[VersionInfo]:
+    c = client(settings)
+    found = c.search_model_versions(f"name='{settings.registered_model_name}'")
+    out = []
+    for mv in found:
+        full = c.get_model_version(settings.registered_model_name, mv.version)
+        out.append(_info(full))
+    return sorted(out, key=lambda v: int(v.version))
+
+
+def version_by_alias(settings: Settings, alias: str) -> VersionInfo | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = client(settings).get_model_version_by_alias(settings.registered_model_name, alias)
+    except MlflowException:
+        return None
+    return _info(mv)
+
+
+def set_alias(settings: Settings, alias: str, version: str) -> None:
+    client(settings).set_registered_model_alias(settings.registered_model_name, alias, version)
+
+
+def local_copy(settings: Settings, version: str) -> Path:
+    """The registered version's folder under ``home/models/v<N>`` (downloaded once)."""
+    dst = settings.home / "models" / f"v{version}"
+    if not (dst / "metadata.json").exists():
+        download(settings, version=version, dst=dst)
+    return dst
+
+
+def download(settings: Settings, *, version: str, dst: Path) -> Path:
+    """Copy a registered version's model folder to ``dst`` (replaced atomically)."""
+    import mlflow
+
+    client(settings)
+    tmp = dst.with_name(dst.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        got = Path(
+            mlflow.artifacts.download_artifacts(
+                f"models:/{settings.registered_model_name}/{version}", dst_path=str(tmp)
+            )
+        )
+    except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RegistryError(f"cannot download version {version}: {exc}") from exc
+    shutil.rmtree(dst, ignore_errors=True)
+    if got != tmp:
+        got.rename(dst)
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.rename(dst)
+    return dst

@@ -1,0 +1,205 @@
+"""CLI commands of the retraining package: train, evaluate, models."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from pipeline.cli import console, fail, settings_or_exit
+from pipeline.core.datasets import LabelledText
+from pipeline.core.errors import NewsflowError
+from pipeline.core.settings import Settings
+
+models_app = typer.Typer(
+    help="Registered model versions and the champion/challenger aliases.", no_args_is_help=True
+)
+
+
+def train_cmd(
+    dataset: Annotated[
+        str, typer.Option(help="ag_news, 20newsgroups, or a CSV/JSONL file")
+    ] = "ag_news",
+    base: Annotated[
+        str,
+        typer.Option(
+            help="minilm (offline default), a local HF folder, or a hub name like roberta-base "
+            "(needs network)"
+        ),
+    ] = "minilm",
+    epochs: Annotated[int, typer.Option(min=1)] = 3,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 1e-4,
+    max_length: Annotated[int, typer.Option(min=8)] = 128,
+    class_weights: Annotated[
+        bool, typer.Option(help="weight classes by inverse frequency")
+    ] = False,
+    seed: Annotated[int, typer.Option()] = 13,
+    max_steps: Annotated[int | None, typer.Option(help="stop after N steps (smoke runs)")] = None,
+    register: Annotated[bool, typer.Option(help="log to MLflow and register a version")] = True,
+    promote: Annotated[bool, typer.Option(help="promote to champion if the gate passes")] = True,
+    baseline: Annotated[bool, typer.Option(help="also score TF-IDF + logistic regression")] = True,
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the summary here")] = None,
+) -> None:
+    """Fine-tune a base encoder, evaluate and calibrate it, export ONNX (fp32 + int8), check
+    parity with torch, log everything to MLflow and register a version."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from retraining.flow import load_training_data, run_flow
+    from retraining.train import TrainConfig
+
+    settings = settings_or_exit()
+    try:
+        cfg = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=lr,
+            max_length=max_length,
+            class_weights=class_weights,
+            seed=seed,
+            max_steps=max_steps,
+        )
+        splits = load_training_data(settings, dataset)
+    except NewsflowError as exc:
+        raise fail(exc, 2) from None
+    console.print(f"data: {splits.summary()}")
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("training", total=None)
+
+        def progress(msg: str, step: int, total: int) -> None:
+            bar.update(task, description=msg, completed=step, total=total)
+
+        try:
+            result = run_flow(
+                settings,
+                dataset=dataset,
+                base=base,
+                cfg=cfg,
+                splits=splits,
+                register=register,
+                baseline=baseline,
+                progress=progress,
+            )
+        except NewsflowError as exc:
+            raise fail(exc) from None
+    s = result.summary
+    if register and promote and result.registered_version:
+        s["promotion"] = _promote(settings, result.registered_version, splits.test)
+    console.print(
+        f"accuracy {s['accuracy']:.4f}  macro-F1 {s['macro_f1']:.4f}  ECE {s['ece']:.4f} "
+        f"(uncalibrated {s['ece_uncalibrated']:.4f})  int8 accuracy "
+        f"{s['served_int8_accuracy'] or float('nan'):.4f}  TF-IDF+LR "
+        f"{s['tfidf_lr_accuracy'] or float('nan'):.4f}  parity_ok {s['parity_ok']}  "
+        f"train {s['train_seconds']:.0f}s  version {s['registered_version']}"
+    )
+    if json_path:
+        json_path.write_text(json.dumps(s, indent=2, default=str))
+    if not s["parity_ok"]:
+        raise typer.Exit(1)
+
+
+def _promote(settings: Settings, version: str, rows: Sequence[LabelledText]) -> dict[str, object]:
+    from pipeline.core.db.engine import make_engine
+    from retraining.promotion import promote
+
+    engine = make_engine(settings)
+    try:
+        decision = promote(settings, version, eval_rows=rows, engine=engine)
+    finally:
+        engine.dispose()
+    verdict = "promoted to champion" if decision.passed else "kept as challenger"
+    console.print(f"version {version}: {verdict} ({'; '.join(decision.reasons)})")
+    return {"passed": decision.passed, "reasons": decision.reasons}
+
+
+@models_app.command("list")
+def models_list_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Registered versions with their aliases and headline metrics."""
+    from pipeline.core import registry
+
+    try:
+        versions = registry.list_versions(settings_or_exit())
+    except Exception as exc:
+        raise fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps([v.__dict__ for v in versions], indent=2))
+        return
+    table = Table("version", "aliases", "model version", "accuracy", "macro-F1", "ECE", "run")
+    for v in versions:
+        m = v.metrics
+        table.add_row(
+            v.version,
+            ", ".join(v.aliases),
+            v.model_version,
+            f"{m.get('accuracy', float('nan')):.4f}",
+            f"{m.get('macro_f1', float('nan')):.4f}",
+            f"{m.get('ece', float('nan')):.4f}",
+            v.run_id[:8],
+        )
+    console.print(table)
+
+
+@models_app.command("promote")
+def models_promote_cmd(
+    version: Annotated[str, typer.Argument(help="registry version number")],
+    dataset: Annotated[str, typer.Option(help="evaluation data for the gate")] = "ag_news",
+    force: Annotated[bool, typer.Option(help="promote even if the gate fails")] = False,
+) -> None:
+    """Compare VERSION with the champion on the same data and promote it if the gate passes."""
+    from pipeline.core.datasets import load_dataset
+
+    settings = settings_or_exit()
+    try:
+        rows = load_dataset(dataset, split="test", data_dir=settings.data_dir)
+        result = _promote_cmd(settings, version, rows, force)
+    except NewsflowError as exc:
+        raise fail(exc) from None
+    if not result:
+        raise typer.Exit(1)
+
+
+def _promote_cmd(
+    settings: Settings, version: str, rows: Sequence[LabelledText], force: bool
+) -> bool:
+    from pipeline.core.db.engine import make_engine
+    from retraining.promotion import promote
+
+    engine = make_engine(settings)
+    try:
+        d = promote(settings, version, eval_rows=rows, engine=engine, force=force)
+    finally:
+        engine.dispose()
+    console.print(("promoted: " if d.passed or force else "rejected: ") + "; ".join(d.reasons))
+    return d.passed or force
+
+
+@models_app.command("rollback")
+def models_rollback_cmd() -> None:
+    """Point `champion` back at the version it replaced (recorded in Postgres)."""
+    from pipeline.core.db.engine import make_engine
+    from retraining.promotion import rollback
+
+    settings = settings_or_exit()
+    engine = make_engine(settings)
+    try:
+        old, new = rollback(settings, engine=engine)
+    except NewsflowError as exc:
+        raise fail(exc) from None
+    finally:
+        engine.dispose()
+    console.print(f"champion: {old} -> {new}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_cmd)
+    app.add_typer(models_app, name="models")

@@ -1,0 +1,215 @@
+"""The training flow: data → split → fine-tune → calibrate → evaluate → export → parity →
+MLflow run + registered version. Used by `newsflow train` and by automatic retraining.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.core.datasets import LabelledText, load_dataset
+from pipeline.core.model_folder import INT8, ReferenceDistribution
+from pipeline.core.runtime import softmax
+from pipeline.core.settings import Settings
+from retraining.base_models import resolve_base_model
+from retraining.data import Splits, make_splits
+from retraining.evaluate import evaluate_probs, fit_temperature, tfidf_baseline, write_report
+from retraining.train import TrainConfig, fine_tune, predict_logits
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int], None]
+
+
+@dataclasses.dataclass
+class FlowResult:
+    summary: dict[str, Any]
+    model_dir: Path
+    registered_version: str | None
+
+
+def load_training_data(
+    settings: Settings, dataset: str, extra: Sequence[LabelledText] = ()
+) -> Splits:
+    train = load_dataset(dataset, split="train", data_dir=settings.data_dir)
+    test: list[LabelledText] | None = None
+    if dataset in {"ag_news", "20newsgroups", "20ng"}:
+        test = load_dataset(dataset, split="test", data_dir=settings.data_dir)
+    return make_splits([*train, *extra], test)
+
+
+def run_flow(
+    settings: Settings,
+    *,
+    dataset: str = "ag_news",
+    base: str = "minilm",
+    cfg: TrainConfig | None = None,
+    extra_rows: Sequence[LabelledText] = (),
+    splits: Splits | None = None,
+    register: bool = True,
+    baseline: bool = True,
+    tags: dict[str, str] | None = None,
+    progress: Progress | None = None,
+) -> FlowResult:
+    from retraining.export import parity_check, write_model_folder
+    from retraining.modeling import load_base
+
+    cfg = cfg or TrainConfig()
+    splits = splits or load_training_data(settings, dataset, extra_rows)
+    base_path = resolve_base_model(base)
+    model, tokenizer = load_base(base_path, len(splits.labels))  # fails before any training
+    index = {lbl: i for i, lbl in enumerate(splits.labels)}
+    tr_x, tr_y = [r.text for r in splits.train], [index[r.label] for r in splits.train]
+    va_x, va_y = [r.text for r in splits.validation], [index[r.label] for r in splits.validation]
+    te_x = [r.text for r in splits.test]
+    te_y = np.array([index[r.label] for r in splits.test], dtype=np.int64)
+
+    outcome = fine_tune(model, tokenizer, tr_x, tr_y, va_x, va_y, cfg, progress=progress)
+    val_logits = predict_logits(model, tokenizer, va_x, max_length=cfg.max_length)
+    temperature = fit_temperature(val_logits, np.asarray(va_y, dtype=np.int64))
+    test_logits = predict_logits(model, tokenizer, te_x, max_length=cfg.max_length)
+    raw_eval = evaluate_probs(softmax(test_logits), te_y, splits.labels)
+    probs = softmax(test_logits, temperature)
+    ev = evaluate_probs(probs, te_y, splits.labels)
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    work = Path(tempfile.mkdtemp(prefix="newsflow-train-", dir=_scratch(settings)))
+    rng = np.random.default_rng(cfg.seed)
+    conf = probs.max(1)
+    sample = rng.choice(conf, size=min(5000, len(conf)), replace=False)
+    pred = probs.argmax(1)
+    reference = ReferenceDistribution(
+        confidences=[round(float(c), 6) for c in sample],
+        topic_mix={lbl: float(np.mean(pred == i)) for i, lbl in enumerate(splits.labels)},
+    )
+    version = f"{stamp}-{base.split('/')[-1][:20]}"
+    metrics = {
+        "accuracy": ev.accuracy,
+        "macro_f1": ev.macro_f1,
+        "micro_f1": ev.micro_f1,
+        "ece": ev.ece,
+        "ece_uncalibrated": raw_eval.ece,
+        "temperature": temperature,
+    }
+    model_dir = work / "model"
+    write_model_folder(
+        model,
+        tokenizer,
+        splits.labels,
+        model_dir,
+        version=version,
+        max_length=cfg.max_length,
+        temperature=temperature,
+        base_model=base,
+        metrics=metrics,
+        reference=reference,
+    )
+    parity_texts = te_x[:300]
+    parity = parity_check(model, tokenizer, model_dir, parity_texts, max_length=cfg.max_length)
+
+    served_acc = None
+    if (model_dir / INT8).exists():
+        from retraining.gate import evaluate_folder
+
+        served_eval, _ = evaluate_folder(model_dir, splits.test)
+        served_acc = served_eval.accuracy
+    base_acc = tfidf_baseline(tr_x + va_x, tr_y + va_y, te_x, te_y.tolist()) if baseline else None
+    report_dir = work / "report"
+    write_report(ev, probs, te_y, report_dir, title=dataset)
+    (report_dir / "evaluation.json").write_text(json.dumps(dataclasses.asdict(ev), indent=2))
+
+    summary: dict[str, Any] = {
+        "dataset": dataset,
+        "base_model": base,
+        "model_version": version,
+        "accuracy": ev.accuracy,
+        "macro_f1": ev.macro_f1,
+        "micro_f1": ev.micro_f1,
+        "ece": ev.ece,
+        "ece_uncalibrated": raw_eval.ece,
+        "temperature": temperature,
+        "served_int8_accuracy": served_acc,
+        "tfidf_lr_accuracy": base_acc,
+        "train_seconds": outcome.seconds,
+        "epoch_seconds": outcome.epoch_seconds,
+        "best_epoch": outcome.best_epoch,
+        "parity_ok": parity.ok,
+        "parity": dataclasses.asdict(parity),
+        "splits": splits.summary(),
+        "per_class": ev.per_class,
+        "model_dir": str(model_dir),
+        "report_dir": str(report_dir),
+        "registered_version": None,
+        "run_id": None,
+    }
+    registered = None
+    if register:
+        registered = _log_to_mlflow(
+            settings, summary, cfg, outcome.history, model_dir, report_dir, parity.ok, tags or {}
+        )
+    return FlowResult(summary, model_dir, registered)
+
+
+def _scratch(settings: Settings) -> Path:
+    path = settings.home / "work"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _log_to_mlflow(
+    settings: Settings,
+    summary: dict[str, Any],
+    cfg: TrainConfig,
+    history: list[dict[str, float]],
+    model_dir: Path,
+    report_dir: Path,
+    parity_ok: bool,
+    tags: dict[str, str],
+) -> str | None:
+    import mlflow
+
+    from pipeline.core import registry
+
+    exp = registry.ensure_experiment(settings)
+    with mlflow.start_run(experiment_id=exp, run_name=summary["model_version"]) as run:
+        mlflow.set_tags(
+            {
+                "dataset": summary["dataset"],
+                "base_model": summary["base_model"],
+                "model_version": summary["model_version"],
+                **tags,
+            }
+        )
+        mlflow.log_params(
+            {**dataclasses.asdict(cfg), **{f"split_{k}": v for k, v in summary["splits"].items()}}
+        )
+        for row in history:
+            step = int(row["epoch"])
+            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=step)
+        flat = {
+            k: float(v)
+            for k, v in summary.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        mlflow.log_metrics({**flat, "parity_ok": float(parity_ok)})
+        mlflow.log_artifacts(str(report_dir), artifact_path="report")
+        mlflow.log_artifacts(str(model_dir), artifact_path=registry.MODEL_ARTIFACT)
+        summary["run_id"] = run.info.run_id
+    if not parity_ok:
+        log.error("ONNX parity check failed; version not registered")
+        return None
+    version = registry.register_folder(
+        settings,
+        run_id=summary["run_id"],
+        model_version=summary["model_version"],
+        metrics={k: summary[k] for k in ("accuracy", "macro_f1", "ece")},
+    )
+    summary["registered_version"] = version
+    return version

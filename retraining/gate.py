@@ -1,0 +1,70 @@
+"""The promotion gate: a challenger replaces the champion only if it is not worse on the
+same evaluation data (macro-F1 within a margin, no class F1 dropping too far)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.core.datasets import LabelledText
+from pipeline.core.runtime import Classifier
+from retraining.errors import TrainingError
+from retraining.evaluate import Evaluation, evaluate_probs
+
+
+@dataclasses.dataclass(frozen=True)
+class GatePolicy:
+    max_macro_f1_drop: float = 0.005
+    max_class_f1_drop: float = 0.05
+
+    def __post_init__(self) -> None:
+        for name in ("max_macro_f1_drop", "max_class_f1_drop"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise TrainingError(f"{name} must be within [0, 1], got {getattr(self, name)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class GateDecision:
+    passed: bool
+    reasons: list[str]
+    challenger: dict[str, float]
+    champion: dict[str, float] | None
+
+
+def gate(
+    challenger: Evaluation, champion: Evaluation | None, policy: GatePolicy | None = None
+) -> GateDecision:
+    policy = policy or GatePolicy()
+    if champion is None:
+        return GateDecision(True, ["no champion yet"], challenger.flat(), None)
+    reasons = []
+    drop = champion.macro_f1 - challenger.macro_f1
+    if drop > policy.max_macro_f1_drop:
+        reasons.append(
+            f"macro-F1 {challenger.macro_f1:.4f} is {drop:.4f} below the champion's "
+            f"{champion.macro_f1:.4f} (allowed {policy.max_macro_f1_drop})"
+        )
+    for label, scores in champion.per_class.items():
+        ours = challenger.per_class.get(label, {}).get("f1", 0.0)
+        if scores["f1"] - ours > policy.max_class_f1_drop:
+            reasons.append(f"class {label!r} F1 {ours:.4f} vs champion {scores['f1']:.4f}")
+    passed = not reasons
+    if passed:
+        reasons.append(f"macro-F1 {challenger.macro_f1:.4f} vs champion {champion.macro_f1:.4f}")
+    return GateDecision(passed, reasons, challenger.flat(), champion.flat())
+
+
+def evaluate_folder(folder: Path, rows: Sequence[LabelledText]) -> tuple[Evaluation, np.ndarray]:
+    """Score a model folder (ONNX runtime, as served) on labelled rows."""
+    clf = Classifier.load(folder)
+    index = {lbl: i for i, lbl in enumerate(clf.labels)}
+    unknown = sorted({r.label for r in rows} - set(index))
+    if unknown:
+        raise TrainingError(f"evaluation data has labels the model does not know: {unknown}")
+    scored = clf.predict([r.text for r in rows])
+    probs = np.array([s.probabilities for s in scored], dtype=np.float64)
+    y = np.array([index[r.label] for r in rows], dtype=np.int64)
+    return evaluate_probs(probs, y, clf.labels), probs

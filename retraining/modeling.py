@@ -1,0 +1,54 @@
+"""The trainable classifier: any Hugging Face encoder + mean pooling + a linear head.
+
+Mean pooling suits sentence encoders such as all-MiniLM-L6-v2 (trained with it) and works
+for RoBERTa/BERT checkpoints as well. The forward pass returns logits, so the ONNX export
+has one output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class MeanPoolClassifier(nn.Module):  # type: ignore[misc]
+    def __init__(self, encoder: Any, num_labels: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.config = encoder.config
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, num_labels)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        kwargs: dict[str, torch.Tensor] = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        hidden = self.encoder(**kwargs).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        logits: torch.Tensor = self.head(self.dropout(pooled))
+        return logits
+
+
+def load_base(name_or_path: str, num_labels: int) -> tuple[MeanPoolClassifier, Any]:
+    """Encoder and fast tokenizer from a local folder or the hub (``roberta-base`` needs the
+    network)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from retraining.errors import TrainingError
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, use_fast=True)
+        encoder = AutoModel.from_pretrained(name_or_path)
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"cannot load base model {name_or_path!r}: {exc}") from exc
+    if not getattr(tokenizer, "is_fast", False):
+        raise TrainingError(f"{name_or_path} has no fast tokenizer (tokenizer.json)")
+    return MeanPoolClassifier(encoder, num_labels), tokenizer

@@ -1,0 +1,106 @@
+"""Promotion and rollback of registered versions, with the gate, recorded in Postgres."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy import Engine, select
+
+from pipeline.core import registry
+from pipeline.core.datasets import LabelledText
+from pipeline.core.db.events import record_model_event
+from pipeline.core.db.models import ModelEventRow
+from pipeline.core.settings import Settings
+from retraining.errors import RegistryError
+from retraining.gate import GateDecision, GatePolicy, evaluate_folder, gate
+
+log = logging.getLogger(__name__)
+
+
+def promote(
+    settings: Settings,
+    version: str,
+    *,
+    eval_rows: Sequence[LabelledText],
+    engine: Engine,
+    policy: GatePolicy | None = None,
+    force: bool = False,
+    drift_run_id: int | None = None,
+) -> GateDecision:
+    """Evaluate challenger and champion on the same rows; move `champion` only if the gate
+    passes (or ``force``). Every decision is recorded in ``model_events``."""
+    champion = registry.version_by_alias(settings, registry.CHAMPION)
+    challenger_eval, _ = evaluate_folder(registry.local_copy(settings, version), eval_rows)
+    champion_eval = None
+    if champion is not None and champion.version != version:
+        champion_eval, _ = evaluate_folder(
+            registry.local_copy(settings, champion.version), eval_rows
+        )
+    decision = gate(challenger_eval, champion_eval, policy or GatePolicy())
+    previous = champion.version if champion else None
+    name = settings.registered_model_name
+    metrics = {
+        "challenger": decision.challenger,
+        "champion": decision.champion,
+        "n": challenger_eval.n,
+    }
+    if decision.passed or force:
+        registry.set_alias(settings, registry.CHAMPION, version)
+        reason = "; ".join(decision.reasons) + ("; forced" if force and not decision.passed else "")
+        record_model_event(
+            engine=engine,
+            kind="promoted",
+            model_name=name,
+            version=version,
+            previous_version=previous,
+            reason=reason,
+            metrics=metrics,
+            drift_run_id=drift_run_id,
+        )
+        log.info("version %s promoted to champion (was %s)", version, previous)
+    else:
+        registry.set_alias(settings, registry.CHALLENGER, version)
+        record_model_event(
+            engine=engine,
+            kind="rejected",
+            model_name=name,
+            version=version,
+            previous_version=previous,
+            reason="; ".join(decision.reasons),
+            metrics=metrics,
+            drift_run_id=drift_run_id,
+        )
+        log.warning("version %s rejected: %s", version, "; ".join(decision.reasons))
+    return decision
+
+
+def rollback(settings: Settings, *, engine: Engine) -> tuple[str, str]:
+    """Point `champion` back at the version it replaced. Returns (from, to)."""
+    current = registry.version_by_alias(settings, registry.CHAMPION)
+    if current is None:
+        raise RegistryError("there is no champion to roll back")
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(ModelEventRow.previous_version)
+            .where(
+                ModelEventRow.model_name == settings.registered_model_name,
+                ModelEventRow.version == current.version,
+                ModelEventRow.kind.in_(("promoted", "rollback")),
+            )
+            .order_by(ModelEventRow.id.desc())
+            .limit(1)
+        ).first()
+    if row is None or row[0] is None:
+        raise RegistryError(f"version {current.version} has no earlier champion to return to")
+    target = str(row[0])
+    registry.set_alias(settings, registry.CHAMPION, target)
+    record_model_event(
+        engine=engine,
+        kind="rollback",
+        model_name=settings.registered_model_name,
+        version=target,
+        previous_version=current.version,
+        reason=f"rolled back from {current.version}",
+    )
+    return current.version, target
