@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
@@ -48,6 +48,9 @@ def validate_batch(
             offset=m.offset,
             max_bytes=max_bytes,
             now=stamp,
+            enqueued_at=(
+                datetime.fromtimestamp(m.timestamp_ms / 1000, UTC) if m.timestamp_ms else None
+            ),
         )
         (articles if isinstance(out, CleanArticle) else dead).append(out)  # type: ignore[arg-type]
     return Validated(articles, dead)

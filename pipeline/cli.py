@@ -254,7 +254,64 @@ def topics_cmd() -> None:
         raise fail(exc) from None
 
 
+def bench_cmd(
+    articles: Annotated[int, typer.Option(min=100, help="articles for the drain run")] = 6000,
+    rate: Annotated[str, typer.Option(help="offered load for the latency run")] = "1000/min",
+    offered: Annotated[int, typer.Option(min=10, help="articles in the latency run")] = 1000,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="model folder (default: NEWSFLOW_MODEL_DIR, else the registry's champion)"
+        ),
+    ] = None,
+    dataset: Annotated[str, typer.Option(help="texts to stream")] = "ag_news",
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
+) -> None:
+    """Measure the streaming path end to end on the local stack: model-only ceiling,
+    drain throughput and efficiency, latency at an offered rate, lost and duplicates."""
+    from pipeline.bench import run_bench, write_json
+    from pipeline.core.datasets import load_dataset
+    from pipeline.core.db.engine import make_engine
+    from pipeline.produce import parse_rate
+
+    settings = settings_or_exit()
+    try:
+        per_min = parse_rate(rate) * 60
+        rows = load_dataset(dataset, split="test", data_dir=settings.data_dir)
+        folder = model_dir or settings.model_dir
+        if folder is None:
+            from pipeline.core import registry
+
+            info = registry.version_by_alias(settings, registry.CHAMPION)
+            if info is None:
+                raise ValueError("no model: pass --model-dir or train a champion first")
+            folder = registry.local_copy(settings, info.version)
+        engine = make_engine(settings)
+        result = run_bench(
+            settings,
+            rows=rows,
+            model_dir=folder,
+            articles=articles,
+            offered_per_min=per_min,
+            offered_articles=offered,
+            engine=engine,
+            workdir=settings.home / "bench",
+            report=console.print,
+        )
+    except (ValueError, NewsflowError) as exc:
+        raise fail(exc, 2) from None
+    table = Table("figure", "value")
+    for key, value in result.to_json().items():
+        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    if json_path:
+        write_json(result, json_path)
+    if result.lost or result.duplicates:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
+    app.command("bench")(bench_cmd)
     app.command("topics")(topics_cmd)
     app.command("worker")(worker_cmd)
     app.command("produce")(produce_cmd)

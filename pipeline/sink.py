@@ -58,6 +58,7 @@ def save_batch(
             "language": art.language,
             "published_at": art.published_at,
             "received_at": art.received_at,
+            "enqueued_at": art.enqueued_at,
         }
         for art, _ in unique.values()
     }

@@ -23,6 +23,7 @@ def parse_article(
     offset: int = -1,
     max_bytes: int = 256 * 1024,
     now: datetime,
+    enqueued_at: datetime | None = None,
 ) -> CleanArticle | DeadLetter:
     def reject(reason: DeadLetterReason, detail: str) -> DeadLetter:
         return DeadLetter(reason, detail[:1000], raw or b"", topic, partition, offset, now, key)
@@ -68,6 +69,7 @@ def parse_article(
         published_at=article.published_at,
         language=article.language,
         received_at=now,
+        enqueued_at=enqueued_at,
         partition=partition,
         offset=offset,
     )

@@ -67,6 +67,7 @@ class CleanArticle:
     published_at: datetime | None
     language: str | None
     received_at: datetime
+    enqueued_at: datetime | None = None  # the Kafka message timestamp
     partition: int = -1
     offset: int = -1
 

@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("language", sa.String(16)),
         sa.Column("published_at", TZ),
         sa.Column("received_at", TZ, nullable=False),
+        sa.Column("enqueued_at", TZ),
         sa.Column("stored_at", TZ, server_default=sa.func.now(), nullable=False),
     )
     op.create_table(
