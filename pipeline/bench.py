@@ -18,9 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -34,6 +31,7 @@ from pipeline.core.datasets import LabelledText
 from pipeline.core.runtime import Classifier
 from pipeline.core.settings import Settings
 from pipeline.produce import article_messages, produce
+from pipeline.worker_process import start_worker, stop_worker
 
 Report = Callable[[str], None]
 
@@ -103,36 +101,6 @@ def _wait_stored(engine: Engine, prefix: str, n: int, timeout_s: float, report: 
             report(f"  stored {total}/{n}")
             last = total
         time.sleep(1.0)
-
-
-def start_worker(settings: Settings, model_dir: Path | None, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    for name in (
-        "topic_articles",
-        "topic_dlq",
-        "topic_predictions",
-        "worker_name",
-        "batch_max_size",
-        "batch_max_wait_ms",
-    ):
-        env[f"NEWSFLOW_{name.upper()}"] = str(getattr(settings, name))
-    env["NEWSFLOW_METRICS_PORT"] = "0"
-    argv = [sys.executable, "-m", "monitoring", "worker"]
-    if model_dir is not None:
-        argv += ["--model-dir", str(model_dir)]
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def run_bench(

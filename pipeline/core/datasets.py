@@ -112,7 +112,9 @@ def load_ag_news(data_dir: Path, split: Split) -> list[LabelledText]:
 
 
 _HEADER_END = re.compile(r"\n\s*\n")
-_QUOTE = re.compile(r"(^|\n)\s*(>|\|>|:|In article <|.*\bwrites:\s*$|.*\bwrote:\s*$).*", re.M)
+_QUOTE = re.compile(
+    r"(^|\n)\s*([A-Za-z]{0,4}>|\|>|:|In article <|.*\bwrites:\s*$|.*\bwrote:\s*$).*", re.M
+)
 _SIG = re.compile(r"\n--\s*\n.*\Z", re.S)
 
 
@@ -126,11 +128,7 @@ def strip_newsgroup_post(text: str) -> tuple[str, str]:
         if line.lower().startswith("subject:"):
             subject = re.sub(r"^(re:\s*)+", "", line[8:].strip(), flags=re.I)
     body = _SIG.sub("", body)
-    body = "\n".join(
-        ln
-        for ln in body.splitlines()
-        if not _QUOTE.match("\n" + ln) and not ln.lstrip().startswith(">")
-    )
+    body = "\n".join(ln for ln in body.splitlines() if not _QUOTE.match("\n" + ln))
     return subject, re.sub(r"\s+", " ", body).strip()
 
 

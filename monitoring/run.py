@@ -1,0 +1,206 @@
+"""`newsflow run`: the main job on local defaults.
+
+Starts the stack, makes sure a champion model exists (trains the offline MiniLM base on
+AG News when none is registered), starts a worker that follows the champion, streams AG
+News test articles at a steady rate, waits until every one is stored, and reports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import text
+
+from pipeline.core.settings import Settings
+
+Report = Callable[[str], None]
+
+
+@dataclasses.dataclass
+class RunOptions:
+    rate_per_min: float = 1000.0
+    articles: int = 2000
+    epochs: int = 3
+    bad_share: float = 0.01
+
+
+def ensure_champion(
+    settings: Settings,
+    *,
+    epochs: int,
+    report: Report,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> str:
+    from pipeline.core import registry
+
+    info = registry.version_by_alias(settings, registry.CHAMPION)
+    if info is not None:
+        report(f"champion: version {info.version} ({info.model_version})")
+        return info.version
+    report(
+        "no champion registered: training the offline MiniLM base on AG News "
+        f"({epochs} epochs; about 2-3 minutes each on 2 cores)"
+    )
+    from pipeline.core.db.engine import make_engine
+    from retraining.flow import run_flow
+    from retraining.promotion import promote
+    from retraining.train import TrainConfig
+
+    result = run_flow(
+        settings,
+        dataset="ag_news",
+        cfg=TrainConfig(epochs=epochs),
+        progress=progress,
+        baseline=False,
+    )
+    version = result.registered_version
+    if version is None:
+        raise RuntimeError("training did not register a version (parity check failed)")
+    engine = make_engine(settings)
+    try:
+        from pipeline.core.datasets import load_dataset
+
+        rows = load_dataset("ag_news", split="test", data_dir=settings.data_dir)
+        promote(settings, version, eval_rows=rows, engine=engine)
+    finally:
+        engine.dispose()
+    report(f"trained version {version}: accuracy {result.summary['accuracy']:.4f}")
+    return version
+
+
+def run_main(
+    settings: Settings,
+    options: RunOptions,
+    *,
+    report: Report,
+    progress: Callable[[int], None] | None = None,
+    train_progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    from pipeline.core.datasets import load_dataset
+    from pipeline.core.db.engine import make_engine
+    from pipeline.produce import article_messages, produce
+    from pipeline.stack import stack_up
+    from pipeline.worker_process import start_worker, stop_worker
+
+    stack_up(settings, report=report)
+    version = ensure_champion(
+        settings, epochs=options.epochs, report=report, progress=train_progress
+    )
+    rows = load_dataset("ag_news", split="test", data_dir=settings.data_dir)
+    run_id = f"run{uuid.uuid4().hex[:6]}"
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings)
+    proc = start_worker(
+        settings, None, logs / f"{run_id}-worker.log", metrics_port=settings.metrics_port
+    )
+    report(
+        f"worker started (pid {proc.pid}, log {logs / f'{run_id}-worker.log'}, "
+        f"metrics http://127.0.0.1:{settings.metrics_port}/metrics)"
+    )
+    try:
+        report(
+            f"streaming {options.articles} AG News articles at "
+            f"{options.rate_per_min:.0f}/min ({options.bad_share:.0%} malformed)"
+        )
+        started = time.monotonic()
+        stats = produce(
+            article_messages(
+                rows,
+                limit=options.articles,
+                loop=True,
+                run_id=run_id,
+                bad_share=options.bad_share,
+                seed=7,
+            ),
+            bootstrap=settings.kafka_bootstrap,
+            topic=settings.topic_articles,
+            rate=options.rate_per_min / 60,
+            on_progress=progress,
+        )
+        good = stats.sent - stats.bad
+        deadline = time.monotonic() + 300
+        stored = 0
+        while time.monotonic() < deadline:
+            stored = _count(engine, run_id)
+            if stored >= good or proc.poll() is not None:
+                break
+            time.sleep(1)
+        elapsed = time.monotonic() - started
+        summary = _summary(engine, run_id)
+    finally:
+        stop_worker(proc)
+        engine.dispose()
+    summary.update(
+        {
+            "model_registry_version": version,
+            "sent": stats.sent,
+            "malformed_sent": stats.bad,
+            "valid_sent": good,
+            "lost": max(0, good - summary["stored"]),
+            "seconds": round(elapsed, 1),
+            "articles_per_min": round(summary["stored"] / elapsed * 60, 1),
+            "worker_log": str(logs / f"{run_id}-worker.log"),
+        }
+    )
+    return summary
+
+
+def _count(engine: Any, run_id: str) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text("SELECT count(*) FROM predictions WHERE article_id LIKE :p"),
+                {"p": run_id + "-%"},
+            ).scalar_one()
+        )
+
+
+def _summary(engine: Any, run_id: str) -> dict[str, Any]:
+    p = {"p": run_id + "-%"}
+    with engine.connect() as conn:
+        total, unique, p50, p95 = conn.execute(
+            text(
+                "SELECT count(*), count(DISTINCT (p.article_id, p.model_version)), "
+                "percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM "
+                "(p.predicted_at - a.enqueued_at))), "
+                "percentile_cont(0.95) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM "
+                "(p.predicted_at - a.enqueued_at))) "
+                "FROM predictions p JOIN articles a ON a.id = p.article_id "
+                "WHERE p.article_id LIKE :p"
+            ),
+            p,
+        ).one()
+        topics = dict(
+            conn.execute(
+                text(
+                    "SELECT topic, count(*) FROM predictions WHERE article_id LIKE :p "
+                    "GROUP BY topic ORDER BY 2 DESC"
+                ),
+                p,
+            ).all()
+        )
+        review = int(
+            conn.execute(
+                text("SELECT count(*) FROM review_items WHERE article_id LIKE :p"), p
+            ).scalar_one()
+        )
+        versions = [
+            r[0]
+            for r in conn.execute(
+                text("SELECT DISTINCT model_version FROM predictions WHERE article_id LIKE :p"), p
+            )
+        ]
+    return {
+        "stored": int(total),
+        "duplicates": int(total) - int(unique),
+        "latency_p50_s": float(p50 or 0),
+        "latency_p95_s": float(p95 or 0),
+        "topics": {k: int(v) for k, v in topics.items()},
+        "review_items": review,
+        "model_versions": versions,
+    }

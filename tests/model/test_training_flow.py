@@ -1,0 +1,122 @@
+"""Model tier: a tiny encoder trained for a few steps inside the test, exported, registered
+in a real MLflow store, promoted and rolled back (events in real Postgres)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from pipeline.cleaning import clean_text
+from pipeline.core import registry
+from pipeline.core.datasets import load_dataset
+from pipeline.core.db.engine import make_engine
+from pipeline.core.db.models import ModelEventRow
+from pipeline.core.errors import ModelError
+from pipeline.core.runtime import Classifier
+from pipeline.core.settings import Settings
+from retraining.base_models import resolve_base_model
+from retraining.data import make_splits
+from retraining.errors import TrainingError
+from retraining.flow import run_flow
+from retraining.promotion import promote, rollback
+from retraining.train import TrainConfig
+
+pytestmark = [pytest.mark.model, pytest.mark.integration]
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT saved as a plain Hugging Face folder (what `--base DIR` takes)."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from retraining.base_models import minilm_folder
+
+    out = tmp_path_factory.mktemp("base") / "tiny-bert"
+    tok = AutoTokenizer.from_pretrained(str(minilm_folder()))
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=130,
+    )
+    BertModel(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def test_flow_registers_promotes_and_rolls_back(
+    db: Settings, tiny_base: Path, tmp_path: Path, data_dir: Path
+) -> None:
+    s = db.model_copy(
+        update={"home": tmp_path / "home", "mlflow_tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"}
+    )
+    train = load_dataset("ag_news", split="train", data_dir=data_dir)[:400]
+    test = load_dataset("ag_news", split="test", data_dir=data_dir)[:200]
+    splits = make_splits(train, test)
+    cfg = TrainConfig(epochs=1, max_steps=12, batch_size=16, learning_rate=1e-3)
+    first = run_flow(s, base=str(tiny_base), cfg=cfg, splits=splits, baseline=True)
+    summary = first.summary
+    assert summary["parity_ok"] is True
+    assert summary["parity"]["fp32_max_abs_diff"] <= 1e-3
+    assert first.registered_version == "1"
+    assert 0 <= summary["accuracy"] <= 1 and 0 <= summary["ece"] <= 1
+    assert summary["tfidf_lr_accuracy"] > 0.25
+    report = Path(summary["report_dir"])
+    for name in ("confusion_matrix.png", "confusion_matrix.csv", "reliability.png"):
+        assert (report / name).stat().st_size > 0
+
+    engine = make_engine(s)
+    decision = promote(s, "1", eval_rows=test, engine=engine)
+    assert decision.passed
+    assert registry.version_by_alias(s, registry.CHAMPION).version == "1"  # type: ignore[union-attr]
+
+    second = run_flow(
+        s,
+        base=str(tiny_base),
+        cfg=TrainConfig(epochs=1, max_steps=3, seed=5),
+        splits=splits,
+        baseline=False,
+    )
+    assert second.registered_version == "2"
+    promote(s, "2", eval_rows=test, engine=engine, force=True)
+    assert registry.version_by_alias(s, registry.CHAMPION).version == "2"  # type: ignore[union-attr]
+    assert rollback(s, engine=engine) == ("2", "1")
+    assert registry.version_by_alias(s, registry.CHAMPION).version == "1"  # type: ignore[union-attr]
+    with engine.connect() as conn:
+        kinds = [r[0] for r in conn.execute(select(ModelEventRow.kind).order_by(ModelEventRow.id))]
+    assert kinds == ["promoted", "promoted", "rollback"]
+    engine.dispose()
+
+    # behaviour of the served artefact: invariance to case, whitespace and HTML noise
+    clf = Classifier.load(registry.local_copy(s, "1"))
+    base = "Stocks rally as the central bank cuts interest rates"
+    variants = [
+        base.upper(),
+        "  Stocks   rally as the\n central bank cuts interest rates ",
+        clean_text(f"<p>{base}</p><script>alert(1)</script>"),
+    ]
+    ref = clf.predict([base])[0]
+    for v in variants:
+        got = clf.predict([v])[0]
+        assert got.topic == ref.topic
+        assert got.probabilities == pytest.approx(ref.probabilities, abs=1e-4)
+
+
+def test_not_a_hugging_face_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    with pytest.raises(ModelError, match="not a Hugging Face model folder"):
+        resolve_base_model(str(tmp_path))
+    with pytest.raises(ModelError, match="does not exist"):
+        resolve_base_model("./no/such/folder")
+
+
+def test_broken_base_folder_fails_before_training(tmp_path: Path) -> None:
+    from retraining.modeling import load_base
+
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(TrainingError, match="cannot load base model"):
+        load_base(str(tmp_path), 4)

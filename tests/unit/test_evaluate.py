@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.core.runtime import softmax
+from retraining.errors import TrainingError
+from retraining.evaluate import evaluate_probs, expected_calibration_error, fit_temperature
+from retraining.gate import GatePolicy, gate
+from retraining.train import TrainConfig
+
+
+def test_ece_hand_computed() -> None:
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
+    y = np.array([0, 1, 0, 0])
+    # bin (0.8,0.87]: none; 0.9 bin: conf .9, acc .5 -> |.4| * .5 ; 0.6 bin: conf .6 acc 1 -> .4*.5
+    assert expected_calibration_error(probs, y) == pytest.approx(0.4)
+
+
+def test_temperature_recovers_the_generating_temperature() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(20_000, 4)).astype(np.float32) * 4
+    y = np.array([rng.choice(4, p=p) for p in softmax(logits, 2.0)])
+    assert fit_temperature(logits, y) == pytest.approx(2.0, rel=0.05)
+
+
+def test_metrics() -> None:
+    probs = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.4, 0.6]])
+    ev = evaluate_probs(probs, np.array([0, 1, 1, 1]), ["a", "b"])
+    assert ev.accuracy == 0.75
+    assert ev.confusion == [[1, 0], [1, 2]]
+    assert ev.per_class["b"]["recall"] == pytest.approx(2 / 3)
+
+
+def _ev(f1s: list[float]):  # type: ignore[no-untyped-def]
+    labels = ["a", "b", "c", "d"][: len(f1s)]
+    ev = evaluate_probs(np.eye(len(f1s)), np.arange(len(f1s)), labels)
+    return ev.__class__(
+        **{
+            **ev.__dict__,
+            "macro_f1": float(np.mean(f1s)),
+            "per_class": {lbl: {"f1": f} for lbl, f in zip(labels, f1s)},
+        }
+    )
+
+
+def test_gate() -> None:
+    assert gate(_ev([0.9, 0.9]), None).passed
+    assert gate(_ev([0.91, 0.9]), _ev([0.9, 0.9])).passed
+    worse = gate(_ev([0.85, 0.85]), _ev([0.9, 0.9]))
+    assert not worse.passed and "macro-F1" in worse.reasons[0]
+    one_class = gate(_ev([0.99, 0.80]), _ev([0.88, 0.9]), GatePolicy(0.01, 0.05))
+    assert not one_class.passed and "class 'b'" in one_class.reasons[0]
+
+
+def test_train_options_are_validated() -> None:
+    with pytest.raises(TrainingError, match="learning_rate=5"):
+        TrainConfig(learning_rate=5)
+    with pytest.raises(TrainingError, match="epochs=0"):
+        TrainConfig(epochs=0)
