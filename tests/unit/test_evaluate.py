@@ -39,7 +39,7 @@ def _ev(f1s: list[float]):  # type: ignore[no-untyped-def]
         **{
             **ev.__dict__,
             "macro_f1": float(np.mean(f1s)),
-            "per_class": {lbl: {"f1": f} for lbl, f in zip(labels, f1s)},
+            "per_class": {lbl: {"f1": f} for lbl, f in zip(labels, f1s, strict=True)},
         }
     )
 
