@@ -97,6 +97,25 @@ class Settings(BaseSettings):
     review_uncertain_share: float = Field(default=0.05, ge=0.0, le=1.0)
     review_topic_cap: int = Field(default=3, ge=0, le=10_000, description="per topic per batch")
 
+    # Drift monitoring and retraining.
+    drift_window_size: int = Field(
+        default=1000, ge=1, le=10_000_000, description="latest N predictions form the window"
+    )
+    drift_window_minutes: float | None = Field(
+        default=None, gt=0, description="window by time instead of by count"
+    )
+    drift_min_window: int = Field(default=500, ge=1)
+    drift_bins: int = Field(default=10, ge=2, le=100)
+    drift_warn: float = Field(default=0.1, gt=0)
+    drift_threshold: float = Field(default=0.25, gt=0)
+    drift_interval_minutes: float = Field(default=15.0, gt=0)
+    retrain_on_drift: bool = True
+    retrain_cooldown_hours: float = Field(default=6.0, ge=0)
+    retrain_daily_cap: int = Field(default=2, ge=0)
+    retrain_epochs: int = Field(default=2, ge=1)
+    alert_webhook_url: str | None = None
+    reports_dir: Path | None = Field(default=None, description="default home/reports")
+
     # Service timeouts.
     start_timeout_s: float = Field(default=90.0, gt=0, le=3600)
 
@@ -104,6 +123,22 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _http_only(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("the webhook must be an http:// or https:// URL")
+        return value or None
+
+    @model_validator(mode="after")
+    def _drift_levels_in_order(self) -> Settings:
+        if self.drift_warn >= self.drift_threshold:
+            raise ValueError(
+                f"NEWSFLOW_DRIFT_WARN ({self.drift_warn}) must be below "
+                f"NEWSFLOW_DRIFT_THRESHOLD ({self.drift_threshold})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> Settings:
@@ -134,6 +169,9 @@ class Settings(BaseSettings):
             database=database or self.pg_database,
         )
         return url.render_as_string(hide_password=False)
+
+    def reports_path(self) -> Path:
+        return self.reports_dir or self.home / "reports"
 
     def tracking_uri(self) -> str:
         if self.mlflow_tracking_uri:
