@@ -21,6 +21,12 @@ def build() -> typer.Typer:
 
     register_pipeline(app)
     app.command("run")(run_cmd)
+    app.command("status")(status_cmd)
+    if find_spec("evidently") and find_spec("apscheduler"):
+        app.add_typer(drift_app, name="drift")
+        app.command("scheduler")(scheduler_cmd)
+    else:
+        _missing_extra(app, ("drift", "scheduler"), "monitor")
     if all(find_spec(m) for m in ("torch", "transformers", "mlflow")):
         from retraining.cli import register as register_retraining
 
@@ -80,6 +86,127 @@ def run_cmd(
         json_path.write_text(json.dumps(summary, indent=2, default=str))
     if summary["lost"] or summary["duplicates"]:
         raise typer.Exit(1)
+
+
+drift_app = typer.Typer(help="Drift monitoring of the champion.", no_args_is_help=True)
+
+
+@drift_app.command("check")
+def drift_check_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    model_dir: Annotated[
+        Path | None, typer.Option(help="check this model folder instead of the champion")
+    ] = None,
+    no_report: Annotated[bool, typer.Option(help="skip the Evidently HTML report")] = False,
+) -> None:
+    """PSI of the latest window's confidence and topic mix against the champion's reference
+    (levels ok < warn < drift); records the run and writes an Evidently report."""
+    import json
+
+    from rich.console import Console
+
+    from monitoring.drift import run_drift_check
+    from pipeline.cli import fail, settings_or_exit
+    from pipeline.core.db.engine import make_engine
+
+    settings = settings_or_exit()
+    engine = make_engine(settings)
+    try:
+        result = run_drift_check(settings, engine=engine, model_dir=model_dir, report=not no_report)
+    except Exception as exc:
+        raise fail(exc) from None
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2, default=str))
+    else:
+        colour = {"ok": "green", "warn": "yellow", "drift": "red"}.get(result.level, "white")
+        Console().print(
+            f"[{colour}]{result.level}[/{colour}] {result.reason} "
+            f"(window {result.window_size}, est. accuracy "
+            f"{result.estimated_accuracy or float('nan'):.3f}) "
+            f"report: {result.report_path}"
+        )
+    if result.level == "error":
+        raise typer.Exit(1)
+
+
+def scheduler_cmd() -> None:
+    """Run the drift check every NEWSFLOW_DRIFT_INTERVAL_MINUTES (default 15) and retrain on
+    drift (single flight, cooldown, daily cap). Ctrl-C stops it."""
+    from monitoring.scheduler import run_scheduler
+    from pipeline.cli import settings_or_exit
+    from pipeline.core.logs import configure_logging
+
+    settings = settings_or_exit()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    run_scheduler(settings)
+
+
+def status_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """One screen: services, throughput, lag, champion, drift runs, retraining, review queue."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from monitoring.status import gather
+    from pipeline.cli import settings_or_exit
+    from pipeline.core.db.engine import make_engine
+
+    settings = settings_or_exit()
+    engine = make_engine(settings)
+    try:
+        st = gather(settings, engine)
+    finally:
+        engine.dispose()
+    if as_json:
+        import dataclasses
+
+        typer.echo(json.dumps(dataclasses.asdict(st), indent=2, default=str))
+        return
+    con = Console()
+    up = ", ".join(f"{s['name']} {'up' if s['up'] else 'DOWN'}" for s in st.services)
+    champ = st.champion or {}
+    con.print(f"[bold]services[/bold] {up}")
+    con.print(
+        f"[bold]throughput[/bold] {st.throughput_per_min or 0:.0f}/min (last 5 min)   "
+        f"[bold]lag[/bold] {st.lag if st.lag is not None else '?'}   "
+        f"[bold]open review items[/bold] {st.open_review_items}"
+    )
+    con.print(
+        f"[bold]champion[/bold] version {champ.get('version', '-')} "
+        f"({champ.get('model_version', '-')})   serving (15 min): {st.serving_versions}"
+    )
+    t = Table("drift run", "started", "level", "window", "PSI conf", "PSI topics", "est. acc")
+    for r in st.drift_runs:
+        t.add_row(
+            str(r["id"]),
+            str(r["started_at"])[:19],
+            r["level"],
+            str(r["window_size"]),
+            _f(r["psi_confidence"]),
+            _f(r["psi_topics"]),
+            _f(r["estimated_accuracy"]),
+        )
+    con.print(t)
+    e = Table("event", "at", "kind", "version", "previous", "reason")
+    for r in st.model_events:
+        e.add_row(
+            str(r["id"]),
+            str(r["at"])[:19],
+            r["kind"],
+            str(r["version"]),
+            str(r["previous_version"]),
+            str(r["reason"])[:60],
+        )
+    con.print(e)
+
+
+def _f(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else "-"
 
 
 def _missing_extra(app: typer.Typer, names: tuple[str, ...], extra: str) -> None:

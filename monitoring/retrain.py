@@ -1,0 +1,165 @@
+"""Automatic retraining on drift: single flight (a Postgres advisory lock), a cooldown and a
+daily cap; training data = the base labelled set + reviewed labels (never the model's own
+predictions); the challenger is promoted only through the gate. Every decision is a row in
+``model_events``; the MLflow run is tagged with the drift run that caused it."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import random
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import Engine, func, select, text
+
+from pipeline.core.datasets import LabelledText
+from pipeline.core.db.events import record_model_event
+from pipeline.core.db.models import ModelEventRow
+from pipeline.core.settings import Settings
+
+log = logging.getLogger("newsflow.retrain")
+RETRAIN_LOCK = 0x6E657773  # "news"
+DRIFT_LOCK = 0x64726674  # "drft"
+
+
+@dataclasses.dataclass
+class RetrainOutcome:
+    status: str  # skipped | busy | cooldown | capped | promoted | rejected | failed
+    reason: str
+    version: str | None = None
+
+
+def reviewed_rows(engine: Engine, labels: Sequence[str]) -> list[LabelledText]:
+    """Articles whose review gave a known topic (simulated labels included, marked so)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT DISTINCT ON (a.id) a.id, a.title, a.body, r.label FROM review_items r "
+                "JOIN articles a ON a.id = r.article_id WHERE r.status = 'done' "
+                "AND r.label = ANY(:labels) ORDER BY a.id, r.labelled_at DESC"
+            ),
+            {"labels": list(labels)},
+        ).all()
+    return [LabelledText(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+
+def _events_since(engine: Engine, kind: str, since: dt.datetime, name: str) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(ModelEventRow)
+                .where(
+                    ModelEventRow.kind == kind,
+                    ModelEventRow.at >= since,
+                    ModelEventRow.model_name == name,
+                )
+            ).scalar_one()
+        )
+
+
+def maybe_retrain(
+    settings: Settings,
+    *,
+    engine: Engine,
+    drift_run_id: int | None,
+    dataset: str = "ag_news",
+    train: Callable[..., object] | None = None,
+) -> RetrainOutcome:
+    """Retrain if no other retraining runs, the cooldown has passed and the cap allows."""
+    name = settings.registered_model_name
+    now = dt.datetime.now(dt.UTC)
+    with engine.connect() as lock_conn:
+        got = lock_conn.execute(
+            text("SELECT pg_try_advisory_lock(:k)"), {"k": RETRAIN_LOCK}
+        ).scalar_one()
+        lock_conn.commit()
+        if not got:
+            return RetrainOutcome("busy", "another retraining holds the lock")
+        try:
+            cooldown = now - dt.timedelta(hours=settings.retrain_cooldown_hours)
+            if _events_since(engine, "retrain_finished", cooldown, name):
+                return RetrainOutcome(
+                    "cooldown", f"retrained within the last {settings.retrain_cooldown_hours:g} h"
+                )
+            if (
+                _events_since(engine, "retrain_started", now - dt.timedelta(days=1), name)
+                >= settings.retrain_daily_cap
+            ):
+                return RetrainOutcome("capped", f"daily cap of {settings.retrain_daily_cap}")
+            record_model_event(
+                engine=engine,
+                kind="retrain_started",
+                model_name=name,
+                version=None,
+                reason="drift",
+                drift_run_id=drift_run_id,
+            )
+            try:
+                outcome = (train or _train_and_promote)(
+                    settings, engine=engine, drift_run_id=drift_run_id, dataset=dataset
+                )
+            except Exception as exc:  # MLflow down, training error...: record, keep serving
+                log.exception("retraining failed")
+                record_model_event(
+                    engine=engine,
+                    kind="retrain_failed",
+                    model_name=name,
+                    version=None,
+                    reason=f"{type(exc).__name__}: {exc}",
+                    drift_run_id=drift_run_id,
+                )
+                return RetrainOutcome("failed", str(exc))
+            assert isinstance(outcome, RetrainOutcome)
+            record_model_event(
+                engine=engine,
+                kind="retrain_finished",
+                model_name=name,
+                version=outcome.version,
+                reason=outcome.status,
+                drift_run_id=drift_run_id,
+            )
+            return outcome
+        finally:
+            lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": RETRAIN_LOCK})
+            lock_conn.commit()
+
+
+def _train_and_promote(
+    settings: Settings, *, engine: Engine, drift_run_id: int | None, dataset: str
+) -> RetrainOutcome:
+    from retraining.flow import load_training_data, run_flow
+    from retraining.promotion import promote
+    from retraining.train import TrainConfig
+
+    base = load_training_data(settings, dataset)
+    reviewed = reviewed_rows(engine, base.labels)
+    rng = random.Random(drift_run_id or 0)
+    rng.shuffle(reviewed)
+    cut = int(len(reviewed) * 0.7)
+    for_training, held_out = reviewed[:cut], reviewed[cut:]
+    splits = load_training_data(settings, dataset, extra=for_training)
+    result = run_flow(
+        settings,
+        dataset=dataset,
+        cfg=TrainConfig(epochs=settings.retrain_epochs),
+        splits=splits,
+        baseline=False,
+        tags={
+            "drift_run_id": str(drift_run_id),
+            "trigger": "drift",
+            "reviewed_labels": str(len(for_training)),
+        },
+    )
+    if result.registered_version is None:
+        return RetrainOutcome("failed", "parity check failed; nothing registered")
+    decision = promote(
+        settings,
+        result.registered_version,
+        eval_rows=[*splits.test, *held_out],
+        engine=engine,
+        drift_run_id=drift_run_id,
+    )
+    status = "promoted" if decision.passed else "rejected"
+    return RetrainOutcome(status, "; ".join(decision.reasons), result.registered_version)

@@ -1,0 +1,74 @@
+"""`newsflow scheduler`: the drift check on an interval (APScheduler), retraining on drift.
+
+One job, `max_instances=1` and `coalesce=True` (an overlong run is skipped, missed runs
+collapse into one), a 60 s misfire grace, and a first run at start-up. Across hosts the drift
+job is single flight too: it runs only while holding a Postgres advisory lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from sqlalchemy import Engine, text
+
+from monitoring.drift import DriftResult, run_drift_check
+from monitoring.retrain import DRIFT_LOCK, RetrainOutcome, maybe_retrain
+from pipeline.core.settings import Settings
+
+log = logging.getLogger("newsflow.scheduler")
+
+
+def drift_job(
+    settings: Settings, engine: Engine
+) -> tuple[DriftResult | None, RetrainOutcome | None]:
+    with engine.connect() as conn:
+        if not conn.execute(
+            text("SELECT pg_try_advisory_lock(:k)"), {"k": DRIFT_LOCK}
+        ).scalar_one():
+            log.info("another scheduler is running the drift check; skipping")
+            return None, None
+        conn.commit()
+        try:
+            result = run_drift_check(settings, engine=engine)
+            log.info("drift check: %s (%s)", result.level, result.reason)
+            outcome = None
+            if result.level == "drift" and settings.retrain_on_drift:
+                outcome = maybe_retrain(settings, engine=engine, drift_run_id=result.run_id)
+                log.info("retraining: %s (%s)", outcome.status, outcome.reason)
+            return result, outcome
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": DRIFT_LOCK})
+            conn.commit()
+
+
+def run_scheduler(settings: Settings) -> None:
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    from pipeline.core.db.engine import make_engine, wait_for_database
+
+    engine = make_engine(settings)
+    wait_for_database(engine, timeout_s=settings.start_timeout_s)
+    scheduler = BlockingScheduler(timezone="UTC")
+
+    def job() -> None:
+        try:
+            drift_job(settings, engine)
+        except Exception:  # the scheduler must keep running
+            log.exception("drift job failed")
+
+    scheduler.add_job(
+        job,
+        "interval",
+        minutes=settings.drift_interval_minutes,
+        id="drift-check",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=60,
+        next_run_time=dt.datetime.now(dt.UTC),
+    )
+    log.info("scheduler started: drift check every %g min", settings.drift_interval_minutes)
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        log.info("scheduler stopped")
