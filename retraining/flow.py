@@ -55,6 +55,7 @@ def run_flow(
     splits: Splits | None = None,
     register: bool = True,
     baseline: bool = True,
+    quantize: bool = True,
     tags: dict[str, str] | None = None,
     progress: Progress | None = None,
 ) -> FlowResult:
@@ -110,6 +111,7 @@ def run_flow(
         base_model=base,
         metrics=metrics,
         reference=reference,
+        int8=quantize,
     )
     parity_texts = te_x[:300]
     parity = parity_check(model, tokenizer, model_dir, parity_texts, max_length=cfg.max_length)

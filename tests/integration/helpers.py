@@ -25,13 +25,18 @@ OVERRIDES = (
     "batch_max_size",
     "batch_max_wait_ms",
     "review_uniform_share",
+    "home",
+    "mlflow_tracking_uri",
+    "model_poll_s",
 )
 
 
 def worker_env(settings: Settings, metrics_port: int) -> dict[str, str]:
     env = dict(os.environ)
     for name in OVERRIDES:
-        env[f"NEWSFLOW_{name.upper()}"] = str(getattr(settings, name))
+        value = getattr(settings, name)
+        if value is not None:
+            env[f"NEWSFLOW_{name.upper()}"] = str(value)
     env["NEWSFLOW_METRICS_PORT"] = str(metrics_port)
     env["NEWSFLOW_LOG_LEVEL"] = "INFO"
     return env
@@ -40,12 +45,15 @@ def worker_env(settings: Settings, metrics_port: int) -> dict[str, str]:
 class Worker:
     """A real `newsflow worker` process."""
 
-    def __init__(self, settings: Settings, model_dir: Path, metrics_port: int, log: Path) -> None:
+    def __init__(
+        self, settings: Settings, model_dir: Path | None, metrics_port: int, log: Path
+    ) -> None:
         self.port = metrics_port
         self.log = log
         with open(log, "ab") as out:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "monitoring", "worker", "--model-dir", str(model_dir)],
+                [sys.executable, "-m", "monitoring", "worker"]
+                + (["--model-dir", str(model_dir)] if model_dir else []),
                 env=worker_env(settings, metrics_port),
                 stdout=out,
                 stderr=subprocess.STDOUT,

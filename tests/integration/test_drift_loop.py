@@ -1,0 +1,216 @@
+"""Drift monitoring and the retraining loop against real Kafka, Postgres and MLflow, with a
+MiniLM model fine-tuned briefly inside the test (AG News)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from monitoring.drift import run_drift_check
+from monitoring.retrain import RetrainOutcome, maybe_retrain
+from pipeline.core import registry
+from pipeline.core.datasets import load_dataset
+from pipeline.core.db.engine import make_engine
+from pipeline.core.settings import Settings
+from pipeline.produce import Outgoing, article_messages, produce
+from retraining.data import make_splits
+from retraining.flow import run_flow
+from retraining.promotion import promote
+from retraining.train import TrainConfig
+from tests.conftest import free_port
+from tests.integration.helpers import Worker, prediction_counts, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.model]
+
+
+@pytest.fixture(scope="module")
+def ag(data_dir: Path) -> dict[str, list]:  # type: ignore[type-arg]
+    return {
+        "train": load_dataset("ag_news", split="train", data_dir=data_dir),
+        "test": load_dataset("ag_news", split="test", data_dir=data_dir),
+        "ng": load_dataset("20newsgroups", split="test", data_dir=data_dir),
+    }
+
+
+@pytest.fixture
+def env(db: Settings, topics: Settings, tmp_path: Path) -> Settings:
+    return topics.model_copy(
+        update={
+            "pg_database": db.pg_database,
+            "home": tmp_path / "home",
+            "mlflow_tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+            "drift_min_window": 500,
+            "drift_window_size": 500,
+            "model_poll_s": 2.0,
+            "retrain_epochs": 1,
+            "reports_dir": tmp_path / "reports",
+        }
+    )
+
+
+def _train(
+    env: Settings,
+    ag: dict[str, list],
+    *,
+    steps: int,
+    seed: int = 13,  # type: ignore[type-arg]
+    corrupt: bool = False,
+) -> str:
+    rows = ag["train"][:2400]
+    if corrupt:  # a worse model: most training labels rotated to the wrong class
+        names = sorted({r.label for r in rows})
+        rows = [
+            r
+            if i % 10 < 3
+            else dataclasses.replace(r, label=names[(names.index(r.label) + 1) % len(names)])
+            for i, r in enumerate(rows)
+        ]
+    splits = make_splits(rows, ag["test"][:800], seed=seed)
+    result = run_flow(  # fp32 only: a briefly trained model is too unsure for int8 parity
+        env,
+        quantize=False,
+        base="minilm",
+        splits=splits,
+        baseline=False,
+        cfg=TrainConfig(epochs=1, max_steps=steps, batch_size=32, seed=seed),
+    )
+    assert result.summary["parity_ok"] and result.registered_version
+    return result.registered_version
+
+
+@pytest.fixture
+def worker(env: Settings, tmp_path: Path) -> Iterator[list[Worker]]:
+    started: list[Worker] = []
+    yield started
+    for w in started:
+        w.stop()
+
+
+def _stream(env: Settings, rows: list, run_id: str, n: int) -> None:  # type: ignore[type-arg]
+    stats = produce(
+        article_messages(rows, limit=n, loop=False, run_id=run_id),
+        bootstrap=env.kafka_bootstrap,
+        topic=env.topic_articles,
+        rate=0,
+    )
+    assert stats.failed == 0
+    wait_for(lambda: prediction_counts(env, run_id)[0] >= n, 240, f"{n} rows for {run_id}")
+
+
+def test_stable_then_shifted_stream_then_retrain_and_hot_swap(
+    env: Settings,
+    ag: dict[str, list],
+    worker: list[Worker],
+    tmp_path: Path,  # type: ignore[type-arg]
+) -> None:
+    engine = make_engine(env)
+    v1 = _train(env, ag, steps=40)
+    assert promote(env, v1, eval_rows=ag["test"][:800], engine=engine).passed
+    w = Worker(env, None, free_port(), tmp_path / "worker.log")  # follows the champion
+    worker.append(w)
+    w.wait_ready(timeout=120)
+
+    # empty window: insufficient, never drift
+    assert run_drift_check(env, engine=engine).level == "insufficient"
+
+    # a stable stream: five windows of AG News (texts the model never saw) are all ok
+    stable = ag["test"][1000:3500]
+    levels = []
+    for i in range(5):
+        _stream(env, stable[i * 500 : (i + 1) * 500], f"ok{i}", 500)
+        r = run_drift_check(env, engine=engine, report=(i == 0))
+        levels.append((r.level, round(r.psi_confidence or -1, 3), round(r.psi_topics or -1, 3)))
+    assert all(lv == "ok" for lv, _, _ in levels), levels
+
+    first = run_drift_check(env, engine=engine)
+    assert first.report_path and Path(first.report_path).stat().st_size > 100_000
+    assert first.psi_evidently is not None
+
+    # a shifted stream: 20 Newsgroups posts; flagged in the first full window
+    _stream(env, ag["ng"][:500], "ng", 500)
+    shifted = run_drift_check(env, engine=engine)
+    assert shifted.level == "drift", shifted
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM drift_runs")).scalar_one() == 8
+
+    # drift -> retraining -> challenger promoted -> the running worker switches version
+    outcome = maybe_retrain(env, engine=engine, drift_run_id=shifted.run_id)
+    assert outcome.status == "promoted", outcome
+    new_version = registry.version_by_alias(env, registry.CHAMPION)
+    assert new_version is not None and new_version.version == outcome.version
+    _stream(env, ag["test"][4000:4600], "after", 600)
+    wait_for(lambda: w.metric("newsflow_model_info") >= 1, 10, "metrics")
+    with engine.connect() as conn:
+        versions = dict(
+            conn.execute(
+                text(
+                    "SELECT model_version, count(*) FROM predictions "
+                    "WHERE article_id LIKE 'after-%' GROUP BY 1"
+                )
+            ).all()
+        )
+        total, distinct = conn.execute(
+            text("SELECT count(*), count(DISTINCT article_id) FROM predictions")
+        ).one()
+    assert new_version.model_version in versions
+    assert total == distinct == 2500 + 500 + 600  # nothing lost, nothing twice
+
+    # a cooldown now holds
+    again = maybe_retrain(env, engine=engine, drift_run_id=shifted.run_id)
+    assert again.status == "cooldown"
+    engine.dispose()
+
+
+def test_worse_challenger_is_not_promoted(env: Settings, ag: dict[str, list]) -> None:  # type: ignore[type-arg]
+    engine = make_engine(env)
+    good = _train(env, ag, steps=40)
+    assert promote(env, good, eval_rows=ag["test"][:800], engine=engine).passed
+    bad = _train(env, ag, steps=40, corrupt=True)
+    decision = promote(env, bad, eval_rows=ag["test"][:800], engine=engine)
+    assert not decision.passed
+    assert registry.version_by_alias(env, registry.CHAMPION).version == good  # type: ignore[union-attr]
+    assert registry.version_by_alias(env, registry.CHALLENGER).version == bad  # type: ignore[union-attr]
+    with engine.connect() as conn:
+        kinds = [r[0] for r in conn.execute(text("SELECT kind FROM model_events ORDER BY id"))]
+    assert kinds == ["promoted", "rejected"]
+    engine.dispose()
+
+
+def test_missing_reference_and_mlflow_down_are_recorded(env: Settings, tmp_path: Path) -> None:
+    engine = make_engine(env)
+    missing = run_drift_check(env, engine=engine)  # no champion registered at all
+    assert missing.level == "error" and "no reference" in missing.reason
+
+    down = env.model_copy(update={"mlflow_tracking_uri": "http://127.0.0.1:9"})
+
+    def train_with_mlflow_down(settings: Settings, **_: object) -> RetrainOutcome:
+        registry.ensure_experiment(settings)  # the first MLflow call of a real run
+        raise AssertionError("unreachable")
+
+    import os
+
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "1"
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "2"
+    outcome = maybe_retrain(
+        down, engine=engine, drift_run_id=missing.run_id, train=train_with_mlflow_down
+    )
+    assert outcome.status == "failed"
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT kind, reason FROM model_events ORDER BY id")).all()
+    assert [r[0] for r in rows] == ["retrain_started", "retrain_failed"]
+    assert json.dumps(rows[1][1])
+    engine.dispose()
+
+
+def test_bad_stream_does_not_move_drift(env: Settings) -> None:
+    """Dead letters never count as predictions, so they cannot fake drift."""
+    bad = [Outgoing(b"k", b"not json")] * 50
+    produce(iter(bad), bootstrap=env.kafka_bootstrap, topic=env.topic_articles, rate=0)
+    time.sleep(0.5)
+    assert prediction_counts(env, "")[0] == 0
