@@ -186,6 +186,26 @@ def create_app(
     return app
 
 
+def limit_fetch_wait(max_wait_ms: int) -> None:
+    """Faust builds its aiokafka consumer with ``fetch_max_wait_ms=1500`` hard-coded, which
+    at low traffic delivers messages in bursts seconds apart. Cap it for this (worker)
+    process by wrapping the class Faust instantiates; called at start-up, not at import."""
+    import aiokafka
+
+    original = aiokafka.AIOKafkaConsumer
+    if getattr(original, "_newsflow_fetch_wait", None) is not None:
+        return
+
+    class TunedConsumer(original):  # type: ignore[misc, valid-type]
+        _newsflow_fetch_wait = max_wait_ms
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["fetch_max_wait_ms"] = min(kwargs.get("fetch_max_wait_ms", 500), max_wait_ms)
+            super().__init__(*args, **kwargs)
+
+    aiokafka.AIOKafkaConsumer = TunedConsumer
+
+
 def run_worker(settings: Settings, *, model_dir: Any, precision: Precision = "auto") -> None:
     """Load the model (a folder, or the registry's champion, which is then followed), connect
     the database, serve metrics and run the Faust worker."""
@@ -198,6 +218,7 @@ def run_worker(settings: Settings, *, model_dir: Any, precision: Precision = "au
     from pipeline.hotswap import load_champion, watch_champion
     from pipeline.metrics import build_metrics, serve_metrics
 
+    limit_fetch_wait(settings.consumer_fetch_max_wait_ms)
     stop = threading.Event()
     if model_dir is not None:
         holder = ModelHolder(

@@ -14,6 +14,7 @@ from pipeline.cli import console, fail, settings_or_exit
 from pipeline.core.datasets import LabelledText
 from pipeline.core.errors import NewsflowError
 from pipeline.core.settings import Settings
+from retraining.gate import GateDecision
 
 models_app = typer.Typer(
     help="Registered model versions and the champion/challenger aliases.", no_args_is_help=True
@@ -94,7 +95,8 @@ def train_cmd(
             raise fail(exc) from None
     s = result.summary
     if register and promote and result.registered_version:
-        s["promotion"] = _promote(settings, result.registered_version, splits.test)
+        decision = _promote(settings, result.registered_version, splits.test)
+        s["promotion"] = {"passed": decision.passed, "reasons": decision.reasons}
     console.print(
         f"accuracy {s['accuracy']:.4f}  macro-F1 {s['macro_f1']:.4f}  ECE {s['ece']:.4f} "
         f"(uncalibrated {s['ece_uncalibrated']:.4f})  int8 accuracy "
@@ -108,18 +110,21 @@ def train_cmd(
         raise typer.Exit(1)
 
 
-def _promote(settings: Settings, version: str, rows: Sequence[LabelledText]) -> dict[str, object]:
+def _promote(
+    settings: Settings, version: str, rows: Sequence[LabelledText], *, force: bool = False
+) -> GateDecision:
+    """Run the gate and print the verdict."""
     from pipeline.core.db.engine import make_engine
     from retraining.promotion import promote
 
     engine = make_engine(settings)
     try:
-        decision = promote(settings, version, eval_rows=rows, engine=engine)
+        decision = promote(settings, version, eval_rows=rows, engine=engine, force=force)
     finally:
         engine.dispose()
-    verdict = "promoted to champion" if decision.passed else "kept as challenger"
+    verdict = "promoted to champion" if decision.passed or force else "kept as challenger"
     console.print(f"version {version}: {verdict} ({'; '.join(decision.reasons)})")
-    return {"passed": decision.passed, "reasons": decision.reasons}
+    return decision
 
 
 @models_app.command("list")
@@ -161,26 +166,11 @@ def models_promote_cmd(
     settings = settings_or_exit()
     try:
         rows = load_dataset(dataset, split="test", data_dir=settings.data_dir)
-        result = _promote_cmd(settings, version, rows, force)
+        decision = _promote(settings, version, rows, force=force)
     except NewsflowError as exc:
         raise fail(exc) from None
-    if not result:
+    if not (decision.passed or force):
         raise typer.Exit(1)
-
-
-def _promote_cmd(
-    settings: Settings, version: str, rows: Sequence[LabelledText], force: bool
-) -> bool:
-    from pipeline.core.db.engine import make_engine
-    from retraining.promotion import promote
-
-    engine = make_engine(settings)
-    try:
-        d = promote(settings, version, eval_rows=rows, engine=engine, force=force)
-    finally:
-        engine.dispose()
-    console.print(("promoted: " if d.passed or force else "rejected: ") + "; ".join(d.reasons))
-    return d.passed or force
 
 
 @models_app.command("rollback")

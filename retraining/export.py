@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import shutil
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -67,7 +69,8 @@ def export_onnx(model: Any, out: Path, *, max_length: int) -> list[str]:
     dummy = tuple(torch.ones((2, 8), dtype=torch.long) for _ in names)
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     axes["logits"] = {0: "batch"}
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes on shapes that are fixed by design
         torch.onnx.export(
             Logits(model),
             dummy,
@@ -84,7 +87,11 @@ def export_onnx(model: Any, out: Path, *, max_length: int) -> list[str]:
 def quantize_int8(src: Path, dst: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    logging.disable(logging.WARNING)  # its per-tensor chatter goes to the root logger
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def torch_logits(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int) -> np.ndarray:

@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(default=64, ge=1, le=4096)
     batch_max_wait_ms: int = Field(default=50, ge=1, le=60_000)
     worker_name: str = "newsflow-worker"
+    consumer_fetch_max_wait_ms: int = Field(default=100, ge=1, le=10_000)
     metrics_port: int = Field(default=9108, ge=0, le=65535, description="0 = no endpoint")
     metrics_host: str = Field(default="127.0.0.1", description="0.0.0.0 inside containers")
     model_dir: Path | None = Field(
