@@ -120,8 +120,8 @@ def produce(
     for i, out in enumerate(messages):
         if rate:
             due = start + i / rate
-            delay = due - time.monotonic()
-            if delay > 0:
+            # poll() returns early whenever a delivery report is served: loop until due
+            while (delay := due - time.monotonic()) > 0:
                 producer.poll(delay)
         while True:
             try:

@@ -31,3 +31,18 @@ def test_bad_share_mixes_in_malformed() -> None:
     bad = [o for o in out if o.bad_kind]
     assert 150 < len(bad) < 250
     assert len({o.bad_kind for o in bad}) >= 12
+
+
+@pytest.mark.integration
+def test_rate_is_respected(stack) -> None:  # type: ignore[no-untyped-def]
+    """Pacing holds even while delivery reports wake the producer up (real broker)."""
+    import time
+
+    from pipeline.produce import Outgoing, produce
+
+    msgs = (Outgoing(f"r{i}".encode(), b"{}") for i in range(40))
+    start = time.monotonic()
+    stats = produce(msgs, bootstrap=stack.kafka_bootstrap, topic=stack.topic_dlq, rate=20.0)
+    elapsed = time.monotonic() - start
+    assert stats.sent == 40 and stats.failed == 0
+    assert 1.9 <= elapsed < 4.0  # 40 messages at 20/s: the last is due at 1.95 s
