@@ -103,6 +103,7 @@ def run_main(
         f"metrics http://127.0.0.1:{settings.metrics_port}/metrics)"
     )
     try:
+        _wait_for_metrics(settings.metrics_port, proc)
         report(
             f"streaming {options.articles} AG News articles at "
             f"{options.rate_per_min:.0f}/min ({options.bad_share:.0%} malformed)"
@@ -148,6 +149,22 @@ def run_main(
         }
     )
     return summary
+
+
+def _wait_for_metrics(port: int, proc: Any, timeout_s: float = 120.0) -> None:
+    """Until the worker serves metrics (model loaded, database reached), plus a moment for
+    its consumer group to settle, so the first articles do not wait for the join."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).close()
+            time.sleep(5)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError("the worker did not start; read its log")
 
 
 def _count(engine: Any, run_id: str) -> int:

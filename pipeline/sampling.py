@@ -2,8 +2,9 @@
 
 * uniform: each new prediction is chosen with probability ``uniform_share`` (an unbiased
   sample, so reviewed accuracy estimates live accuracy);
-* uncertainty: of the rest, the lowest-margin ``uncertain_share`` of the batch, at most
-  ``topic_cap`` per predicted topic (so one confusing topic cannot flood the queue).
+* uncertainty: of the rest, the lowest-margin ``uncertain_share`` of the batch (rounded
+  stochastically, so the expected share holds for small batches), at most ``topic_cap`` per
+  predicted topic (so one confusing topic cannot flood the queue).
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ def select_for_review(
         if rng.random() < uniform_share:
             picks.append(Pick(c.key, UNIFORM, 1000))
             chosen.add(c.key)
-    budget = math.ceil(uncertain_share * len(candidates)) if uncertain_share > 0 else 0
+    # Stochastic rounding keeps the expected share right when batches are small (a batch of
+    # one at low traffic must not always yield one item).
+    budget = math.floor(uncertain_share * len(candidates) + rng.random())
     per_topic: Counter[str] = Counter()
     for c in sorted(candidates, key=lambda c: c.margin):
         if budget <= 0:

@@ -38,3 +38,18 @@ def test_no_item_is_picked_twice() -> None:
     )
     keys = [p.key for p in picks]
     assert len(keys) == len(set(keys))
+
+
+def test_small_batches_keep_the_expected_share() -> None:
+    rng = random.Random(5)
+    picked = 0
+    for i in range(4000):  # low traffic: one prediction per batch
+        picks = select_for_review(
+            [Candidate(i, "t0", 0.5)],
+            uniform_share=0.02,
+            uncertain_share=0.05,
+            topic_cap=3,
+            rng=rng,
+        )
+        picked += len(picks)
+    assert 0.055 < picked / 4000 < 0.085  # about 2 % + 5 %, not every item
