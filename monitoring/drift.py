@@ -18,11 +18,10 @@ import json
 import logging
 import urllib.request
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Engine, insert, text
 
 from monitoring.psi import categorical_psi, level_of, psi, quantile_edges, wilson_interval
 from pipeline.core.db.models import DriftRunRow
@@ -266,11 +265,3 @@ def alert(settings: Settings, result: DriftResult) -> None:
         urllib.request.urlopen(req, timeout=5).close()  # noqa: S310 - operator-set URL
     except Exception as exc:
         log.error("webhook %s failed: %s", settings.alert_webhook_url, exc)
-
-
-def recent_runs(engine: Engine, limit: int = 10) -> Sequence[DriftRunRow]:
-    with engine.connect() as conn:
-        return [
-            r[0]
-            for r in conn.execute(select(DriftRunRow).order_by(DriftRunRow.id.desc()).limit(limit))
-        ]

@@ -4,7 +4,6 @@ validator must give it. Used by ``newsflow produce --bad-share`` and by the test
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 from pipeline.core.records import DeadLetterReason as R
 
@@ -41,4 +40,3 @@ def bad_messages(ident: str, max_bytes: int) -> dict[str, tuple[bytes, R]]:
 
 
 BAD_KINDS: tuple[str, ...] = tuple(bad_messages("x", 1024))
-MakeBad = Callable[[str, int], dict[str, tuple[bytes, R]]]

@@ -2,12 +2,8 @@
 
 from pipeline.core.errors import NewsflowError, RegistryError
 
-__all__ = ["GateFailed", "RegistryError", "TrainingError"]
+__all__ = ["RegistryError", "TrainingError"]
 
 
 class TrainingError(NewsflowError):
     """Training cannot start or failed (bad data, bad options, bad base model)."""
-
-
-class GateFailed(NewsflowError):
-    """A challenger did not pass the promotion gate."""

@@ -26,7 +26,6 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from pipeline.core.errors import ModelError
 
-FORMAT = "newsflow-model/1"
 FP32, INT8, FP16 = "model.onnx", "model.int8.onnx", "model.fp16.onnx"
 TOKENIZER, METADATA = "tokenizer.json", "metadata.json"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert
 
 from pipeline.core.db.models import ModelEventRow
 
@@ -34,14 +34,3 @@ def record_model_event(
             },
         ).scalar_one()
     return int(new_id)
-
-
-def list_model_events(*, engine: Engine, model_name: str, limit: int = 50) -> list[ModelEventRow]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(ModelEventRow)
-            .where(ModelEventRow.model_name == model_name)
-            .order_by(ModelEventRow.id.desc())
-            .limit(limit)
-        ).all()
-    return [r[0] if not isinstance(r, ModelEventRow) else r for r in rows]
