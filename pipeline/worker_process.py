@@ -19,6 +19,9 @@ FORWARDED = (
     "batch_max_wait_ms",
     "pg_database",
     "model_poll_s",
+    "review_uniform_share",
+    "home",
+    "mlflow_tracking_uri",
 )
 
 
@@ -26,8 +29,10 @@ def start_worker(
     settings: Settings, model_dir: Path | None, log: Path, *, metrics_port: int = 0
 ) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
-    for name in FORWARDED:
-        env[f"NEWSFLOW_{name.upper()}"] = str(getattr(settings, name))
+    for name in FORWARDED:  # the child sees the caller's settings, overrides included
+        value = getattr(settings, name)
+        if value is not None:
+            env[f"NEWSFLOW_{name.upper()}"] = str(value)
     env["NEWSFLOW_METRICS_PORT"] = str(metrics_port)
     argv = [sys.executable, "-m", "monitoring", "worker"]
     if model_dir is not None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -15,31 +13,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from pipeline.core.settings import Settings
-
-OVERRIDES = (
-    "topic_articles",
-    "topic_dlq",
-    "topic_predictions",
-    "pg_database",
-    "worker_name",
-    "batch_max_size",
-    "batch_max_wait_ms",
-    "review_uniform_share",
-    "home",
-    "mlflow_tracking_uri",
-    "model_poll_s",
-)
-
-
-def worker_env(settings: Settings, metrics_port: int) -> dict[str, str]:
-    env = dict(os.environ)
-    for name in OVERRIDES:
-        value = getattr(settings, name)
-        if value is not None:
-            env[f"NEWSFLOW_{name.upper()}"] = str(value)
-    env["NEWSFLOW_METRICS_PORT"] = str(metrics_port)
-    env["NEWSFLOW_LOG_LEVEL"] = "INFO"
-    return env
+from pipeline.worker_process import start_worker
 
 
 class Worker:
@@ -50,15 +24,7 @@ class Worker:
     ) -> None:
         self.port = metrics_port
         self.log = log
-        with open(log, "ab") as out:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "monitoring", "worker"]
-                + (["--model-dir", str(model_dir)] if model_dir else []),
-                env=worker_env(settings, metrics_port),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.proc = start_worker(settings, model_dir, log, metrics_port=metrics_port)
 
     def metric(self, name: str) -> float:
         try:
