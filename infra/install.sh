@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Install newsflow into ./.venv (idempotent). System services (Java, Maven, PostgreSQL) are
 # installed by `newsflow stack up` when missing. Downloads are cached outside the clone.
-#   NEWSFLOW_EXTRAS   extras to install (default: train,monitor,dev; a lean worker: "")
+#   NEWSFLOW_EXTRAS   extras to install (default: train,monitor,web,dev; a lean worker: "")
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${NEWSFLOW_EXTRAS-train,monitor,dev}"
+extras="${NEWSFLOW_EXTRAS-train,monitor,web,dev}"
 py="${PYTHON:-python3}"
 if ! command -v uv >/dev/null 2>&1; then
   "$py" -m pip install --quiet --disable-pip-version-check uv

@@ -27,6 +27,12 @@ def build() -> typer.Typer:
         app.command("scheduler")(scheduler_cmd)
     else:
         _missing_extra(app, ("drift", "scheduler"), "monitor")
+    if all(find_spec(m) for m in ("fastapi", "uvicorn", "jinja2", "multipart")):
+        from monitoring.web.cli import register as register_web
+
+        register_web(app)
+    else:
+        _missing_extra(app, ("web", "users", "review"), "web")
     if all(find_spec(m) for m in ("torch", "transformers", "mlflow")):
         from retraining.cli import register as register_retraining
 

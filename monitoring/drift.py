@@ -23,7 +23,14 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, text
 
-from monitoring.psi import categorical_psi, level_of, psi, quantile_edges, wilson_interval
+from monitoring.psi import (
+    categorical_psi,
+    level_of,
+    psi,
+    quantile_edges,
+    shares,
+    wilson_interval,
+)
 from pipeline.core.db.models import DriftRunRow
 from pipeline.core.model_folder import ModelMetadata, read_metadata
 from pipeline.core.settings import Settings
@@ -47,6 +54,8 @@ class DriftResult:
     reason: str = ""
     run_id: int | None = None
     started_at: str = ""
+    # Reference vs current share per confidence bin (bins cut at the reference's quantiles).
+    histogram: dict[str, list[float]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -99,6 +108,11 @@ def compare(
         return result
     edges = quantile_edges(ref.confidences, bins)
     result.psi_confidence = psi(ref.confidences, window.confidences, edges)
+    result.histogram = {
+        "edges": [float(e) for e in edges],
+        "reference": shares(ref.confidences, edges).tolist(),
+        "current": shares(window.confidences, edges).tolist(),
+    }
     result.psi_topics = categorical_psi(ref.topic_mix, Counter(window.topics))
     result.estimated_accuracy = sum(window.confidences) / len(window.confidences)
     worst = max(result.psi_confidence, result.psi_topics)
@@ -178,6 +192,7 @@ def record(engine: Engine, result: DriftResult, started: dt.datetime) -> int:
                     "reason": result.reason,
                     "reviewed_n": result.reviewed_n,
                     "reviewed_interval": result.reviewed_interval,
+                    "histogram": result.histogram,
                 },
             },
         ).scalar_one()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
@@ -70,6 +70,12 @@ def classify(
 
 
 def store(
-    engine: Engine, classified: Classified, policy: ReviewPolicy, rng: random.Random
+    engine: Engine,
+    classified: Classified,
+    policy: ReviewPolicy,
+    rng: random.Random,
+    model_labels: Mapping[str, Sequence[str]] | None = None,
 ) -> WriteResult:
-    return save_batch(engine=engine, pairs=classified.pairs, policy=policy, rng=rng)
+    return save_batch(
+        engine=engine, pairs=classified.pairs, policy=policy, rng=rng, model_labels=model_labels
+    )

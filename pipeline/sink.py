@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Engine
 from sqlalchemy.dialects.postgresql import insert
 
-from pipeline.core.db.models import ArticleRow, PredictionRow, ReviewItemRow
+from pipeline.core.db.models import ArticleRow, ModelLabelsRow, PredictionRow, ReviewItemRow
 from pipeline.core.records import CleanArticle, Prediction
 from pipeline.sampling import Candidate, select_for_review
 
@@ -41,8 +41,11 @@ def save_batch(
     pairs: Sequence[tuple[CleanArticle, Prediction]],
     policy: ReviewPolicy,
     rng: random.Random,
+    model_labels: Mapping[str, Sequence[str]] | None = None,
 ) -> WriteResult:
-    """Store articles, predictions and review picks in one transaction."""
+    """Store articles, predictions and review picks in one transaction. ``model_labels``
+    (version → label order) is recorded once per version so readers can name each
+    probability."""
     unique: dict[tuple[str, str], tuple[CleanArticle, Prediction]] = {}
     for art, pred in pairs:
         unique.setdefault((art.id, pred.model_version), (art, pred))
@@ -77,6 +80,11 @@ def save_batch(
         for _, p in unique.values()
     ]
     with engine.begin() as conn:
+        if model_labels:
+            conn.execute(
+                insert(ModelLabelsRow).on_conflict_do_nothing(index_elements=["model_version"]),
+                [{"model_version": v, "labels": list(ls)} for v, ls in model_labels.items()],
+            )
         conn.execute(
             insert(ArticleRow).on_conflict_do_nothing(index_elements=["id"]),
             list(article_rows.values()),

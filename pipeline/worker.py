@@ -80,6 +80,7 @@ def create_app(
         settings.review_uniform_share, settings.review_uncertain_share, settings.review_topic_cap
     )
     rng = random.Random()
+    labels_recorded: set[str] = set()  # versions whose label order is in model_labels
     metrics.model_info.labels(version=holder.current.version).set(1)
 
     async def send_all(topic: Any, items: Sequence[tuple[bytes | None, bytes]]) -> None:
@@ -130,12 +131,18 @@ def create_app(
             None, lambda: classify(checked.articles, classifier, now=_now)
         )
         metrics.inference_seconds.observe(classified.inference_ms / 1000)
+        labels = (
+            None
+            if classifier.version in labels_recorded
+            else {classifier.version: classifier.labels}
+        )
         delay = 0.2
         while True:
             try:
                 result = await loop.run_in_executor(
-                    None, lambda: store(engine, classified, policy, rng)
+                    None, lambda: store(engine, classified, policy, rng, labels)
                 )
+                labels_recorded.add(classifier.version)
                 break
             except Exception as exc:  # database unavailable: retry, acknowledge nothing
                 metrics.store_retries.inc()

@@ -117,6 +117,24 @@ class Settings(BaseSettings):
     alert_webhook_url: str | None = None
     reports_dir: Path | None = Field(default=None, description="default home/reports")
 
+    # Review and operations web app.
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8088, ge=1, le=65535)
+    web_cookie_secure: bool = Field(
+        default=False, description="Secure cookies; set true behind HTTPS"
+    )
+    web_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    web_login_attempts: int = Field(
+        default=5, ge=1, le=1000, description="failed logins per window before 429"
+    )
+    web_login_window_s: float = Field(default=300.0, gt=0)
+    review_second_share: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="share of labelled items reviewed twice"
+    )
+    review_claim_minutes: float = Field(
+        default=15.0, gt=0, description="how long a reviewer holds an item before it returns"
+    )
+
     # Service timeouts.
     start_timeout_s: float = Field(default=90.0, gt=0, le=3600)
 

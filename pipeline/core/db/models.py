@@ -82,6 +82,45 @@ class ReviewItemRow(Base):
     simulated: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     labelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A claim by one reviewer (the web app takes it with FOR UPDATE SKIP LOCKED).
+    assigned_to: Mapped[str | None] = mapped_column(String(128))
+    assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    exclude_reviewer: Mapped[str | None] = mapped_column(String(128))  # round 2: not round 1's
+    note: Mapped[str | None] = mapped_column(Text)
+    skips: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(16))  # reviewer | admin
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class WebSessionRow(Base):
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ModelLabelsRow(Base):
+    """The label order of each served model version (probabilities are stored by index)."""
+
+    __tablename__ = "model_labels"
+
+    model_version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    labels: Mapped[list[str]] = mapped_column(ARRAY(String(128)))
+    recorded_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
 
 
 class DriftRunRow(Base):
