@@ -21,6 +21,7 @@ run: stack-up
 	$(NEWSFLOW) run
 
 test: stack-up
+	bash infra/test-deps.sh
 	.venv/bin/python -m pytest -p no:cacheprovider
 
 lint: install

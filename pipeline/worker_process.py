@@ -1,4 +1,5 @@
-"""Start and stop `newsflow worker` as a child process (bench, run, demo)."""
+"""Start and stop `newsflow` commands (worker, web, scheduler) as child processes (bench,
+run, demo, tests), with the caller's settings forwarded."""
 
 from __future__ import annotations
 
@@ -22,31 +23,53 @@ FORWARDED = (
     "review_uniform_share",
     "home",
     "mlflow_tracking_uri",
+    "reports_dir",
+    "review_second_share",
+    "web_login_attempts",
+    "drift_interval_minutes",
+    "drift_window_size",
+    "drift_min_window",
+    "retrain_epochs",
+    "retrain_cooldown_hours",
 )
 
 
-def start_worker(
-    settings: Settings, model_dir: Path | None, log: Path, *, metrics_port: int = 0
+def start_command(
+    settings: Settings, args: list[str], log: Path, *, env_extra: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
+    """``newsflow <args>`` in its own session, output appended to ``log``."""
     env = dict(os.environ)
     for name in FORWARDED:  # the child sees the caller's settings, overrides included
         value = getattr(settings, name)
         if value is not None:
             env[f"NEWSFLOW_{name.upper()}"] = str(value)
-    env["NEWSFLOW_METRICS_PORT"] = str(metrics_port)
-    argv = [sys.executable, "-m", "monitoring", "worker"]
-    if model_dir is not None:
-        argv += ["--model-dir", str(model_dir)]
+    env.update(env_extra or {})
     with open(log, "ab") as out:
         return subprocess.Popen(
-            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            [sys.executable, "-m", "monitoring", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 
-def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+def start_worker(
+    settings: Settings, model_dir: Path | None, log: Path, *, metrics_port: int = 0
+) -> subprocess.Popen[bytes]:
+    args = ["worker"] + (["--model-dir", str(model_dir)] if model_dir is not None else [])
+    return start_command(
+        settings, args, log, env_extra={"NEWSFLOW_METRICS_PORT": str(metrics_port)}
+    )
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+stop_worker = stop_process

@@ -1,5 +1,5 @@
 # newsflow image. EXTRAS="" gives the lean inference worker (no torch);
-# EXTRAS="train,monitor" gives the scheduler / retraining / web image.
+# EXTRAS="train,monitor" gives the scheduler / retraining image; "monitor,web" the web app.
 FROM python:3.11-slim
 ARG EXTRAS=""
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 NEWSFLOW_HOME=/var/lib/newsflow

@@ -320,7 +320,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         chart = None
         if hist:
             edges = [float(e) for e in hist["edges"]]
-            names = [f"≤{edges[0]:.2f}"] + [f"≤{e:.2f}" for e in edges[1:]] + [">"]
+            names = [f"≤{e:.2f}" for e in edges] + [f">{edges[-1]:.2f}" if edges else "all"]
             chart = charts.bar_pairs(
                 names[: len(hist["reference"])],
                 ("reference", "#888888", hist["reference"]),

@@ -1,0 +1,264 @@
+"""The web app in real headless Chromium (Debian's /usr/bin/chromium driven by Playwright),
+served by `newsflow web` as a child process against a real Postgres database.
+
+Screenshots are kept under test-artifacts/browser/ (NEWSFLOW_TEST_ARTIFACTS overrides)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from monitoring.web.seed import seed_review_items
+from monitoring.web.users import add_user
+from pipeline.core.settings import Settings
+from tests.conftest import REPO, free_port
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = os.environ.get("NEWSFLOW_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("NEWSFLOW_TEST_ARTIFACTS", REPO / "test-artifacts")) / "browser"
+PAYLOAD = '<script>window.__pwned = 1</script><img src="x" onerror="window.__pwned = 2">'
+REVIEWER, ADMIN, PASSWORD = "rita", "oscar", "correct horse battery"
+
+
+@dataclass(frozen=True)
+class Web:
+    url: str
+    settings: Settings
+    engine: object
+    drift_run: int
+
+
+def _wait_healthy(url: str, proc, log: Path) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"newsflow web exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"newsflow web did not become healthy: {log.read_text()[-2000:]}")
+
+
+def _drift_run_with_report(settings: Settings, engine) -> int:  # type: ignore[no-untyped-def]
+    """A real drift run: compare() on a shifted window, a real Evidently report, record()."""
+    import random
+
+    from monitoring.drift import Window, compare, evidently_report, record
+    from pipeline.core.model_folder import ModelMetadata, ReferenceDistribution
+
+    rng = random.Random(3)
+    labels = ["World", "Sports", "Business", "Sci/Tech"]
+    meta = ModelMetadata(
+        version="seed-1",
+        labels=labels,
+        reference=ReferenceDistribution(
+            confidences=[min(1.0, 0.6 + 0.4 * rng.random()) for _ in range(600)],
+            topic_mix={t: 0.25 for t in labels},
+        ),
+    )
+    window = Window(
+        [0.3 + 0.4 * rng.random() for _ in range(600)], [rng.choice(labels[:2]) for _ in range(600)]
+    )
+    result = compare(meta, window, bins=10, warn=0.1, drift=0.25, min_window=100)
+    path = settings.reports_path() / "drift-browser-test.html"
+    result.psi_evidently = evidently_report(meta, window, path)
+    result.report_path = str(path)
+    return record(engine, result, dt.datetime.now(dt.UTC))
+
+
+@pytest.fixture(scope="module")
+def web(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} not found: `make test` installs Debian's chromium")
+    from pipeline.core.db.engine import make_engine
+    from pipeline.core.db.migrate import upgrade
+    from pipeline.worker_process import start_command, stop_process
+
+    name = f"nf_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(stack.database_url("postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    home = tmp_path_factory.mktemp("web-home")
+    port = free_port()
+    settings = stack.model_copy(
+        update={
+            "pg_database": name,
+            "home": home,
+            "web_port": port,
+            "review_second_share": 0.0,
+            "web_login_attempts": 3,
+        }
+    )
+    upgrade(settings.database_url())
+    engine = make_engine(settings)
+    seed_review_items(engine, 12)
+    with engine.begin() as conn:  # the article with a script payload is reviewed first
+        conn.execute(
+            text("UPDATE articles SET title = :t, body = :b WHERE id = 'seed-1'"),
+            {"t": f"Headline {PAYLOAD}", "b": f"Body {PAYLOAD} end"},
+        )
+        conn.execute(text("UPDATE review_items SET priority = -1 WHERE article_id = 'seed-1'"))
+    add_user(engine, REVIEWER, PASSWORD, "reviewer")
+    add_user(engine, ADMIN, PASSWORD, "admin")
+    run_id = _drift_run_with_report(settings, engine)
+    log = home / "web.log"
+    proc = start_command(settings, ["web", "--port", str(port)], log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc, log)
+        yield Web(url, settings, engine, run_id)
+    finally:
+        stop_process(proc)
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    if ARTIFACTS.exists():
+        shutil.rmtree(ARTIFACTS)
+    ARTIFACTS.mkdir(parents=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def _login(browser, web: Web, user: str, password: str = PASSWORD):  # type: ignore[no-untyped-def]
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{web.url}/login")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    return context, page
+
+
+def test_anonymous_request_goes_to_login(web: Web, browser) -> None:  # type: ignore[no-untyped-def]
+    page = browser.new_page()
+    page.goto(f"{web.url}/drift")
+    assert page.url.startswith(f"{web.url}/login?next=")
+    assert page.locator("input[name=password]").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "login.png"))
+    page.close()
+
+
+def test_script_payload_is_shown_as_text(web: Web, browser) -> None:  # type: ignore[no-untyped-def]
+    dialogs: list[str] = []
+    context, page = _login(browser, web, REVIEWER)
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(f"{web.url}/review")
+    assert PAYLOAD in page.inner_text("#body")  # the markup is visible as text
+    assert PAYLOAD in page.inner_text("#title")
+    assert page.locator("#body script, #body img").count() == 0
+    assert page.evaluate("window.__pwned") is None and not dialogs
+    csp = page.request.get(f"{web.url}/review").headers["content-security-policy"]
+    assert "script-src 'self'" in csp
+    page.screenshot(path=str(ARTIFACTS / "review-payload.png"), full_page=True)
+    context.close()
+
+
+def test_label_five_items_by_keyboard(web: Web, browser) -> None:  # type: ignore[no-untyped-def]
+    context, page = _login(browser, web, REVIEWER)
+    assert page.url == f"{web.url}/review"
+    seen: list[tuple[int, str]] = []
+    for key in ["1", "2", "1", "3", "0"]:
+        item = int(page.get_attribute("#task", "data-item") or 0)
+        label = page.get_attribute(f'button[data-key="{key}"]', "value") or ""
+        with page.expect_navigation():
+            page.keyboard.press(key)
+        seen.append((item, label))
+    assert len({i for i, _ in seen}) == 5
+    page.screenshot(path=str(ARTIFACTS / "review-after-5.png"), full_page=True)
+    assert page.inner_text("#done-today") == "5"
+    with web.engine.connect() as conn:  # type: ignore[attr-defined]
+        rows = conn.execute(
+            text(
+                "SELECT id, label FROM review_items WHERE reviewer = :u AND status = 'done' "
+                "ORDER BY labelled_at"
+            ),
+            {"u": REVIEWER},
+        ).all()
+    assert [(int(r[0]), r[1]) for r in rows] == seen
+    assert seen[-1][1] == "__none__"
+    context.close()
+
+
+def test_post_without_csrf_token_is_refused(web: Web, browser) -> None:  # type: ignore[no-untyped-def]
+    context, page = _login(browser, web, REVIEWER)
+    page.goto(f"{web.url}/review")
+    item = page.get_attribute("#task", "data-item")
+    for form in ({"label": "World"}, {"label": "World", "csrf_token": "forged"}):
+        r = page.request.post(f"{web.url}/review/{item}/label", form=form, max_redirects=0)
+        assert r.status == 403 and "CSRF" in r.text()
+    with web.engine.connect() as conn:  # type: ignore[attr-defined]
+        status = conn.execute(
+            text("SELECT status FROM review_items WHERE id = :i"), {"i": int(item or 0)}
+        ).scalar_one()
+    assert status == "pending"
+    context.close()
+
+
+def test_reviewer_cannot_open_admin_pages(web: Web, browser) -> None:  # type: ignore[no-untyped-def]
+    context, page = _login(browser, web, REVIEWER)
+    for path in ("/dashboard", "/drift", "/models", "/labelstudio", "/labelstudio/export.json"):
+        response = page.goto(f"{web.url}{path}")
+        assert response is not None and response.status == 403, path
+    page.screenshot(path=str(ARTIFACTS / "reviewer-denied.png"))
+    context.close()
+
+
+def test_admin_opens_a_drift_report(web: Web, browser) -> None:  # type: ignore[no-untyped-def]
+    run_id = web.drift_run
+    context, page = _login(browser, web, ADMIN)
+    assert page.url == f"{web.url}/dashboard"
+    assert page.inner_text("#last-drift") == "drift"
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    page.goto(f"{web.url}/drift")
+    page.click(f"a[href='/drift/{run_id}']")
+    page.wait_for_load_state()
+    assert page.inner_text("#level") == "drift"
+    assert page.locator("svg.chart rect").count() >= 10  # reference vs current histogram
+    page.screenshot(path=str(ARTIFACTS / "drift-run.png"), full_page=True)
+    with page.expect_navigation():
+        page.click("#report-link")
+    assert page.url.endswith(f"/drift/{run_id}/report")
+    page.wait_for_load_state("networkidle")
+    assert "confidence" in page.content()
+    page.screenshot(path=str(ARTIFACTS / "evidently-report.png"), full_page=True)
+    page.goto(f"{web.url}/models")
+    assert page.locator("#events").count() == 1
+    context.close()
+
+
+def test_login_is_rate_limited(web: Web, browser) -> None:  # type: ignore[no-untyped-def]
+    add_user(web.engine, "mallory-target", PASSWORD, "reviewer")  # type: ignore[arg-type]
+    statuses = []
+    for _ in range(4):
+        context, page = _login(browser, web, "mallory-target", "not the password")
+        statuses.append(page.inner_text("#error"))
+        context.close()
+    assert statuses[:3] == ["Wrong username or password."] * 3
+    assert statuses[3].startswith("Too many failed sign-ins")
+    context, page = _login(browser, web, "mallory-target")  # even the right password waits
+    assert "Too many" in page.inner_text("#error")
+    context.close()
