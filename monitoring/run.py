@@ -34,6 +34,7 @@ def ensure_champion(
     epochs: int,
     report: Report,
     progress: Callable[[str, int, int], None] | None = None,
+    dataset: str = "ag_news",
 ) -> str:
     from pipeline.core import registry
 
@@ -42,7 +43,7 @@ def ensure_champion(
         report(f"champion: version {info.version} ({info.model_version})")
         return info.version
     report(
-        "no champion registered: training the offline MiniLM base on AG News "
+        f"no champion registered: training the offline MiniLM base on {dataset} "
         f"({epochs} epochs; about 2-3 minutes each on 2 cores)"
     )
     from pipeline.core.db.engine import make_engine
@@ -52,7 +53,7 @@ def ensure_champion(
 
     result = run_flow(
         settings,
-        dataset="ag_news",
+        dataset=dataset,
         cfg=TrainConfig(epochs=epochs),
         progress=progress,
         baseline=False,
@@ -62,10 +63,8 @@ def ensure_champion(
         raise RuntimeError("training did not register a version (parity check failed)")
     engine = make_engine(settings)
     try:
-        from pipeline.core.datasets import load_dataset
-
-        rows = load_dataset("ag_news", split="test", data_dir=settings.data_dir)
-        promote(settings, version, eval_rows=rows, engine=engine)
+        assert result.splits is not None
+        promote(settings, version, eval_rows=result.splits.test, engine=engine)
     finally:
         engine.dispose()
     report(f"trained version {version}: accuracy {result.summary['accuracy']:.4f}")

@@ -34,7 +34,12 @@ def drift_job(
             log.info("drift check: %s (%s)", result.level, result.reason)
             outcome = None
             if result.level == "drift" and settings.retrain_on_drift:
-                outcome = maybe_retrain(settings, engine=engine, drift_run_id=result.run_id)
+                outcome = maybe_retrain(
+                    settings,
+                    engine=engine,
+                    drift_run_id=result.run_id,
+                    dataset=settings.retrain_dataset,
+                )
                 log.info("retraining: %s (%s)", outcome.status, outcome.reason)
             return result, outcome
         finally:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 from pathlib import Path
 from typing import Annotated, cast
 
@@ -310,7 +312,97 @@ def bench_cmd(
         raise typer.Exit(1)
 
 
+def _model_folder(settings: Settings, model_dir: Path | None) -> Path:
+    folder = model_dir or settings.model_dir
+    if folder is None:
+        from pipeline.core import registry
+
+        info = registry.version_by_alias(settings, registry.CHAMPION)
+        if info is None:
+            raise ValueError("no model: pass --model-dir or train a champion first")
+        folder = registry.local_copy(settings, info.version)
+    return folder
+
+
+def faults_cmd(
+    articles: Annotated[int, typer.Option(min=100, help="valid articles per case")] = 5000,
+    rate: Annotated[str, typer.Option(help="producer rate (2,000/min = twice the rated load)")] = (
+        "2000/min"
+    ),
+    pg_down_s: Annotated[float, typer.Option(min=1, help="PostgreSQL outage length")] = 60.0,
+    kafka_down_s: Annotated[float, typer.Option(min=0, help="broker down time")] = 10.0,
+    malformed: Annotated[int, typer.Option(min=12, help="malformed messages mixed in")] = 10_000,
+    kcat: Annotated[int, typer.Option(min=0, help="of which extra ones sent by kcat")] = 300,
+    cases: Annotated[
+        str, typer.Option(help="comma-separated: kill_worker,kafka_restart,postgres_outage,...")
+    ] = ",".join(("kill_worker", "kafka_restart", "postgres_outage", "add_worker", "bad_input")),
+    model_dir: Annotated[
+        Path | None, typer.Option(help="model folder (default: the registry's champion)")
+    ] = None,
+    dataset: Annotated[str, typer.Option(help="texts to stream")] = "ag_news",
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
+) -> None:
+    """Fault injection and the bad-input campaign on the local stack, with real worker
+    processes: kill -9 a worker, restart Kafka, stop PostgreSQL, add a worker, and malformed
+    input (some sent by kcat). Prints lost, duplicates and recovery per case; exits 1 when a
+    case misses its target (0 lost, 0 duplicates, recovery within 30 s)."""
+    from pipeline.bench import machine_description
+    from pipeline.core.datasets import load_dataset
+    from pipeline.faults import FaultOptions, run_faults
+    from pipeline.produce import parse_rate
+
+    settings = settings_or_exit()
+    try:
+        options = FaultOptions(
+            articles=articles,
+            rate_per_min=parse_rate(rate) * 60,
+            pg_down_s=pg_down_s,
+            kafka_down_s=kafka_down_s,
+            malformed=malformed,
+            kcat_messages=kcat,
+            cases=tuple(c.strip() for c in cases.split(",") if c.strip()),
+        )
+        rows = load_dataset(dataset, split="test", data_dir=settings.data_dir)
+        folder = _model_folder(settings, model_dir)
+        started = time.time()
+        results = run_faults(
+            settings, options, rows=rows, model_dir=folder, report=lambda m: console.print(m)
+        )
+    except (ValueError, NewsflowError) as exc:
+        raise fail(exc, 2) from None
+    table = Table("case", "valid", "malformed", "lost", "dup", "topic lost/dup", "recovery s", "ok")
+    for r in results:
+        table.add_row(
+            r.name,
+            str(r.articles),
+            str(r.malformed),
+            str(r.lost),
+            str(r.duplicates),
+            f"{r.topic_missing}/{r.topic_duplicates}",
+            "-" if r.recovery_s is None else f"{r.recovery_s:.1f}",
+            "[green]yes[/green]" if r.ok else f"[red]NO[/red] {r.error or ''}",
+        )
+    console.print(table)
+    if json_path:
+        json_path.write_text(
+            json.dumps(
+                {
+                    "machine": machine_description(),
+                    "started": started,
+                    "seconds": round(time.time() - started, 1),
+                    "options": dataclasses.asdict(options),
+                    "cases": [r.to_json() for r in results],
+                    "ok": all(r.ok for r in results),
+                },
+                indent=2,
+            )
+        )
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
+    app.command("faults")(faults_cmd)
     app.command("bench")(bench_cmd)
     app.command("topics")(topics_cmd)
     app.command("worker")(worker_cmd)

@@ -66,6 +66,9 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=max(4 * settings.batch_max_size, 256),
         broker_commit_interval=1.0,
+        # Faust's default (60 s) leaves a killed worker's partitions idle for a minute.
+        broker_session_timeout=settings.consumer_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.consumer_session_timeout_s / 3),
         producer_max_request_size=max(settings.max_message_bytes * 4, 1_048_576),
         consumer_max_fetch_size=max(settings.max_message_bytes * 4, 1_048_576),
     )

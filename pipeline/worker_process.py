@@ -31,6 +31,11 @@ FORWARDED = (
     "drift_min_window",
     "retrain_epochs",
     "retrain_cooldown_hours",
+    "retrain_daily_cap",
+    "retrain_dataset",
+    "registered_model_name",
+    "data_dir",
+    "web_port",
 )
 
 

@@ -33,6 +33,7 @@ class FlowResult:
     summary: dict[str, Any]
     model_dir: Path
     registered_version: str | None
+    splits: Splits | None = None
 
 
 def load_training_data(
@@ -151,7 +152,7 @@ def run_flow(
         registered = _log_to_mlflow(
             settings, summary, cfg, outcome.history, model_dir, report_dir, parity.ok, tags or {}
         )
-    return FlowResult(summary, model_dir, registered)
+    return FlowResult(summary, model_dir, registered, splits)
 
 
 def _scratch(settings: Settings) -> Path:

@@ -60,9 +60,13 @@ def _held(conn: Connection, reviewer: str, claim_s: float) -> int | None:
     return int(row[0]) if row else None
 
 
-def claim_next(engine: Engine, reviewer: str, *, claim_minutes: float) -> ReviewTask | None:
-    """The item this reviewer holds, else the next free one (now held by them)."""
+def claim_next(
+    engine: Engine, reviewer: str, *, claim_minutes: float, article_prefix: str | None = None
+) -> ReviewTask | None:
+    """The item this reviewer holds, else the next free one (now held by them).
+    ``article_prefix`` limits the choice to articles whose id starts with it."""
     claim_s = claim_minutes * 60
+    scope = "AND article_id LIKE :prefix " if article_prefix else ""
     with engine.begin() as conn:
         item_id = _held(conn, reviewer, claim_s)
         if item_id is None:
@@ -72,9 +76,9 @@ def claim_next(engine: Engine, reviewer: str, *, claim_minutes: float) -> Review
                     "WHERE id = (SELECT id FROM review_items WHERE status = 'pending' "
                     "AND (assigned_to IS NULL OR assigned_at <= now() - make_interval(secs => :s)) "
                     "AND (exclude_reviewer IS NULL OR exclude_reviewer <> :u) "
-                    "ORDER BY priority, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id"
+                    f"{scope}ORDER BY priority, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id"
                 ),
-                {"u": reviewer, "s": claim_s},
+                {"u": reviewer, "s": claim_s, "prefix": f"{article_prefix or ''}%"},
             ).first()
             if row is None:
                 return None

@@ -49,7 +49,8 @@ def seed_review_items(
             text(
                 "INSERT INTO predictions (article_id, model_version, topic, confidence, margin, "
                 "probabilities, latency_ms, received_at, predicted_at) "
-                "SELECT :p || g, :v, (CAST(:labels AS text[]))[1 + g % :k], 0.5 + (g % 40) / 100.0, "
+                "SELECT :p || g, :v, (CAST(:labels AS text[]))[1 + g % :k], "
+                "0.5 + (g % 40) / 100.0, "
                 "(g % 40) / 100.0, "
                 "(SELECT array_agg(CASE WHEN i = 1 + g % :k THEN 0.5 + (g % 40) / 100.0 "
                 "ELSE (0.5 - (g % 40) / 100.0) / (:k - 1) END ORDER BY i) "

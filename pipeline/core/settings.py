@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     batch_max_wait_ms: int = Field(default=50, ge=1, le=60_000)
     worker_name: str = "newsflow-worker"
     consumer_fetch_max_wait_ms: int = Field(default=100, ge=1, le=10_000)
+    consumer_session_timeout_s: float = Field(
+        default=10.0,
+        ge=6.0,
+        le=300.0,
+        description="a worker that stops heartbeating loses its partitions after this long",
+    )
     metrics_port: int = Field(default=9108, ge=0, le=65535, description="0 = no endpoint")
     metrics_host: str = Field(default="127.0.0.1", description="0.0.0.0 inside containers")
     model_dir: Path | None = Field(
@@ -114,6 +120,9 @@ class Settings(BaseSettings):
     retrain_cooldown_hours: float = Field(default=6.0, ge=0)
     retrain_daily_cap: int = Field(default=2, ge=0)
     retrain_epochs: int = Field(default=2, ge=1)
+    retrain_dataset: str = Field(
+        default="ag_news", description="base labelled set: ag_news, 20newsgroups or a CSV/JSONL"
+    )
     alert_webhook_url: str | None = None
     reports_dir: Path | None = Field(default=None, description="default home/reports")
 

@@ -111,7 +111,7 @@ def test_none_of_these_label_is_kept_out_of_accuracy(engine) -> None:  # type: i
         task = review_queue.claim_next(engine, "ann", claim_minutes=10)
         assert task is not None
         review_queue.submit_label(engine, "ann", task.item_id, label, note="maybe Health")
-    correct, n = reviewed_accuracy(engine, "seed-1")
+    _, n = reviewed_accuracy(engine, "seed-1")
     assert n == 2  # the "none of these" label does not count
 
 
@@ -152,8 +152,14 @@ def test_label_studio_round_trip(engine) -> None:  # type: ignore[no-untyped-def
     assert 'name="topic"' in config and 'value="Sci/Tech"' in config
 
     def annotated(task: dict, label: str, who: object = 7) -> dict:  # type: ignore[type-arg]
-        result = [{"from_name": "topic", "to_name": "text", "type": "choices",
-                   "value": {"choices": [label]}}]
+        result = [
+            {
+                "from_name": "topic",
+                "to_name": "text",
+                "type": "choices",
+                "value": {"choices": [label]},
+            }
+        ]
         return {**task, "annotations": [{"result": result, "completed_by": who}]}
 
     upload = [

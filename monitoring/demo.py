@@ -1,0 +1,498 @@
+"""`newsflow demo`: the whole loop on the local stack, with one command.
+
+1. start the stack; train a first model for the demo's own registered model name (offline
+   MiniLM) so the demo never touches the production model;
+2. start a worker (following the champion alias), the scheduler (drift check every
+   ``drift_every_s``) and the web app, as child processes;
+3. stream a stable source (AG News, or synthetic articles when no data directory exists)
+   at ≥ 1,000 articles/min, then a shifted one (20 Newsgroups posts, or synthetic articles
+   of new topics);
+4. a simulated reviewer labels the sampled items from the sources' true labels (marked
+   ``simulated`` in ``review_items`` and in the output);
+5. the scheduler detects the drift and retrains on the base set plus the reviewed labels;
+   the gate promotes the challenger; the worker swaps to it; a last batch shows it serving;
+6. a summary: throughput, latency, lost, duplicates, drift runs, versions, report paths,
+   the web address.
+
+Ctrl-C stops the children and the reviewer; the stack is stopped only if the demo started it.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from pipeline.core.datasets import LabelledText
+from pipeline.core.settings import Settings
+
+Report = Callable[[str], None]
+SIMULATED_REVIEWER = "simulated-reviewer"
+DEMO_MODEL = "newsflow-demo"
+# 20 Newsgroups → AG News topics, for the simulated reviewer; None = "none of these".
+NEWSGROUP_TOPIC: dict[str, str | None] = {
+    "comp.graphics": "Sci/Tech",
+    "comp.os.ms-windows.misc": "Sci/Tech",
+    "comp.sys.ibm.pc.hardware": "Sci/Tech",
+    "comp.sys.mac.hardware": "Sci/Tech",
+    "comp.windows.x": "Sci/Tech",
+    "sci.crypt": "Sci/Tech",
+    "sci.electronics": "Sci/Tech",
+    "sci.space": "Sci/Tech",
+    "rec.sport.baseball": "Sports",
+    "rec.sport.hockey": "Sports",
+    "talk.politics.guns": "World",
+    "talk.politics.mideast": "World",
+    "talk.politics.misc": "World",
+    "misc.forsale": "Business",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoOptions:
+    quick: bool = False
+    rate_per_min: float = 1500.0
+    stable_articles: int = 3000
+    shifted_articles: int = 3000
+    final_articles: int = 300
+    epochs: int = 2
+    retrain_epochs: int = 2
+    drift_every_s: float = 30.0
+    fresh: bool = True  # a new registered model per demo run: the loop from scratch
+
+    @classmethod
+    def for_quick(cls) -> DemoOptions:
+        return cls(
+            quick=True,
+            stable_articles=1500,
+            shifted_articles=1500,
+            final_articles=200,
+            epochs=1,
+            retrain_epochs=2,
+        )
+
+
+@dataclasses.dataclass
+class Sources:
+    kind: str  # "datasets" | "synthetic"
+    train_dataset: str  # what `train` and the retraining read
+    stable: list[LabelledText]
+    shifted: list[LabelledText]
+    truth: dict[str, str | None]  # source row id -> topic the simulated reviewer gives
+
+
+def pick_sources(settings: Settings, options: DemoOptions, workdir: Path) -> Sources:
+    """AG News then 20 Newsgroups from the data directory; synthetic articles otherwise."""
+    from pipeline.core.datasets import DatasetError, load_dataset
+
+    try:
+        stable = load_dataset("ag_news", split="test", data_dir=settings.data_dir)
+        shifted_all = load_dataset("20newsgroups", split="test", data_dir=settings.data_dir)
+        truth: dict[str, str | None] = {r.id: r.label for r in stable}
+        truth.update({r.id: NEWSGROUP_TOPIC.get(r.label) for r in shifted_all})
+        return Sources("datasets", "ag_news", stable, shifted_all, truth)
+    except (DatasetError, OSError):
+        pass
+    from pipeline.synthetic import shifted_news, synthetic_news
+
+    train = synthetic_news(4000, seed=0, prefix="syn-train")
+    path = workdir / "synthetic-train.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        for row in train:
+            writer.writerow([row.text, row.label])
+    stable = synthetic_news(options.stable_articles + options.final_articles, seed=5)
+    pairs = shifted_news(options.shifted_articles + options.final_articles, seed=6)
+    truth = {r.id: r.label for r in stable}
+    truth.update({r.id: known for r, known in pairs})
+    return Sources("synthetic", str(path), stable, [r for r, _ in pairs], truth)
+
+
+class SimulatedReviewer:
+    """Labels this demo's sampled items from the sources' true labels, as a thread."""
+
+    def __init__(
+        self, engine: Engine, truth_by_article: dict[str, str | None], prefix: str
+    ) -> None:
+        self.engine, self.truth, self.prefix = engine, truth_by_article, prefix
+        self.labelled = 0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(10)
+
+    def _run(self) -> None:
+        from monitoring.web.review_queue import NONE_LABEL, ReviewError, claim_next, submit_label
+
+        while not self._stop.is_set():
+            try:
+                task = claim_next(
+                    self.engine,
+                    SIMULATED_REVIEWER,
+                    claim_minutes=5,
+                    article_prefix=self.prefix,
+                )
+            except Exception:  # the database may be busy; try again shortly
+                task = None
+            if task is None:
+                self._stop.wait(1.0)
+                continue
+            topic = self.truth.get(task.article_id)
+            label = topic if topic in task.labels else NONE_LABEL
+            try:
+                submit_label(
+                    self.engine,
+                    SIMULATED_REVIEWER,
+                    task.item_id,
+                    label or NONE_LABEL,
+                    simulated=True,
+                    note="simulated from the source's true label",
+                )
+                self.labelled += 1
+            except ReviewError:
+                continue
+
+
+def _stream(
+    settings: Settings,
+    rows: Sequence[LabelledText],
+    run_id: str,
+    n: int,
+    rate_per_min: float,
+    on_progress: Callable[[int], None] | None,
+) -> tuple[int, dict[str, str]]:
+    """Stream ``n`` articles with ids ``<run_id>-<i>``; returns (sent, article id -> row id)."""
+    from pipeline.produce import article_messages, produce
+
+    ids: dict[str, str] = {}
+    picked = [rows[i % len(rows)] for i in range(n)]
+    for i, row in enumerate(picked):
+        ids[f"{run_id}-{i}"] = row.id
+    stats = produce(
+        article_messages(picked, limit=n, loop=False, run_id=run_id),
+        bootstrap=settings.kafka_bootstrap,
+        topic=settings.topic_articles,
+        rate=rate_per_min / 60,
+        on_progress=on_progress,
+    )
+    return stats.sent, ids
+
+
+def _stored(engine: Engine, prefix: str) -> tuple[int, int]:
+    with engine.connect() as conn:
+        rows, distinct = conn.execute(
+            text(
+                "SELECT count(*), count(DISTINCT article_id) FROM predictions "
+                "WHERE article_id LIKE :p"
+            ),
+            {"p": f"{prefix}-%"},
+        ).one()
+    return int(rows), int(distinct)
+
+
+def _wait_stored(engine: Engine, prefix: str, n: int, timeout_s: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if _stored(engine, prefix)[1] >= n:
+            break
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def _phase_stats(engine: Engine, prefix: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT count(*), min(p.predicted_at), max(p.predicted_at), "
+                "percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM "
+                "(p.predicted_at - a.enqueued_at))), "
+                "percentile_cont(0.95) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM "
+                "(p.predicted_at - a.enqueued_at))), "
+                "array_agg(DISTINCT p.model_version) FROM predictions p "
+                "JOIN articles a ON a.id = p.article_id WHERE p.article_id LIKE :p"
+            ),
+            {"p": f"{prefix}-%"},
+        ).one()
+    n, first, last, p50, p95, versions = row
+    span = (last - first).total_seconds() if first and last else 0.0
+    return {
+        "stored": int(n),
+        "articles_per_min": round(n / span * 60, 1) if span > 0 else None,
+        "latency_p50_s": round(float(p50 or 0), 3),
+        "latency_p95_s": round(float(p95 or 0), 3),
+        "model_versions": sorted(versions or []),
+    }
+
+
+def _new_rows(engine: Engine, sql: str, after: int) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(text(sql), {"after": after})]
+
+
+class Watcher:
+    """Reports drift runs and model events as the scheduler records them."""
+
+    def __init__(self, engine: Engine, model_name: str, report: Report) -> None:
+        self.engine, self.model_name, self.report = engine, model_name, report
+        self.last_run = self._max("drift_runs")
+        self.last_event = self._max("model_events")
+        self.runs: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+
+    def _max(self, table: str) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(text(f"SELECT coalesce(max(id), 0) FROM {table}")).scalar_one())
+
+    def poll(self) -> None:
+        for r in _new_rows(
+            self.engine,
+            "SELECT id, level, window_size, psi_confidence, psi_topics, estimated_accuracy, "
+            "reviewed_accuracy, report_path, model_version FROM drift_runs WHERE id > :after "
+            "ORDER BY id",
+            self.last_run,
+        ):
+            self.last_run = int(r["id"])
+            self.runs.append(r)
+            psi = (
+                f"PSI confidence {r['psi_confidence']:.3f}, topics {r['psi_topics']:.3f}"
+                if r["psi_confidence"] is not None
+                else f"window {r['window_size']}"
+            )
+            reviewed = (
+                f", reviewed accuracy {r['reviewed_accuracy']:.3f}"
+                if r["reviewed_accuracy"] is not None
+                else ""
+            )
+            self.report(f"drift run #{r['id']}: [bold]{r['level']}[/bold] ({psi}{reviewed})")
+        for e in _new_rows(
+            self.engine,
+            "SELECT id, kind, version, previous_version, reason FROM model_events "
+            "WHERE id > :after AND model_name = '" + self.model_name.replace("'", "") + "' "
+            "ORDER BY id",
+            self.last_event,
+        ):
+            self.last_event = int(e["id"])
+            self.events.append(e)
+            self.report(
+                f"model event: [bold]{e['kind']}[/bold] version {e['version'] or '-'} "
+                f"{e['reason'][:160]}"
+            )
+
+    def wait_for(self, check: Callable[[], bool], timeout_s: float, what: str) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.poll()
+            if check():
+                return True
+            time.sleep(2)
+        self.report(f"[yellow]gave up waiting for {what} after {timeout_s:.0f} s[/yellow]")
+        return False
+
+
+def run_demo(
+    settings: Settings,
+    options: DemoOptions,
+    *,
+    report: Report,
+    stream_progress: Callable[[str, int], Callable[[int], None]] | None = None,
+    train_progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    from monitoring.run import ensure_champion
+    from monitoring.web.users import UserError, add_user
+    from pipeline.core import registry
+    from pipeline.core.db.engine import make_engine
+    from pipeline.stack import stack_down, stack_status, stack_up
+    from pipeline.worker_process import start_command, start_worker, stop_process
+
+    started_at = time.monotonic()
+    stack_was_up = all(s.up for s in stack_status(settings))
+    stack_up(settings, report=report)
+    demo_id = f"demo{uuid.uuid4().hex[:6]}"
+    workdir = settings.home / "demo" / demo_id
+    workdir.mkdir(parents=True, exist_ok=True)
+    model_name = f"{DEMO_MODEL}-{demo_id}" if options.fresh else DEMO_MODEL
+    sources = pick_sources(settings, options, workdir)
+    s = settings.model_copy(
+        update={
+            "registered_model_name": model_name,
+            "retrain_dataset": sources.train_dataset,
+            "retrain_epochs": options.retrain_epochs,
+            "retrain_cooldown_hours": 0.0,
+            "retrain_daily_cap": 1000,
+            "drift_interval_minutes": options.drift_every_s / 60,
+            "drift_window_size": 1000,
+            "drift_min_window": 500,
+            "model_poll_s": 5.0,
+        }
+    )
+    report(
+        f"demo {demo_id}: sources {sources.kind} (stable: "
+        f"{'AG News' if sources.kind == 'datasets' else 'synthetic news'}, shifted: "
+        f"{'20 Newsgroups' if sources.kind == 'datasets' else 'synthetic new topics'}); "
+        f"registered model {model_name}"
+    )
+    engine = make_engine(s, pool_size=4)
+    children: list[Any] = []
+    reviewer: SimulatedReviewer | None = None
+    summary: dict[str, Any] = {"demo_id": demo_id, "sources": sources.kind}
+    logs = workdir / "logs"
+    logs.mkdir(exist_ok=True)
+    try:
+        version = ensure_champion(
+            s,
+            epochs=options.epochs,
+            report=report,
+            progress=train_progress,
+            dataset=sources.train_dataset,
+        )
+        summary["initial_version"] = version
+        password = secrets.token_urlsafe(12)
+        try:
+            add_user(engine, f"{demo_id}-admin", password, "admin")
+            report(
+                f"web login for this demo: user [bold]{demo_id}-admin[/bold], password "
+                f"[bold]{password}[/bold] (shown once; `newsflow users add` makes real accounts)"
+            )
+        except UserError as exc:
+            report(f"web user not created: {exc}")
+        children.append(start_worker(s, None, logs / "worker.log", metrics_port=0))
+        children.append(start_command(s, ["scheduler"], logs / "scheduler.log"))
+        children.append(start_command(s, ["web"], logs / "web.log"))
+        web_url = f"http://{s.web_host}:{s.web_port}"
+        report(
+            f"started a worker, the scheduler (drift check every {options.drift_every_s:.0f} s) "
+            f"and the web app at {web_url}; logs in {logs}"
+        )
+        watcher = Watcher(engine, model_name, report)
+        truth: dict[str, str | None] = {}
+        reviewer = SimulatedReviewer(engine, truth, demo_id)
+
+        def phase(name: str, rows: Sequence[LabelledText], n: int) -> dict[str, Any]:
+            run_id = f"{demo_id}{name}"
+            report(f"streaming {n} {name} articles at {options.rate_per_min:.0f}/min")
+            t0 = time.monotonic()
+            progress = stream_progress(name, n) if stream_progress else None
+            sent, ids = _stream(s, rows, run_id, n, options.rate_per_min, progress)
+            for article_id, row_id in ids.items():
+                truth[article_id] = sources.truth.get(row_id)
+            waited = _wait_stored(engine, run_id, sent, timeout_s=300)
+            stats = _phase_stats(engine, run_id)
+            rows_, distinct = _stored(engine, run_id)
+            stats.update(
+                sent=sent,
+                lost=sent - distinct,
+                duplicates=rows_ - distinct,
+                seconds=round(time.monotonic() - t0, 1),
+                drain_after_send_s=round(waited, 1),
+                offered_per_min=options.rate_per_min,
+            )
+            report(
+                f"{name}: {distinct}/{sent} stored, p95 latency {stats['latency_p95_s']:.2f} s, "
+                f"lost {stats['lost']}, duplicates {stats['duplicates']}"
+            )
+            watcher.poll()
+            return stats
+
+        reviewer.start()
+        report(
+            f"a [bold]simulated[/bold] reviewer ({SIMULATED_REVIEWER}) labels sampled items "
+            "from the sources' true labels"
+        )
+        phases: dict[str, Any] = {}
+        # Wait for the scheduler to have started (its first run happens at start-up).
+        watcher.wait_for(lambda: bool(watcher.runs), 60, "the scheduler's first run")
+        phases["stable"] = phase("stable", sources.stable, options.stable_articles)
+        watcher.wait_for(
+            lambda: any(r["level"] in {"ok", "warn"} for r in watcher.runs),
+            options.drift_every_s * 3 + 30,
+            "a drift check on the stable stream",
+        )
+        phases["shifted"] = phase("shifted", sources.shifted, options.shifted_articles)
+        drift = watcher.wait_for(
+            lambda: any(r["level"] == "drift" for r in watcher.runs),
+            options.drift_every_s * 3 + 60,
+            "drift to be detected",
+        )
+        outcome = (
+            watcher.wait_for(
+                lambda: any(
+                    e["kind"] in {"promoted", "rejected", "retrain_failed"} for e in watcher.events
+                ),
+                1800,
+                "retraining to finish",
+            )
+            if drift
+            else False
+        )
+        promoted = next((e for e in watcher.events if e["kind"] == "promoted"), None)
+        if promoted:
+            info = registry.version_by_alias(s, registry.CHAMPION)
+            new_model = info.model_version if info else None
+            report(f"waiting for the worker to serve version {promoted['version']}")
+            offset = options.shifted_articles
+            deadline = time.monotonic() + 90
+            final: dict[str, Any] = {}
+            attempt = 0
+            while time.monotonic() < deadline:
+                attempt += 1
+                final = phase(
+                    f"final{attempt}",
+                    list(sources.shifted[offset:]) or list(sources.shifted),
+                    options.final_articles,
+                )
+                phases[f"final{attempt}"] = final
+                if new_model in final["model_versions"]:
+                    break
+            summary["serving_promoted"] = new_model in final.get("model_versions", [])
+        elif outcome:
+            report("[yellow]the challenger was not promoted (see the model events)[/yellow]")
+        watcher.poll()
+        reviewer.stop()
+        summary_phases = list(phases.values())
+        sent = sum(p["sent"] for p in summary_phases)
+        summary.update(
+            {
+                "articles": sent,
+                "lost": sum(p["lost"] for p in summary_phases),
+                "duplicates": sum(p["duplicates"] for p in summary_phases),
+                "throughput_per_min": phases["stable"]["articles_per_min"],
+                "latency_p95_s": max(p["latency_p95_s"] for p in summary_phases),
+                "drift_detected": drift,
+                "drift_runs": [
+                    {k: v for k, v in r.items() if k != "model_version"} for r in watcher.runs
+                ],
+                "model_events": watcher.events,
+                "promoted_version": promoted["version"] if promoted else None,
+                "model_versions": [dataclasses.asdict(v) for v in registry.list_versions(s)],
+                "simulated_labels": reviewer.labelled,
+                "report_paths": [r["report_path"] for r in watcher.runs if r["report_path"]],
+                "web": web_url,
+                "phases": phases,
+                "seconds": round(time.monotonic() - started_at, 1),
+                "logs": str(logs),
+            }
+        )
+        return summary
+    finally:
+        if reviewer is not None:
+            reviewer.stop()
+        for proc in reversed(children):
+            stop_process(proc)
+        engine.dispose()
+        if not stack_was_up:
+            report("stopping the stack the demo started")
+            stack_down(settings)

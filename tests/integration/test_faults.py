@@ -1,0 +1,50 @@
+"""The fault suite, shorter (as CI runs it): real worker processes, real broker restart and
+PostgreSQL outage, kcat as an outside client. Every case: 0 lost, 0 duplicates, recovery
+within 30 s; every malformed message in the DLQ with the reason its kind must get."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.core.datasets import load_dataset
+from pipeline.core.settings import Settings
+from pipeline.faults import CASES, FaultOptions, run_faults
+
+pytestmark = pytest.mark.integration
+
+
+def test_fault_suite_short(
+    stack: Settings, data_dir: Path, tiny_bert: Path, tmp_path: Path
+) -> None:
+    rows = load_dataset("ag_news", split="test", data_dir=data_dir)[:500]
+    options = FaultOptions(
+        articles=1500,
+        rate_per_min=3000,
+        pg_down_s=10,
+        kafka_down_s=3,
+        malformed=1200,
+        kcat_messages=120,
+    )
+    results = {
+        r.name: r for r in run_faults(stack, options, rows=rows, model_dir=tiny_bert, logs=tmp_path)
+    }
+    assert set(results) == set(CASES)
+    for r in results.values():
+        assert r.error is None, (r.name, r.error)
+        assert (r.lost, r.duplicates) == (0, 0), r.to_json()
+        assert (r.topic_missing, r.topic_duplicates) == (0, 0), r.to_json()
+        assert r.stored == r.articles == 1500, r.to_json()
+    for name in ("kill_worker", "kafka_restart", "postgres_outage", "add_worker"):
+        recovery = results[name].recovery_s
+        assert recovery is not None and recovery <= 30, (name, recovery)
+    assert results["postgres_outage"].fault_seconds >= 10
+    bad = results["bad_input"]
+    assert bad.malformed == 1200
+    assert bad.dlq_missing == 0 and bad.dlq_wrong_reason == 0
+    assert sum(bad.dlq.values()) == 1200
+    assert len(bad.dlq) >= 8  # reason codes (15 kinds map onto them)
+    assert bad.worker_restarts == 0
+    assert any("kcat" in n for n in bad.notes)
+    assert all(r.ok for r in results.values())
