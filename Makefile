@@ -1,5 +1,5 @@
 # The two set-up commands of README.md:
-#   make run    install, start the local stack and run the main job on local defaults
+#   make run    install, start the local stack and run the demo (`newsflow demo --quick`)
 #   make test   install, start the local stack and run the whole test suite
 # CI (.ci/run) calls `make test`.
 SHELL := /bin/bash
@@ -17,8 +17,9 @@ stack-up: install
 stack-down:
 	$(NEWSFLOW) stack down
 
+DEMO_FLAGS ?= --quick
 run: stack-up
-	$(NEWSFLOW) run
+	$(NEWSFLOW) demo $(DEMO_FLAGS)
 
 test: stack-up
 	bash infra/test-deps.sh

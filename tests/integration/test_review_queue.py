@@ -187,3 +187,30 @@ def test_label_studio_round_trip(engine) -> None:  # type: ignore[no-untyped-def
     assert {r[1] for r in rows} == {"labelstudio:7", "labelstudio:x@example.org"}
     bad = labelstudio.import_annotations(engine, {"tasks": []})
     assert bad.applied == 0 and "JSON list" in bad.rejected[0][1]
+
+
+def test_simulated_reviewer_labels_only_its_own_items(engine) -> None:  # type: ignore[no-untyped-def]
+    from monitoring.demo import SIMULATED_REVIEWER, SimulatedReviewer
+
+    seed_review_items(engine, 10, prefix="demoabc")
+    seed_review_items(engine, 5, prefix="other", model_version="seed-2")
+    truth: dict[str, str | None] = {f"demoabc-{i}": "Sports" for i in range(1, 6)}
+    truth.update({f"demoabc-{i}": None for i in range(6, 11)})
+    reviewer = SimulatedReviewer(engine, truth, "demoabc")
+    reviewer.start()
+    deadline = time.monotonic() + 30
+    while reviewer.labelled < 10 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    reviewer.stop()
+    assert reviewer.labelled == 10
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT article_id, label, simulated, reviewer FROM review_items "
+                "WHERE status = 'done'"
+            )
+        ).all()
+    assert len(rows) == 10 and all(r.simulated and r.reviewer == SIMULATED_REVIEWER for r in rows)
+    by_id = {r.article_id: r.label for r in rows}
+    assert by_id["demoabc-1"] == "Sports" and by_id["demoabc-7"] == review_queue.NONE_LABEL
+    assert not any(a.startswith("other") for a in by_id)
