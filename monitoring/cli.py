@@ -133,6 +133,15 @@ def demo_cmd(
     from pipeline.core.errors import NewsflowError
     from pipeline.produce import parse_rate
 
+    import signal
+
+    def interrupted(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    # Ctrl-C and `kill` both stop the demo cleanly, even when started in the background
+    # (where a shell leaves SIGINT ignored).
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
     console = Console()
     settings = settings_or_exit()
     options = DemoOptions.for_quick() if quick else DemoOptions()

@@ -66,6 +66,7 @@ class DemoOptions:
     epochs: int = 2
     retrain_epochs: int = 2
     drift_every_s: float = 30.0
+    eval_limit: int | None = None  # test rows for evaluation and the gate (None = all)
     fresh: bool = True  # a new registered model per demo run: the loop from scratch
 
     @classmethod
@@ -77,6 +78,7 @@ class DemoOptions:
             final_articles=200,
             epochs=1,
             retrain_epochs=2,
+            eval_limit=2000,
         )
 
 
@@ -337,6 +339,7 @@ def run_demo(
             "drift_window_size": 1000,
             "drift_min_window": 500,
             "model_poll_s": 5.0,
+            "eval_limit": options.eval_limit,
         }
     )
     report(

@@ -33,6 +33,7 @@ FORWARDED = (
     "retrain_cooldown_hours",
     "retrain_daily_cap",
     "retrain_dataset",
+    "eval_limit",
     "registered_model_name",
     "data_dir",
     "web_port",

@@ -43,6 +43,10 @@ def load_training_data(
     test: list[LabelledText] | None = None
     if dataset in {"ag_news", "20newsgroups", "20ng"}:
         test = load_dataset(dataset, split="test", data_dir=settings.data_dir)
+        if settings.eval_limit and len(test) > settings.eval_limit:
+            import random
+
+            test = random.Random(0).sample(test, settings.eval_limit)
     return make_splits([*train, *extra], test)
 
 

@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     retrain_cooldown_hours: float = Field(default=6.0, ge=0)
     retrain_daily_cap: int = Field(default=2, ge=0)
     retrain_epochs: int = Field(default=2, ge=1)
+    eval_limit: int | None = Field(
+        default=None,
+        ge=100,
+        description="evaluate on a fixed random sample of at most N test rows (quick demos)",
+    )
     retrain_dataset: str = Field(
         default="ag_news", description="base labelled set: ag_news, 20newsgroups or a CSV/JSONL"
     )
