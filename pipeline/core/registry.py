@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -116,9 +117,19 @@ def set_alias(settings: Settings, alias: str, version: str) -> None:
     client(settings).set_registered_model_alias(settings.registered_model_name, alias, version)
 
 
+def local_copy_path(settings: Settings, version: str) -> Path:
+    """``home/models/<registered model name>-<registry hash>/v<N>``: version numbers restart
+    for every registered model and every registry, so the cache is keyed by both."""
+    import hashlib
+
+    registry_key = hashlib.sha256(settings.tracking_uri().encode()).hexdigest()[:8]
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", settings.registered_model_name)
+    return settings.home / "models" / f"{name}-{registry_key}" / f"v{version}"
+
+
 def local_copy(settings: Settings, version: str) -> Path:
-    """The registered version's folder under ``home/models/v<N>`` (downloaded once)."""
-    dst = settings.home / "models" / f"v{version}"
+    """The registered version's folder, downloaded once (see :func:`local_copy_path`)."""
+    dst = local_copy_path(settings, version)
     if not (dst / "metadata.json").exists():
         download(settings, version=version, dst=dst)
     return dst

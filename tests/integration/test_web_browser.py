@@ -262,3 +262,56 @@ def test_login_is_rate_limited(web: Web, browser) -> None:  # type: ignore[no-un
     context, page = _login(browser, web, "mallory-target")  # even the right password waits
     assert "Too many" in page.inner_text("#error")
     context.close()
+
+
+def test_label_studio_export_and_import_pages(web: Web, browser) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    context, page = _login(browser, web, ADMIN)
+    exported = page.request.get(f"{web.url}/labelstudio/export.json")
+    assert exported.status == 200
+    tasks = json.loads(exported.body())
+    assert tasks and all("review_item_id" in t["data"] for t in tasks)
+    task = tasks[-1]
+    task["annotations"] = [
+        {
+            "result": [
+                {
+                    "from_name": "topic",
+                    "to_name": "text",
+                    "type": "choices",
+                    "value": {"choices": ["Business"]},
+                }
+            ],
+            "completed_by": 42,
+        }
+    ]
+    page.goto(f"{web.url}/labelstudio")
+    page.set_input_files(
+        "input[name=file]",
+        files=[
+            {
+                "name": "ls.json",
+                "mimeType": "application/json",
+                "buffer": json.dumps([task, {"id": 10**9, "data": {}}]).encode(),
+            }
+        ],
+    )
+    with page.expect_navigation():
+        page.click("form[action='/labelstudio/import'] button")
+    assert page.inner_text("#applied") == "1 labels applied, 1 tasks rejected."
+    page.screenshot(path=str(ARTIFACTS / "labelstudio-import.png"), full_page=True)
+    with web.engine.connect() as conn:  # type: ignore[attr-defined]
+        label, reviewer = conn.execute(
+            text("SELECT label, reviewer FROM review_items WHERE id = :i"), {"i": task["id"]}
+        ).one()
+    assert (label, reviewer) == ("Business", "labelstudio:42")
+    bad = page.request.post(
+        f"{web.url}/labelstudio/import",
+        multipart={
+            "file": {"name": "x.json", "mimeType": "application/json", "buffer": b"{not json"}
+        },
+        max_redirects=0,
+    )
+    assert bad.status == 403  # no CSRF token: refused before the file is read
+    context.close()

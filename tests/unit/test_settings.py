@@ -55,3 +55,14 @@ def test_dotenv_file_is_read(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / ".env").write_text("NEWSFLOW_TOPIC_ARTICLES=from-dotenv\n")
     monkeypatch.chdir(tmp_path)
     assert Settings().topic_articles == "from-dotenv"
+
+
+def test_model_cache_is_keyed_by_registered_model_and_registry(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pipeline.core.registry import local_copy_path
+
+    a = Settings(home=tmp_path, registered_model_name="newsflow-topic")
+    b = a.model_copy(update={"registered_model_name": "newsflow-demo-x"})
+    c = a.model_copy(update={"mlflow_tracking_uri": "http://mlflow:5000"})
+    paths = {local_copy_path(s, "1") for s in (a, b, c)}
+    assert len(paths) == 3 and all(p.name == "v1" and p.is_relative_to(tmp_path) for p in paths)
+    assert local_copy_path(a, "1") == local_copy_path(a.model_copy(), "1")
