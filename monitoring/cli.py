@@ -124,6 +124,7 @@ def demo_cmd(
     promotion; hot swap; a summary. Ctrl-C stops everything it started."""
     import dataclasses
     import json
+    import signal
 
     from rich.console import Console
     from rich.progress import Progress
@@ -132,8 +133,6 @@ def demo_cmd(
     from pipeline.cli import fail, settings_or_exit
     from pipeline.core.errors import NewsflowError
     from pipeline.produce import parse_rate
-
-    import signal
 
     def interrupted(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
