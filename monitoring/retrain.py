@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import random
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from sqlalchemy import Engine, func, select, text
 
@@ -140,15 +141,18 @@ def _train_and_promote(
     cut = int(len(reviewed) * 0.7)
     for_training, held_out = reviewed[:cut], reviewed[cut:]
     splits = load_training_data(settings, dataset, extra=for_training)
+    init_from = _champion_state(settings, splits.labels) if settings.retrain_warm_start else None
     result = run_flow(
         settings,
         dataset=dataset,
         cfg=TrainConfig(epochs=settings.retrain_epochs),
         splits=splits,
         baseline=False,
+        init_from=init_from,
         tags={
             "drift_run_id": str(drift_run_id),
             "trigger": "drift",
+            "warm_start": str(init_from is not None),
             "reviewed_labels": str(len(for_training)),
         },
     )
@@ -163,3 +167,21 @@ def _train_and_promote(
     )
     status = "promoted" if decision.passed else "rejected"
     return RetrainOutcome(status, "; ".join(decision.reasons), result.registered_version)
+
+
+def _champion_state(settings: Settings, labels: Sequence[str]) -> Path | None:
+    """The champion's fine-tuned weights when its label set is the one being trained."""
+    import tempfile
+
+    from pipeline.core import registry
+    from pipeline.core.model_folder import read_metadata
+
+    champion = registry.version_by_alias(settings, registry.CHAMPION)
+    if champion is None:
+        return None
+    meta = read_metadata(registry.local_copy(settings, champion.version))
+    if list(meta.labels) != list(labels):
+        log.info("champion labels differ from the training labels: training from the base")
+        return None
+    scratch = Path(tempfile.mkdtemp(prefix="newsflow-warm-", dir=settings.home))
+    return registry.torch_state(settings, champion.version, scratch)

@@ -11,7 +11,12 @@ from pathlib import Path
 
 from pipeline.core.settings import Settings
 
-FORWARDED = (
+FORWARDED = (  # never a secret: those reach children through the inherited environment
+    "kafka_host",
+    "kafka_port",
+    "pg_host",
+    "pg_port",
+    "pg_user",
     "topic_articles",
     "topic_dlq",
     "topic_predictions",
@@ -34,6 +39,7 @@ FORWARDED = (
     "retrain_daily_cap",
     "retrain_dataset",
     "eval_limit",
+    "retrain_warm_start",
     "registered_model_name",
     "data_dir",
     "web_port",

@@ -63,7 +63,11 @@ def run_flow(
     quantize: bool = True,
     tags: dict[str, str] | None = None,
     progress: Progress | None = None,
+    init_from: Path | None = None,
 ) -> FlowResult:
+    """Fine-tune, evaluate, export, log and register. ``init_from`` (a state dict saved by
+    an earlier run, e.g. the champion's) warm-starts the classifier instead of the base
+    encoder with a fresh head."""
     from retraining.export import parity_check, write_model_folder
     from retraining.modeling import load_base
 
@@ -71,6 +75,8 @@ def run_flow(
     splits = splits or load_training_data(settings, dataset, extra_rows)
     base_path = resolve_base_model(base)
     model, tokenizer = load_base(base_path, len(splits.labels))  # fails before any training
+    if init_from is not None:
+        _load_state(model, init_from)
     index = {lbl: i for i, lbl in enumerate(splits.labels)}
     tr_x, tr_y = [r.text for r in splits.train], [index[r.label] for r in splits.train]
     va_x, va_y = [r.text for r in splits.validation], [index[r.label] for r in splits.validation]
@@ -151,12 +157,44 @@ def run_flow(
         "registered_version": None,
         "run_id": None,
     }
+    summary["warm_start"] = init_from is not None
+    state_path = work / TORCH_STATE
+    _save_state(model, state_path)
     registered = None
     if register:
         registered = _log_to_mlflow(
-            settings, summary, cfg, outcome.history, model_dir, report_dir, parity.ok, tags or {}
+            settings,
+            summary,
+            cfg,
+            outcome.history,
+            model_dir,
+            report_dir,
+            parity.ok,
+            tags or {},
+            state_path,
         )
     return FlowResult(summary, model_dir, registered, splits)
+
+
+TORCH_STATE = "state.pt"  # the fine-tuned classifier's weights, logged under torch/
+
+
+def _save_state(model: Any, path: Path) -> None:
+    import torch
+
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+
+
+def _load_state(model: Any, path: Path) -> None:
+    import torch
+
+    from retraining.errors import TrainingError
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # another base model, or another label set
+        raise TrainingError(f"cannot warm-start from {path}: {str(exc)[:300]}") from exc
 
 
 def _scratch(settings: Settings) -> Path:
@@ -174,6 +212,7 @@ def _log_to_mlflow(
     report_dir: Path,
     parity_ok: bool,
     tags: dict[str, str],
+    state_path: Path | None = None,
 ) -> str | None:
     import mlflow
 
@@ -203,6 +242,8 @@ def _log_to_mlflow(
         mlflow.log_metrics({**flat, "parity_ok": float(parity_ok)})
         mlflow.log_artifacts(str(report_dir), artifact_path="report")
         mlflow.log_artifacts(str(model_dir), artifact_path=registry.MODEL_ARTIFACT)
+        if state_path is not None and state_path.exists():
+            mlflow.log_artifact(str(state_path), artifact_path="torch")
         summary["run_id"] = run.info.run_id
     if not parity_ok:
         log.error("ONNX parity check failed; version not registered")

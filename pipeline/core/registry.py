@@ -159,3 +159,21 @@ def download(settings: Settings, *, version: str, dst: Path) -> Path:
     else:
         tmp.rename(dst)
     return dst
+
+
+def torch_state(settings: Settings, version: str, dst: Path) -> Path | None:
+    """The fine-tuned weights (``torch/state.pt``) logged by the run behind ``version``, or
+    None when that run logged none (older runs)."""
+    import mlflow
+
+    c = client(settings)
+    run_id = c.get_model_version(settings.registered_model_name, version).run_id
+    dst.mkdir(parents=True, exist_ok=True)
+    try:
+        got = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="torch/state.pt", dst_path=str(dst)
+        )
+    except Exception as exc:  # no such artefact: train from the base model instead
+        log.info("version %s has no torch state: %s", version, exc)
+        return None
+    return Path(got)

@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     retrain_cooldown_hours: float = Field(default=6.0, ge=0)
     retrain_daily_cap: int = Field(default=2, ge=0)
     retrain_epochs: int = Field(default=2, ge=1)
+    retrain_warm_start: bool = Field(
+        default=True, description="retrain from the champion's weights (else from the base)"
+    )
     eval_limit: int | None = Field(
         default=None,
         ge=100,

@@ -91,6 +91,38 @@ def test_flow_registers_promotes_and_rolls_back(
     assert kinds == ["promoted", "promoted", "rollback"]
     engine.dispose()
 
+    # warm start: the champion's logged weights seed the next run (retraining uses this)
+    state = registry.torch_state(s, "1", tmp_path / "warm")
+    assert state is not None and state.stat().st_size > 0
+    frozen = TrainConfig(epochs=1, max_steps=1, learning_rate=1e-12, seed=9)
+    warm = run_flow(
+        s,
+        base=str(tiny_base),
+        cfg=frozen,
+        splits=splits,
+        baseline=False,
+        register=False,
+        init_from=state,
+    )
+    assert warm.summary["warm_start"] is True
+    texts = [r.text for r in test[:20]]
+    champion_logits = Classifier.load(registry.local_copy(s, "1"), precision="fp32").logits(texts)
+    warm_logits = Classifier.load(warm.model_dir, precision="fp32").logits(texts)
+    assert warm_logits == pytest.approx(champion_logits, abs=1e-3)
+    other = make_splits(
+        [r for r in train if r.label != "World"], [r for r in test if r.label != "World"]
+    )
+    with pytest.raises(TrainingError, match="warm-start"):
+        run_flow(
+            s,
+            base=str(tiny_base),
+            cfg=frozen,
+            splits=other,
+            register=False,
+            baseline=False,
+            init_from=state,
+        )
+
     # behaviour of the served artefact: invariance to case, whitespace and HTML noise
     clf = Classifier.load(registry.local_copy(s, "1"))
     base = "Stocks rally as the central bank cuts interest rates"
