@@ -33,6 +33,7 @@ from sqlalchemy import Engine, text
 
 from pipeline.core.datasets import LabelledText
 from pipeline.core.settings import Settings
+from pipeline.stored import prediction_counts, wait_stored
 
 Report = Callable[[str], None]
 SIMULATED_REVIEWER = "simulated-reviewer"
@@ -192,27 +193,6 @@ def _stream(
         on_progress=on_progress,
     )
     return stats.sent, ids
-
-
-def _stored(engine: Engine, prefix: str) -> tuple[int, int]:
-    with engine.connect() as conn:
-        rows, distinct = conn.execute(
-            text(
-                "SELECT count(*), count(DISTINCT article_id) FROM predictions "
-                "WHERE article_id LIKE :p"
-            ),
-            {"p": f"{prefix}-%"},
-        ).one()
-    return int(rows), int(distinct)
-
-
-def _wait_stored(engine: Engine, prefix: str, n: int, timeout_s: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if _stored(engine, prefix)[1] >= n:
-            break
-        time.sleep(0.5)
-    return time.monotonic() - started
 
 
 def _phase_stats(engine: Engine, prefix: str) -> dict[str, Any]:
@@ -392,9 +372,9 @@ def run_demo(
             sent, ids = _stream(s, rows, run_id, n, options.rate_per_min, progress)
             for article_id, row_id in ids.items():
                 truth[article_id] = sources.truth.get(row_id)
-            waited = _wait_stored(engine, run_id, sent, timeout_s=300)
+            waited = wait_stored(engine, run_id, sent, 300)
             stats = _phase_stats(engine, run_id)
-            rows_, distinct = _stored(engine, run_id)
+            rows_, distinct = prediction_counts(engine, run_id)
             stats.update(
                 sent=sent,
                 lost=sent - distinct,

@@ -10,7 +10,7 @@ Three measurements, in one run, on the same model and texts:
 3. **offered load**: articles offered at a fixed rate (default 1000/min) to a running worker;
    latency = time from the Kafka message timestamp to the stored row (p50/p95/max).
 
-Lost = produced and never stored; duplicates = rows beyond one per (article, model version).
+Lost = produced and never stored; duplicates = rows beyond one per article.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pipeline.core.datasets import LabelledText
 from pipeline.core.runtime import Classifier
 from pipeline.core.settings import Settings
 from pipeline.produce import article_messages, produce
+from pipeline.stored import prediction_counts, wait_stored
 from pipeline.worker_process import start_worker, stop_worker
 
 Report = Callable[[str], None]
@@ -78,31 +79,6 @@ def model_only_rate(clf: Classifier, texts: Sequence[str], batch: int) -> float:
     return len(texts) / (time.perf_counter() - start)
 
 
-def _counts(engine: Engine, prefix: str) -> tuple[int, int]:
-    with engine.connect() as conn:
-        row = conn.execute(
-            text(
-                "SELECT count(*), count(DISTINCT (article_id, model_version)) FROM predictions "
-                "WHERE article_id LIKE :p"
-            ),
-            {"p": prefix + "-%"},
-        ).one()
-    return int(row[0]), int(row[1])
-
-
-def _wait_stored(engine: Engine, prefix: str, n: int, timeout_s: float, report: Report) -> None:
-    deadline = time.monotonic() + timeout_s
-    last = -1
-    while time.monotonic() < deadline:
-        total, _ = _counts(engine, prefix)
-        if total >= n:
-            return
-        if total != last:
-            report(f"  stored {total}/{n}")
-            last = total
-        time.sleep(1.0)
-
-
 def run_bench(
     settings: Settings,
     *,
@@ -147,7 +123,7 @@ def run_bench(
     workdir.mkdir(parents=True, exist_ok=True)
     proc = start_worker(s, model_dir, workdir / f"bench-worker-{tag}.log")
     try:
-        _wait_stored(engine, drain_prefix, articles, 1800, report)
+        wait_stored(engine, drain_prefix, articles, 1800, report=report, poll_s=1.0)
         with engine.connect() as conn:
             first, last = conn.execute(
                 text(
@@ -158,7 +134,7 @@ def run_bench(
             ).one()
         # the first batch's latency includes the consumer group join; count from its end
         drain_s = max(1e-3, (last - first).total_seconds())
-        drain_total, drain_unique = _counts(engine, drain_prefix)
+        drain_total, drain_unique = prediction_counts(engine, drain_prefix)
         report(f"  {drain_total} stored in {drain_s:.1f}s")
 
         offer_prefix = f"bo{tag}"
@@ -169,7 +145,7 @@ def run_bench(
             topic=s.topic_articles,
             rate=offered_per_min / 60,
         )
-        _wait_stored(engine, offer_prefix, offered_articles, 600, report)
+        wait_stored(engine, offer_prefix, offered_articles, 600, report=report, poll_s=1.0)
         with engine.connect() as conn:
             lat = [
                 float(r[0])
@@ -182,7 +158,7 @@ def run_bench(
                     {"p": offer_prefix + "-%"},
                 )
             ]
-        offer_total, offer_unique = _counts(engine, offer_prefix)
+        offer_total, offer_unique = prediction_counts(engine, offer_prefix)
     finally:
         stop_worker(proc)
     arr = np.array(lat) if lat else np.array([float("nan")])

@@ -280,14 +280,7 @@ def bench_cmd(
     try:
         per_min = parse_rate(rate) * 60
         rows = load_dataset(dataset, split="test", data_dir=settings.data_dir)
-        folder = model_dir or settings.model_dir
-        if folder is None:
-            from pipeline.core import registry
-
-            info = registry.version_by_alias(settings, registry.CHAMPION)
-            if info is None:
-                raise ValueError("no model: pass --model-dir or train a champion first")
-            folder = registry.local_copy(settings, info.version)
+        folder = _model_folder(settings, model_dir)
         engine = make_engine(settings)
         result = run_bench(
             settings,

@@ -38,6 +38,7 @@ from sqlalchemy import Engine, text
 
 from pipeline.core.datasets import LabelledText
 from pipeline.core.settings import Settings
+from pipeline.stored import prediction_counts, wait_stored
 
 Report = Callable[[str], None]
 CASES = ("kill_worker", "kafka_restart", "postgres_outage", "add_worker", "bad_input")
@@ -236,27 +237,6 @@ def _wait_recovered(
     return None
 
 
-def _counts(engine: Engine, prefix: str) -> tuple[int, int]:
-    with engine.connect() as conn:
-        rows, distinct = conn.execute(
-            text(
-                "SELECT count(*), count(DISTINCT article_id) FROM predictions "
-                "WHERE article_id LIKE :p"
-            ),
-            {"p": f"{prefix}-%"},
-        ).one()
-    return int(rows), int(distinct)
-
-
-def _wait_all(engine: Engine, prefix: str, want: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):  # the database may still be coming back
-            if _counts(engine, prefix)[1] >= want:
-                return
-        time.sleep(0.5)
-
-
 def _drain_topic(settings: Settings, topic: str, idle_s: float = 3.0) -> list[tuple[str, bytes]]:
     """Every (key, value) on ``topic``, read from the start with a throwaway group."""
     from confluent_kafka import Consumer
@@ -379,8 +359,8 @@ def run_case(
         stream.join()
         valid = stream.sent - len([k for k in stream.malformed if not k.startswith("kcat-")])
         result.malformed = len(stream.malformed)
-        _wait_all(engine, prefix, valid, 300)
-        rows_, distinct = _counts(engine, prefix)
+        wait_stored(engine, prefix, valid, 300)
+        rows_, distinct = prediction_counts(engine, prefix)
         result.stored, result.duplicates, result.lost = distinct, rows_ - distinct, valid - distinct
         result.articles = valid
         _topic_check(s, result, prefix, valid)
@@ -552,9 +532,9 @@ def run_soak(
                 next_report += 300
             time.sleep(sample_every_s)
         stream.join()
-        _wait_all(engine, prefix, n, 300)
+        wait_stored(engine, prefix, n, 300)
         samples.append((round(time.monotonic() - t0, 1), round(rss_mb(proc.pid), 1)))
-        rows_, distinct = _counts(engine, prefix)
+        rows_, distinct = prediction_counts(engine, prefix)
     finally:
         workers.stop_all()
         engine.dispose()
