@@ -103,6 +103,7 @@ def _stream(env: Settings, rows: list, run_id: str, n: int) -> None:  # type: ig
     wait_for(lambda: prediction_counts(env, run_id)[0] >= n, 240, f"{n} rows for {run_id}")
 
 
+@pytest.mark.timeout(1500)  # two MiniLM trainings on 2 cores
 def test_stable_then_shifted_stream_then_retrain_and_hot_swap(
     env: Settings,
     ag: dict[str, list],

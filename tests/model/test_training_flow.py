@@ -80,6 +80,7 @@ def test_flow_registers_promotes_and_rolls_back(
         cfg=TrainConfig(epochs=1, max_steps=3, seed=5),
         splits=splits,
         baseline=False,
+        quantize=False,  # three steps leave the model too unsure for the int8 parity gate
     )
     assert second.registered_version == "2"
     promote(s, "2", eval_rows=test, engine=engine, force=True)
