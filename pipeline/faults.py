@@ -38,6 +38,7 @@ from sqlalchemy import Engine, text
 
 from pipeline.core.datasets import LabelledText
 from pipeline.core.settings import Settings
+from pipeline.stack.processes import free_port
 from pipeline.stored import prediction_counts, wait_stored
 
 Report = Callable[[str], None]
@@ -103,7 +104,7 @@ class Workers:
     def start(self) -> subprocess.Popen[bytes]:
         from pipeline.worker_process import start_worker
 
-        port = _free_port()
+        port = free_port()
         log = self.logs / f"{self.settings.worker_name}-{len(self.procs)}.log"
         proc = start_worker(self.settings, self.model_dir, log, metrics_port=port)
         self.procs.append((proc, port))
@@ -123,14 +124,6 @@ class Workers:
 
         for proc, _ in self.procs:
             stop_process(proc)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Stream:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import socket
 import statistics
 import threading
 import time
@@ -21,6 +20,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from pipeline.core.settings import Settings
+from pipeline.stack.processes import free_port
 
 
 @dataclasses.dataclass
@@ -64,12 +64,6 @@ def _server_ms(headers: Any) -> float:
     return float(m.group(1))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def run_web_bench(
     settings: Settings,
     *,
@@ -102,7 +96,7 @@ def run_web_bench(
         seed_s = time.perf_counter() - t0
         password = uuid.uuid4().hex
         add_user(engine, "bench-reviewer", password, "reviewer")
-        port = _free_port()
+        port = free_port()
         server = uvicorn.Server(
             uvicorn.Config(
                 create_app(bench_settings, engine=engine),

@@ -23,6 +23,13 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (for child processes' endpoints)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 def pid_alive(pid: int | None, *, must_contain: Sequence[str] = ()) -> bool:
     """True when ``pid`` runs and its command line holds every string of ``must_contain``
     (so a recycled pid of another program is never mistaken for ours)."""
