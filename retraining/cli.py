@@ -39,6 +39,16 @@ def train_cmd(
     class_weights: Annotated[
         bool, typer.Option(help="weight classes by inverse frequency")
     ] = False,
+    label_smoothing: Annotated[
+        float, typer.Option(min=0.0, max=0.99, help="cross-entropy label smoothing")
+    ] = 0.0,
+    layer_decay: Annotated[
+        float,
+        typer.Option(min=0.01, max=1.0, help="layer-wise learning-rate decay (1 = off)"),
+    ] = 1.0,
+    patience: Annotated[
+        int, typer.Option(min=0, help="epochs without a better validation macro-F1 before stopping")
+    ] = 1,
     seed: Annotated[int, typer.Option()] = 13,
     max_steps: Annotated[int | None, typer.Option(help="stop after N steps (smoke runs)")] = None,
     register: Annotated[bool, typer.Option(help="log to MLflow and register a version")] = True,
@@ -61,6 +71,9 @@ def train_cmd(
             learning_rate=lr,
             max_length=max_length,
             class_weights=class_weights,
+            label_smoothing=label_smoothing,
+            layer_decay=layer_decay,
+            patience=patience,
             seed=seed,
             max_steps=max_steps,
         )

@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -34,6 +35,8 @@ class TrainConfig:
     max_length: int = 128
     patience: int = 1
     class_weights: bool = False
+    label_smoothing: float = 0.0
+    layer_decay: float = 1.0  # lr of layer i = lr * layer_decay ** (layers - i); 1 = off
     seed: int = 13
     max_steps: int | None = None  # for smoke tests
     device: str = "auto"  # auto | cpu | cuda
@@ -48,6 +51,8 @@ class TrainConfig:
             "max_grad_norm": self.max_grad_norm > 0,
             "max_length": 8 <= self.max_length <= 8192,
             "patience": self.patience >= 0,
+            "label_smoothing": 0 <= self.label_smoothing < 1,
+            "layer_decay": 0 < self.layer_decay <= 1,
             "max_steps": self.max_steps is None or self.max_steps >= 1,
             "device": self.device in {"auto", "cpu", "cuda"},
         }
@@ -140,6 +145,36 @@ def predict_logits(
     return out
 
 
+_LAYER = re.compile(r"\.layers?\.(\d+)\.")
+_NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm", "norm.weight")
+
+
+def layer_depth(name: str, n_layers: int) -> int:
+    """0 for embeddings, i + 1 for encoder layer i, n_layers + 1 for everything above."""
+    if "embeddings" in name:
+        return 0
+    m = _LAYER.search(name)
+    return int(m.group(1)) + 1 if m else n_layers + 1
+
+
+def param_groups(model: Any, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on biases and norms; with ``layer_decay`` < 1 each
+    encoder layer's learning rate shrinks geometrically towards the embeddings."""
+    n_layers = int(getattr(model.config, "num_hidden_layers", 0))
+    groups: dict[tuple[int, bool], list[Any]] = {}
+    for name, p in model.named_parameters():
+        key = (layer_depth(name, n_layers), not any(k in name for k in _NO_DECAY))
+        groups.setdefault(key, []).append(p)
+    return [
+        {
+            "params": ps,
+            "weight_decay": cfg.weight_decay if decay else 0.0,
+            "lr": cfg.learning_rate * cfg.layer_decay ** (n_layers + 1 - depth),
+        }
+        for (depth, decay), ps in sorted(groups.items())
+    ]
+
+
 def fine_tune(
     model: Any,
     tokenizer: Any,
@@ -156,12 +191,13 @@ def fine_tune(
 
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
     device = (
         "cuda"
         if cfg.device == "auto" and torch.cuda.is_available()
         else ("cpu" if cfg.device == "auto" else cfg.device)
     )
+    if device == "cpu":
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
     use_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
     model.to(device)
     ids, types = encode(tokenizer, train_texts, cfg.max_length)
@@ -174,19 +210,8 @@ def fine_tune(
         weight = torch.tensor(
             counts.sum() / (n_labels * np.maximum(counts, 1)), dtype=torch.float32, device=device
         )
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm", "norm.weight")
-    params = [
-        {
-            "params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
-            "weight_decay": cfg.weight_decay,
-        },
-        {
-            "params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)],
-            "weight_decay": 0.0,
-        },
-    ]
-    opt = torch.optim.AdamW(params, lr=cfg.learning_rate)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+    opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.learning_rate)
     steps_per_epoch = math.ceil(len(ids) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     if cfg.max_steps:

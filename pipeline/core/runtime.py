@@ -117,6 +117,10 @@ class Classifier:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Memory patterns are cached per input shape; with dynamic padding every (rows, width)
+        # pair is a new shape, so the cache grew the worker by ~25 % over its first 10 minutes
+        # (1,500 random shapes: 239 -> 301 MiB with it, 246 -> 255 MiB without, same speed).
+        opts.enable_mem_pattern = False
         try:
             session = ort.InferenceSession(str(graph), sess_options=opts, providers=chosen)
             tokenizer = Tokenizer.from_file(str(folder / TOKENIZER))
@@ -129,7 +133,7 @@ class Classifier:
             raise ModelError(f"{graph.name} has {n_out} outputs but {len(meta.labels)} labels")
         clf = cls(meta, tokenizer, session, graph, sub_batch=sub_batch)
         if warmup:
-            clf.predict(["warm up the session", "a second, somewhat longer warm-up sentence"])
+            clf.warm_up()
         log.info(
             "model loaded",
             extra={
@@ -139,6 +143,13 @@ class Classifier:
             },
         )
         return clf
+
+    def warm_up(self) -> None:
+        """Run the largest shape once (``sub_batch`` rows of ``max_length`` tokens), so the
+        CPU arena reaches its working size at load rather than whenever a long batch first
+        arrives, plus a short one."""
+        long_text = " ".join(["news"] * self.meta.max_length)
+        self.predict([long_text] * self.sub_batch + ["a short warm-up sentence"])
 
     def logits(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Raw logits in input order."""
