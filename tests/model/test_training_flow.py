@@ -153,3 +153,34 @@ def test_broken_base_folder_fails_before_training(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(TrainingError, match="cannot load base model"):
         load_base(str(tmp_path), 4)
+
+
+def test_layer_decay_scales_each_layer_and_keeps_norms_undecayed(tiny_base: Path) -> None:
+    from retraining.modeling import load_base
+    from retraining.train import param_groups
+
+    model, _ = load_base(str(tiny_base), 3)
+    cfg = TrainConfig(learning_rate=1e-3, layer_decay=0.5, weight_decay=0.1)
+    groups = param_groups(model, cfg)
+    lr_of = {}
+    for g in groups:
+        for p in g["params"]:
+            lr_of[id(p)] = (g["lr"], g["weight_decay"])
+    named = dict(model.named_parameters())
+    assert len(lr_of) == len(named)  # every parameter in exactly one group
+    # 2 layers: head 1e-3, layer 1 5e-4, layer 0 2.5e-4, embeddings 1.25e-4
+    assert lr_of[id(named["head.weight"])] == (pytest.approx(1e-3), 0.1)
+    layer1 = next(n for n in named if ".layer.1." in n and n.endswith("query.weight"))
+    layer0 = next(n for n in named if ".layer.0." in n and n.endswith("query.weight"))
+    assert lr_of[id(named[layer1])][0] == pytest.approx(5e-4)
+    assert lr_of[id(named[layer0])][0] == pytest.approx(2.5e-4)
+    emb = next(n for n in named if "word_embeddings" in n)
+    assert lr_of[id(named[emb])][0] == pytest.approx(1.25e-4)
+    norm = next(n for n in named if "LayerNorm.weight" in n)
+    assert lr_of[id(named[norm])][1] == 0.0
+    flat = param_groups(model, TrainConfig(learning_rate=1e-3))
+    assert all(g["lr"] == pytest.approx(1e-3) for g in flat)
+    with pytest.raises(TrainingError, match="layer_decay"):
+        TrainConfig(layer_decay=0)
+    with pytest.raises(TrainingError, match="label_smoothing"):
+        TrainConfig(label_smoothing=1.0)
