@@ -26,6 +26,6 @@ test: stack-up
 	.venv/bin/python -m pytest -p no:cacheprovider
 
 lint: install
-	.venv/bin/ruff check pipeline retraining monitoring tests
-	.venv/bin/ruff format --check pipeline retraining monitoring tests
+	.venv/bin/ruff check pipeline retraining monitoring tests infra
+	.venv/bin/ruff format --check pipeline retraining monitoring tests infra
 	.venv/bin/mypy

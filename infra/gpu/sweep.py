@@ -1,11 +1,15 @@
 """Hyper-parameter sweep of the fine-tuning loop on a GPU (issue 4): 22 AG News / 20 Newsgroups
 configurations, 8 processes sharing one GPU. Usage: SHARDS=8 bash infra/gpu/run.sh (results in
 $OUT/sweep.jsonl). SMOKE=1 runs 2 CPU steps per configuration to check the script."""
-import json, os, sys, time, traceback
+
+import json
+import os
+import sys
+import time
+import traceback
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, os.getcwd())
 from pipeline.core.datasets import load_dataset
@@ -64,26 +68,46 @@ for k in order[shard::shards]:
             splits[dataset] = make_splits(tr, te)
         sp = splits[dataset]
         labels = sp.labels
-        idx = {l: i for i, l in enumerate(labels)}
+        idx = {lbl: i for i, lbl in enumerate(labels)}
         model, tok = load_base(BASE, len(labels))
         model.float()
         smoke = bool(os.environ.get("SMOKE"))
-        cfg = TrainConfig(device="cpu" if smoke else "cuda", **kw, **({"max_steps": 2} if smoke else {}))
+        cfg = TrainConfig(
+            device="cpu" if smoke else "cuda", **kw, **({"max_steps": 2} if smoke else {})
+        )
         if smoke:
             sp = type(sp)(sp.train[:64], sp.validation[:32], sp.test[:32], sp.labels, 0, 0)
-        res = fine_tune(model, tok, [r.text for r in sp.train], [idx[r.label] for r in sp.train],
-                        [r.text for r in sp.validation], [idx[r.label] for r in sp.validation], cfg)
+        res = fine_tune(
+            model,
+            tok,
+            [r.text for r in sp.train],
+            [idx[r.label] for r in sp.train],
+            [r.text for r in sp.validation],
+            [idx[r.label] for r in sp.validation],
+            cfg,
+        )
         dev = cfg.device
         model.to(dev)
-        logits = predict_logits(model, tok, [r.text for r in sp.test], max_length=cfg.max_length, device=dev)
+        logits = predict_logits(
+            model, tok, [r.text for r in sp.test], max_length=cfg.max_length, device=dev
+        )
         y = np.array([idx[r.label] for r in sp.test])
         from sklearn.metrics import f1_score
-        row = dict(k=k, dataset=dataset, cfg=kw, test_acc=float((logits.argmax(1) == y).mean()),
-                   test_macro_f1=float(f1_score(y, logits.argmax(1), average="macro")),
-                   best_epoch=res.best_epoch, best_val_f1=res.best_val_macro_f1,
-                   history=res.history, seconds=round(time.time() - t0, 1), n_test=len(y))
+
+        row = dict(
+            k=k,
+            dataset=dataset,
+            cfg=kw,
+            test_acc=float((logits.argmax(1) == y).mean()),
+            test_macro_f1=float(f1_score(y, logits.argmax(1), average="macro")),
+            best_epoch=res.best_epoch,
+            best_val_f1=res.best_val_macro_f1,
+            history=res.history,
+            seconds=round(time.time() - t0, 1),
+            n_test=len(y),
+        )
     except Exception:
         row = dict(k=k, dataset=dataset, cfg=kw, error=traceback.format_exc()[-2000:])
-    print(json.dumps(row), flush=True)
+    print(json.dumps(row), flush=True)  # noqa: T201  (the run log)
     with open(OUT / "sweep.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
