@@ -23,44 +23,12 @@ from retraining.train import TrainConfig, fine_tune, predict_logits
 
 OUT = Path(os.environ["OUT"])
 DATA = Path(".gpu/data")
+NG = dict(epochs=10, patience=10, learning_rate=2e-4, label_smoothing=0.1)  # 20NG recipes share
 RUNS = [
-    (
-        "20newsgroups",
-        dict(epochs=10, patience=10, max_length=512, learning_rate=2e-4, label_smoothing=0.1),
-    ),
-    (
-        "20newsgroups",
-        dict(
-            epochs=10,
-            patience=10,
-            max_length=256,
-            learning_rate=2e-4,
-            layer_decay=0.85,
-            label_smoothing=0.1,
-        ),
-    ),
-    (
-        "20newsgroups",
-        dict(
-            epochs=10,
-            patience=10,
-            max_length=512,
-            learning_rate=2e-4,
-            layer_decay=0.85,
-            label_smoothing=0.1,
-        ),
-    ),
-    (
-        "20newsgroups",
-        dict(
-            epochs=10,
-            patience=10,
-            max_length=256,
-            learning_rate=1e-4,
-            batch_size=16,
-            label_smoothing=0.1,
-        ),
-    ),
+    ("20newsgroups", {**NG, "max_length": 512}),
+    ("20newsgroups", {**NG, "max_length": 256, "layer_decay": 0.85}),
+    ("20newsgroups", {**NG, "max_length": 512, "layer_decay": 0.85}),
+    ("20newsgroups", {**NG, "max_length": 256, "learning_rate": 1e-4, "batch_size": 16}),
     ("ag_news", dict(epochs=6, patience=6, learning_rate=1.5e-4, layer_decay=0.9, batch_size=16)),
     ("ag_news", dict(epochs=10, patience=10, learning_rate=1e-4, label_smoothing=0.1, seed=5)),
 ]
