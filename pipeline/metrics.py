@@ -15,6 +15,9 @@ class WorkerMetrics:
     duplicates: Counter
     dead_letters: Counter
     store_retries: Counter
+    conflicts: Counter
+    send_retries: Counter
+    fallbacks: Counter
     review_items: Counter
     batch_size: Histogram
     inference_seconds: Histogram
@@ -34,6 +37,18 @@ def build_metrics() -> WorkerMetrics:
             "newsflow_dead_letters", "messages sent to the DLQ", ["reason"], registry=reg
         ),
         store_retries=Counter("newsflow_store_retries", "failed writes retried", registry=reg),
+        conflicts=Counter(
+            "newsflow_conflicts", "messages reusing a stored id with other text", registry=reg
+        ),
+        send_retries=Counter(
+            "newsflow_send_retries", "Kafka sends retried (undelivered only)", registry=reg
+        ),
+        fallbacks=Counter(
+            "newsflow_batch_fallbacks",
+            "batches handled message by message after a batch-level failure",
+            ["stage"],
+            registry=reg,
+        ),
         review_items=Counter("newsflow_review_items", "items queued for review", registry=reg),
         batch_size=Histogram(
             "newsflow_batch_size",

@@ -5,6 +5,11 @@ A redelivered article changes nothing: articles and predictions are inserted wit
 ``ON CONFLICT DO NOTHING`` on (article id) and (article id, model version), and only
 predictions that are new in this transaction are sampled for review and returned (so the
 caller publishes each prediction once to the ``predictions`` topic).
+
+Id policy: the first message stored under an id owns it. A later message with the same id
+and the same title and body is a redelivery (counted in ``duplicates``); one with a different
+title or body is a *conflict*: it is kept in ``article_conflicts`` with where it came from,
+counted, and gets no prediction (the stored article's prediction is not about its text).
 """
 
 from __future__ import annotations
@@ -13,10 +18,16 @@ import dataclasses
 import random
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.dialects.postgresql import insert
 
-from pipeline.core.db.models import ArticleRow, ModelLabelsRow, PredictionRow, ReviewItemRow
+from pipeline.core.db.models import (
+    ArticleConflictRow,
+    ArticleRow,
+    ModelLabelsRow,
+    PredictionRow,
+    ReviewItemRow,
+)
 from pipeline.core.records import CleanArticle, Prediction
 from pipeline.sampling import Candidate, select_for_review
 
@@ -31,8 +42,9 @@ class ReviewPolicy:
 @dataclasses.dataclass(frozen=True)
 class WriteResult:
     stored: list[Prediction]
-    duplicates: int
+    duplicates: int  # redeliveries: the same article (id, title, body) already had this row
     review_items: int
+    conflicts: int = 0  # same id, different text: recorded in article_conflicts
 
 
 def save_batch(
@@ -46,8 +58,14 @@ def save_batch(
     """Store articles, predictions and review picks in one transaction. ``model_labels``
     (version → label order) is recorded once per version so readers can name each
     probability."""
+    firsts: dict[str, CleanArticle] = {}
     unique: dict[tuple[str, str], tuple[CleanArticle, Prediction]] = {}
+    in_batch_conflicts: list[CleanArticle] = []
     for art, pred in pairs:
+        first = firsts.setdefault(art.id, art)
+        if first is not art and (first.title, first.body) != (art.title, art.body):
+            in_batch_conflicts.append(art)
+            continue
         unique.setdefault((art.id, pred.model_version), (art, pred))
     if not unique:
         return WriteResult([], 0, 0)
@@ -62,39 +80,79 @@ def save_batch(
             "published_at": art.published_at,
             "received_at": art.received_at,
             "enqueued_at": art.enqueued_at,
+            "kafka_partition": art.partition if art.partition >= 0 else None,
+            "kafka_offset": art.offset if art.offset >= 0 else None,
         }
         for art, _ in unique.values()
     }
-    pred_rows = [
-        {
-            "article_id": p.article_id,
-            "model_version": p.model_version,
-            "topic": p.topic,
-            "confidence": p.confidence,
-            "margin": p.margin,
-            "probabilities": list(p.probabilities),
-            "latency_ms": p.latency_ms,
-            "received_at": p.received_at,
-            "predicted_at": p.predicted_at,
-        }
-        for _, p in unique.values()
-    ]
     with engine.begin() as conn:
         if model_labels:
             conn.execute(
                 insert(ModelLabelsRow).on_conflict_do_nothing(index_elements=["model_version"]),
                 [{"model_version": v, "labels": list(ls)} for v, ls in model_labels.items()],
             )
-        conn.execute(
-            insert(ArticleRow).on_conflict_do_nothing(index_elements=["id"]),
-            list(article_rows.values()),
+        created = set(
+            conn.execute(
+                insert(ArticleRow)
+                .on_conflict_do_nothing(index_elements=["id"])
+                .returning(ArticleRow.id),
+                list(article_rows.values()),
+            ).scalars()
         )
-        inserted = conn.execute(
-            insert(PredictionRow)
-            .on_conflict_do_nothing(constraint="uq_prediction_article_version")
-            .returning(PredictionRow.id, PredictionRow.article_id, PredictionRow.model_version),
-            pred_rows,
-        ).all()
+        older = [i for i in article_rows if i not in created]
+        conflicting = list(in_batch_conflicts)
+        if older:
+            stored_text = {
+                r.id: (r.title, r.body)
+                for r in conn.execute(
+                    select(ArticleRow.id, ArticleRow.title, ArticleRow.body).where(
+                        ArticleRow.id.in_(older)
+                    )
+                )
+            }
+            for key, (art, _) in list(unique.items()):
+                if art.id in stored_text and stored_text[art.id] != (art.title, art.body):
+                    conflicting.append(art)
+                    del unique[key]
+        if conflicting:
+            conn.execute(
+                insert(ArticleConflictRow),
+                [
+                    {
+                        "article_id": a.id,
+                        "title": a.title,
+                        "body": a.body,
+                        "kafka_partition": a.partition if a.partition >= 0 else None,
+                        "kafka_offset": a.offset if a.offset >= 0 else None,
+                        "received_at": a.received_at,
+                    }
+                    for a in conflicting
+                ],
+            )
+        pred_rows = [
+            {
+                "article_id": p.article_id,
+                "model_version": p.model_version,
+                "topic": p.topic,
+                "confidence": p.confidence,
+                "margin": p.margin,
+                "probabilities": list(p.probabilities),
+                "latency_ms": p.latency_ms,
+                "received_at": p.received_at,
+                "predicted_at": p.predicted_at,
+            }
+            for _, p in unique.values()
+        ]
+        inserted = (
+            conn.execute(
+                insert(PredictionRow)
+                .on_conflict_do_nothing(constraint="uq_prediction_article_version")
+                .returning(PredictionRow.id, PredictionRow.article_id, PredictionRow.model_version),
+                pred_rows,
+            ).all()
+            if pred_rows
+            else []
+        )
         new = {(r.article_id, r.model_version): int(r.id) for r in inserted}
         stored = [p for (_, p) in unique.values() if (p.article_id, p.model_version) in new]
         picks = select_for_review(
@@ -122,4 +180,5 @@ def save_batch(
                     for k in picks
                 ],
             )
-    return WriteResult(stored, len(pairs) - len(stored), len(picks))
+    conflicts = len(conflicting)
+    return WriteResult(stored, len(pairs) - len(stored) - conflicts, len(picks), conflicts)

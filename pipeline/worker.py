@@ -3,9 +3,18 @@ in :mod:`pipeline.batch`, run in a thread so the event loop keeps fetching and h
 
 Delivery: Faust's ``take_events`` acknowledges a batch only after the loop body finishes,
 and the body finishes only once the batch is stored in Postgres and its dead letters are
-delivered to Kafka; a failing database is retried with backoff (the stream buffer fills
-and fetching pauses). So every article is stored at least once, and the idempotent sink
-makes that exactly once per model version.
+delivered to Kafka; a database that is down is retried with backoff (the stream buffer
+fills and fetching pauses). So every article is stored at least once, and the idempotent
+sink makes that exactly once per model version.
+
+Isolation: one message can only affect itself. Validation never raises; if classifying or
+storing a whole batch fails for a reason a retry cannot fix (a data error), the batch is
+handled again message by message, so only the culprit goes to the dead-letter topic.
+
+Stopping: SIGTERM sets a :class:`~pipeline.delivery.StopGuard`. A batch being retried (the
+database or Kafka down) is then given up *unacknowledged*: the process exits at once, so
+Faust's generator clean-up, which acknowledges whatever it yielded, never runs for it. A
+watchdog ends the process after ``shutdown_grace_s`` in any case.
 """
 
 from __future__ import annotations
@@ -17,14 +26,16 @@ import random
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from pipeline.batch import RawMessage, classify, store, validate_batch
+from pipeline.batch import Classified, RawMessage, classify, store, validate_batch
 from pipeline.core.model_folder import Precision
+from pipeline.core.records import CleanArticle, DeadLetter, DeadLetterReason, Prediction
 from pipeline.core.settings import Settings
+from pipeline.delivery import StopGuard, is_transient_db_error, send_all
 from pipeline.hotswap import ModelHolder
 from pipeline.metrics import WorkerMetrics
-from pipeline.sink import ReviewPolicy
+from pipeline.sink import ReviewPolicy, WriteResult
 
 log = logging.getLogger("newsflow.worker")
 
@@ -33,25 +44,22 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _internal_dead_letter(event: Any, exc: Exception) -> bytes:
-    from pipeline.core.records import DeadLetter, DeadLetterReason
-
-    m = event.message
-    dead = DeadLetter(
-        DeadLetterReason.INTERNAL,
-        f"{type(exc).__name__}: {exc}",
-        m.value or b"",
-        m.topic,
-        m.partition,
-        m.offset,
-        _now(),
-        m.key,
-    )
-    return json.dumps(dead.to_json()).encode()
+def _shrink_dead_letter(_key: bytes | None, value: bytes) -> bytes:
+    """A dead-letter record Kafka refused for its size, cut to a 1 KiB original."""
+    record = json.loads(value)
+    original = str(record.get("original", ""))
+    record["original"] = original[:1024]
+    record["original_truncated"] = len(original) > 1024 or bool(record.get("original_truncated"))
+    return json.dumps(record).encode()
 
 
 def create_app(
-    settings: Settings, *, holder: ModelHolder, engine: Any, metrics: WorkerMetrics
+    settings: Settings,
+    *,
+    holder: ModelHolder,
+    engine: Any,
+    metrics: WorkerMetrics,
+    guard: StopGuard | None = None,
 ) -> Any:
     import faust
 
@@ -86,21 +94,100 @@ def create_app(
     labels_recorded: set[str] = set()  # versions whose label order is in model_labels
     metrics.model_info.labels(version=holder.current.version).set(1)
 
-    async def send_all(topic: Any, items: Sequence[tuple[bytes | None, bytes]]) -> None:
-        """Send and wait for delivery; retry until Kafka takes them."""
-        delay = 0.2
-        while True:
+    guard = guard or StopGuard(settings.shutdown_grace_s)
+
+    def dead_letter(m: RawMessage, reason: DeadLetterReason, detail: str) -> DeadLetter:
+        return DeadLetter(
+            reason, detail[:1000], m.value or b"", m.topic, m.partition, m.offset, _now(), m.key
+        )
+
+    async def send_dead(dead: Sequence[DeadLetter]) -> None:
+        if not dead:
+            return
+        await send_all(
+            lambda k, v: dlq.send(key=k, value=v),
+            [(d.key[:1024] if d.key else d.key, d.encode(settings.dlq_max_bytes)) for d in dead],
+            guard=guard,
+            shrink=_shrink_dead_letter,
+            on_retry=metrics.send_retries.inc,
+            what="dead letters",
+        )
+        for d in dead:
+            metrics.dead_letters.labels(reason=d.reason.value).inc()
+            log.info(
+                "dead letter",
+                extra={"reason": d.reason.value, "offset": d.offset, "partition": d.partition},
+            )
+
+    async def run(fn: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, fn)
+
+    async def classify_isolated(
+        articles: Sequence[CleanArticle], classifier: Any, by_pos: dict[tuple[int, int], RawMessage]
+    ) -> tuple[list[tuple[CleanArticle, Prediction]], list[DeadLetter], float]:
+        try:
+            out = await run(lambda: classify(articles, classifier, now=_now))
+            return out.pairs, [], out.inference_ms
+        except Exception:
+            log.exception("classifying a batch failed; classifying message by message")
+            metrics.fallbacks.labels(stage="classify").inc()
+        pairs: list[tuple[CleanArticle, Prediction]] = []
+        dead: list[DeadLetter] = []
+        total_ms = 0.0
+        for art in articles:
             try:
-                futs = [await topic.send(key=k, value=v) for k, v in items]
-                await asyncio.gather(*futs)
-                return
-            except Exception as exc:  # Kafka unavailable: keep the batch, retry
-                log.warning("send to %s failed, retrying: %s", topic.get_topic_name(), exc)
-                await asyncio.sleep(delay)
+                one = await run(lambda art=art: classify([art], classifier, now=_now))
+                pairs += one.pairs
+                total_ms += one.inference_ms
+            except Exception as exc:
+                m = by_pos[(art.partition, art.offset)]
+                dead.append(dead_letter(m, DeadLetterReason.INTERNAL, f"model failed: {exc!r}"))
+        return pairs, dead, total_ms
+
+    async def store_retrying(
+        pairs: Sequence[tuple[CleanArticle, Prediction]], labels: Any
+    ) -> WriteResult:
+        """Store, retrying while the database is unavailable; a data error is raised."""
+        delay = 0.2
+        classified = Classified(list(pairs), 0.0)
+        while True:
+            if guard.stopping:
+                guard.abandon("stop requested before the batch was stored")
+            try:
+                return cast(
+                    WriteResult, await run(lambda: store(engine, classified, policy, rng, labels))
+                )
+            except Exception as exc:
+                if not is_transient_db_error(exc):
+                    raise
+                metrics.store_retries.inc()
+                log.warning("store failed, retrying in %.1fs: %s", delay, exc)
+                await guard.pause(delay)
                 delay = min(delay * 2, 5.0)
 
+    async def store_isolated(
+        pairs: Sequence[tuple[CleanArticle, Prediction]],
+        labels: Any,
+        by_pos: dict[tuple[int, int], RawMessage],
+    ) -> tuple[list[WriteResult], list[DeadLetter]]:
+        try:
+            return [await store_retrying(pairs, labels)], []
+        except Exception as exc:
+            log.warning("storing a batch failed (%r); storing message by message", exc)
+            metrics.fallbacks.labels(stage="store").inc()
+        results: list[WriteResult] = []
+        dead: list[DeadLetter] = []
+        for pair in pairs:
+            try:
+                results.append(await store_retrying([pair], labels))
+            except Exception as exc:
+                m = by_pos[(pair[0].partition, pair[0].offset)]
+                dead.append(
+                    dead_letter(m, DeadLetterReason.STORE_REJECTED, f"database refused it: {exc}")
+                )
+        return results, dead
+
     async def handle(events: Sequence[Any]) -> None:
-        loop = asyncio.get_running_loop()
         old = holder.current.version
         if holder.swap_if_ready() is not None:
             metrics.model_info.labels(version=old).set(0)
@@ -117,53 +204,59 @@ def create_app(
             )
             for e in events
         ]
+        by_pos = {(m.partition, m.offset): m for m in msgs}
         metrics.consumed.inc(len(msgs))
         metrics.batch_size.observe(len(msgs))
         checked = validate_batch(msgs, max_bytes=settings.max_message_bytes, now=_now)
-        if checked.dead:
-            await send_all(dlq, [(d.key, json.dumps(d.to_json()).encode()) for d in checked.dead])
-            for d in checked.dead:
-                metrics.dead_letters.labels(reason=d.reason.value).inc()
-                log.info(
-                    "dead letter",
-                    extra={"reason": d.reason.value, "offset": d.offset, "partition": d.partition},
-                )
-        if not checked.articles:
-            return
-        classified = await loop.run_in_executor(
-            None, lambda: classify(checked.articles, classifier, now=_now)
-        )
-        metrics.inference_seconds.observe(classified.inference_ms / 1000)
-        labels = (
-            None
-            if classifier.version in labels_recorded
-            else {classifier.version: classifier.labels}
-        )
-        delay = 0.2
-        while True:
-            try:
-                result = await loop.run_in_executor(
-                    None, lambda: store(engine, classified, policy, rng, labels)
-                )
+        dead = list(checked.dead)
+        stored: list[Prediction] = []
+        if checked.articles:
+            pairs, failed, inference_ms = await classify_isolated(
+                checked.articles, classifier, by_pos
+            )
+            dead += failed
+            metrics.inference_seconds.observe(inference_ms / 1000)
+            labels = (
+                None
+                if classifier.version in labels_recorded
+                else {classifier.version: classifier.labels}
+            )
+            results, rejected = await store_isolated(pairs, labels, by_pos) if pairs else ([], [])
+            dead += rejected
+            if results:
                 labels_recorded.add(classifier.version)
-                break
-            except Exception as exc:  # database unavailable: retry, acknowledge nothing
-                metrics.store_retries.inc()
-                log.warning("store failed, retrying in %.1fs: %s", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        metrics.predicted.inc(len(result.stored))
-        metrics.duplicates.inc(result.duplicates)
-        metrics.review_items.inc(result.review_items)
+            for r in results:
+                stored += r.stored
+                metrics.duplicates.inc(r.duplicates)
+                metrics.conflicts.inc(r.conflicts)
+                metrics.review_items.inc(r.review_items)
+            metrics.predicted.inc(len(stored))
+        await send_dead(dead)
         now_s = time.time()
         for m in msgs:
             if m.timestamp_ms:
                 metrics.end_to_end_seconds.observe(max(0.0, now_s - m.timestamp_ms / 1000))
-        if result.stored:
+        if stored:
             await send_all(
-                predictions,
-                [(p.article_id.encode(), json.dumps(p.to_json()).encode()) for p in result.stored],
+                lambda k, v: predictions.send(key=k, value=v),
+                [(p.article_id.encode(), json.dumps(p.to_json()).encode()) for p in stored],
+                guard=guard,
+                on_retry=metrics.send_retries.inc,
+                what="predictions",
             )
+
+    async def handle_or_abandon(events: Sequence[Any]) -> None:
+        """Run ``handle`` so that a cancellation (Faust stopping the agent) cannot cut it
+        half-way: it finishes, or the process exits without acknowledging the batch."""
+        task = asyncio.ensure_future(handle(events))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            guard.request_stop()
+            done, _ = await asyncio.wait({task}, timeout=max(0.5, guard.grace_s - 2))
+            if not done or task.exception() is not None:
+                guard.abandon("the agent was cancelled before its batch was stored")
+            raise
 
     @app.agent(articles)  # type: ignore[untyped-decorator]
     async def classify_articles(stream: Any) -> None:
@@ -171,15 +264,27 @@ def create_app(
             settings.batch_max_size, within=settings.batch_max_wait_ms / 1000
         ):
             try:
-                await handle(events)
+                await handle_or_abandon(events)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug must not stop the worker nor lose the batch
                 log.exception("batch failed unexpectedly; sending it to the DLQ")
-                await send_all(
-                    dlq, [(e.message.key, _internal_dead_letter(e, exc)) for e in events]
+                await send_dead(
+                    [
+                        dead_letter(
+                            RawMessage(
+                                e.message.value,
+                                e.message.key,
+                                e.message.topic,
+                                e.message.partition,
+                                e.message.offset,
+                            ),
+                            DeadLetterReason.INTERNAL,
+                            f"{type(exc).__name__}: {exc}",
+                        )
+                        for e in events
+                    ]
                 )
-                metrics.dead_letters.labels(reason="internal_error").inc(len(events))
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
@@ -249,8 +354,21 @@ def run_worker(settings: Settings, *, model_dir: Any, precision: Precision = "au
     metrics = build_metrics()
     serve_metrics(metrics, settings.metrics_port, settings.metrics_host)
     (settings.home / "faust" / settings.worker_name).mkdir(parents=True, exist_ok=True)
-    app = create_app(settings, holder=holder, engine=engine, metrics=metrics)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    guard = StopGuard(settings.shutdown_grace_s)
+    app = create_app(settings, holder=holder, engine=engine, metrics=metrics, guard=guard)
+
+    class GuardedWorker(faust.Worker):  # type: ignore[misc]
+        """Faust's worker, with SIGTERM/SIGINT first telling the stop guard."""
+
+        def _on_sigterm(self) -> None:
+            guard.request_stop()
+            super()._on_sigterm()
+
+        def _on_sigint(self) -> None:
+            guard.request_stop()
+            super()._on_sigint()
+
+    worker = GuardedWorker(app, loglevel=settings.log_level.lower(), quiet=True)
     try:
         worker.execute_from_commandline()
     finally:

@@ -67,7 +67,14 @@ def token_digest(token: str) -> str:
 
 
 def same_token(a: str | None, b: str | None) -> bool:
-    return bool(a) and bool(b) and hmac.compare_digest(str(a), str(b))
+    """Constant-time equality of two non-empty tokens. Compared as UTF-8 bytes:
+    ``hmac.compare_digest`` raises TypeError on a ``str`` with non-ASCII characters, and a
+    forged form value may hold any (surrogatepass: even a lone surrogate encodes)."""
+    if not a or not b:
+        return False
+    return hmac.compare_digest(
+        a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass")
+    )
 
 
 class LoginLimiter:
@@ -96,6 +103,31 @@ class LoginLimiter:
             if len(q) < self.attempts:
                 return 0.0
             return max(0.0, q[0] + self.window_s - now)
+
+    def reserve(self, key: str, now: float | None = None) -> float:
+        """Check and record in one atomic step, before the password is verified.
+
+        Returns 0 when ``key`` may try now, and then counts the attempt as a failure at
+        once (call :meth:`succeeded` or :meth:`release` when it was not one); otherwise
+        returns the seconds until it may try again and records nothing. A parallel burst
+        therefore gets at most ``attempts`` tries, not one per request in flight.
+        """
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            q = self._recent(key, now)
+            if len(q) >= self.attempts:
+                return max(q[0] + self.window_s - now, 1e-3)
+            q.append(now)
+            return 0.0
+
+    def release(self, key: str) -> None:
+        """Give back one attempt taken by :meth:`reserve` (it did not fail)."""
+        with self._lock:
+            q = self._failures.get(key)
+            if q:
+                q.pop()
+            if q is not None and not q:
+                del self._failures[key]
 
     def failed(self, key: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -51,7 +52,16 @@ class DeadLetterReason(StrEnum):
     INVALID_TIMESTAMP = "invalid_timestamp"
     EMPTY_TEXT = "empty_text"
     KEY_MISMATCH = "key_mismatch"
+    INVALID_NUMBER = "invalid_number"
+    TOO_DEEP = "too_deep"
+    INVALID_TEXT = "invalid_text"
+    STORE_REJECTED = "store_rejected"
     INTERNAL = "internal_error"
+
+
+DLQ_RECORD_MAX_BYTES = 900_000
+"""A dead-letter record is at most this many bytes, under the broker's default message
+limit (1 MiB) whatever the original was: see :meth:`DeadLetter.encode`."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -85,26 +95,51 @@ class DeadLetter:
     rejected_at: datetime
     key: bytes | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, max_original_bytes: int | None = None) -> dict[str, Any]:
+        """The record as JSON. The original is kept as UTF-8 text when it is valid UTF-8
+        and JSON-escaping does not blow it up, else as base64. With ``max_original_bytes``
+        the original is cut to that many bytes; its full length and SHA-256 are always kept,
+        and ``original_truncated`` says whether it was cut."""
         import base64
+        import hashlib
 
+        kept = self.original
+        if max_original_bytes is not None and len(kept) > max_original_bytes:
+            kept = kept[:max_original_bytes]
         try:
-            text: str | None = self.original.decode("utf-8")
-            encoding = "utf-8"
+            text: str | None = kept.decode("utf-8")
         except UnicodeDecodeError:
             text = None
-            encoding = "base64"
+        # Control characters escape to 6 bytes each in JSON: base64 (4/3) is then smaller.
+        if text is not None and len(json.dumps(text)) <= len(kept) * 4 // 3 + 8:
+            original, encoding = text, "utf-8"
+        else:
+            original, encoding = base64.b64encode(kept).decode(), "base64"
         return {
             "reason": self.reason.value,
             "detail": self.detail,
-            "original": text if text is not None else base64.b64encode(self.original).decode(),
+            "original": original,
             "original_encoding": encoding,
-            "key": self.key.decode("utf-8", "replace") if self.key is not None else None,
+            "original_length": len(self.original),
+            "original_sha256": hashlib.sha256(self.original).hexdigest(),
+            "original_truncated": len(kept) < len(self.original),
+            "key": self.key[:1024].decode("utf-8", "replace") if self.key is not None else None,
             "topic": self.topic,
             "partition": self.partition,
             "offset": self.offset,
             "rejected_at": self.rejected_at.isoformat(),
         }
+
+    def encode(self, max_bytes: int = DLQ_RECORD_MAX_BYTES) -> bytes:
+        """The record as bytes of at most ``max_bytes``: the original is cut (halving what
+        is kept) until the record fits. Detail and key are bounded by construction."""
+        keep: int | None = None
+        while True:
+            out = json.dumps(self.to_json(max_original_bytes=keep)).encode()
+            if len(out) <= max_bytes or keep == 0:
+                return out
+            keep = (len(self.original) if keep is None else keep) // 2
+            keep = min(keep, max(0, (max_bytes - 2048) * 3 // 4))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

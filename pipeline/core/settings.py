@@ -91,6 +91,19 @@ class Settings(BaseSettings):
         le=300.0,
         description="a worker that stops heartbeating loses its partitions after this long",
     )
+    shutdown_grace_s: float = Field(
+        default=7.0,
+        ge=1.0,
+        le=120.0,
+        description="after SIGTERM a worker exits within this long whatever it waits for; "
+        "a batch not yet stored is never acknowledged",
+    )
+    dlq_max_bytes: int = Field(
+        default=900_000,
+        ge=4096,
+        le=16 * 1024 * 1024,
+        description="a dead-letter record is cut to fit this (the broker's message limit)",
+    )
     metrics_port: int = Field(default=9108, ge=0, le=65535, description="0 = no endpoint")
     metrics_host: str = Field(default="127.0.0.1", description="0.0.0.0 inside containers")
     model_dir: Path | None = Field(

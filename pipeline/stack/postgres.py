@@ -79,28 +79,39 @@ def answers(settings: Settings) -> bool:
     return port_open(settings.pg_host, settings.pg_port)
 
 
-def _psql(settings: Settings, sql: str, *, database: str = "postgres") -> str:
-    p = paths(settings)
-    proc = run_as(
-        _os_user(),
-        [
-            str(bin_dir(install=False) / "psql"),
-            "-h",
-            str(p.data),
-            "-p",
-            str(settings.pg_port),
-            "-U",
-            "postgres",
-            "-d",
-            database,
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-tAc",
-            sql,
-        ],
-    )
+def _psql_argv(settings: Settings, *, database: str = "postgres") -> list[str]:
+    """psql's command line. It carries no SQL: statements (which may hold a password) go on
+    stdin, so they never show in ``ps`` or /proc/*/cmdline."""
+    return [
+        str(bin_dir(install=False) / "psql"),
+        "-h",
+        str(paths(settings).data),
+        "-p",
+        str(settings.pg_port),
+        "-U",
+        "postgres",
+        "-d",
+        database,
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-X",  # no ~/.psqlrc
+        "-tA",
+        "-f",
+        "-",
+    ]
+
+
+def _psql(
+    settings: Settings, sql: str, *, database: str = "postgres", secret: str | None = None
+) -> str:
+    """Run SQL given on stdin; ``secret`` (a value quoted inside ``sql``) is masked in errors."""
+    proc = run_as(_os_user(), _psql_argv(settings, database=database), input=sql)
     if proc.returncode != 0:
-        raise StackError(f"psql failed: {proc.stderr.strip()}")
+        err = proc.stderr.strip()
+        if secret:
+            for form in (secret.replace("'", "''"), secret):
+                err = err.replace(form, "***")
+        raise StackError(f"psql failed: {err}")
     return proc.stdout.strip()
 
 
@@ -176,10 +187,15 @@ def start(settings: Settings) -> str:
 
 def _ensure_role_and_db(settings: Settings) -> None:
     role = settings.pg_user
-    password = settings.pg_password.get_secret_value().replace("'", "''")
+    secret = settings.pg_password.get_secret_value()
+    password = secret.replace("'", "''")
     exists = _psql(settings, f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'")
     verb = "ALTER" if exists == "1" else "CREATE"
-    _psql(settings, f"{verb} ROLE \"{role}\" LOGIN CREATEDB PASSWORD '{password}'")
+    _psql(
+        settings,
+        f"{verb} ROLE \"{role}\" LOGIN CREATEDB PASSWORD '{password}'",
+        secret=secret,
+    )
     if (
         _psql(settings, f"SELECT 1 FROM pg_database WHERE datname = '{settings.pg_database}'")
         != "1"

@@ -4,7 +4,6 @@ MiniLM model fine-tuned briefly inside the test (AG News)."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +11,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from monitoring.drift import run_drift_check
+from monitoring.drift import load_window, run_drift_check
 from monitoring.retrain import RetrainOutcome, maybe_retrain
 from pipeline.core import registry
 from pipeline.core.datasets import load_dataset
 from pipeline.core.db.engine import make_engine
+from pipeline.core.model_folder import read_metadata
 from pipeline.core.settings import Settings
 from pipeline.produce import Outgoing, article_messages, produce
 from retraining.data import make_splits
@@ -24,7 +24,7 @@ from retraining.flow import run_flow
 from retraining.promotion import promote
 from retraining.train import TrainConfig
 from tests.conftest import free_port
-from tests.integration.helpers import Worker, prediction_counts, wait_for
+from tests.integration.helpers import Worker, prediction_counts, read_topic, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 
@@ -183,35 +183,70 @@ def test_worse_challenger_is_not_promoted(env: Settings, ag: dict[str, list]) ->
     engine.dispose()
 
 
-def test_missing_reference_and_mlflow_down_are_recorded(env: Settings, tmp_path: Path) -> None:
+def test_missing_reference_and_mlflow_down_are_recorded(
+    env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine = make_engine(env)
     missing = run_drift_check(env, engine=engine)  # no champion registered at all
     assert missing.level == "error" and "no reference" in missing.reason
 
     down = env.model_copy(update={"mlflow_tracking_uri": "http://127.0.0.1:9"})
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    calls: list[tuple[str, object]] = []
+    got_past_mlflow: list[str] = []
 
-    def train_with_mlflow_down(settings: Settings, **_: object) -> RetrainOutcome:
+    def train_with_mlflow_down(settings: Settings, **kwargs: object) -> RetrainOutcome:
+        calls.append((settings.mlflow_tracking_uri, kwargs.get("drift_run_id")))
         registry.ensure_experiment(settings)  # the first MLflow call of a real run
-        raise AssertionError("unreachable")
+        got_past_mlflow.append(settings.mlflow_tracking_uri)  # must stay empty
+        return RetrainOutcome("promoted", "MLflow answered although it is down", "99")
 
-    import os
-
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "1"
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "2"
     outcome = maybe_retrain(
         down, engine=engine, drift_run_id=missing.run_id, train=train_with_mlflow_down
     )
-    assert outcome.status == "failed"
+    assert calls == [(down.mlflow_tracking_uri, missing.run_id)]  # called once, with the run
+    assert got_past_mlflow == []  # the MLflow call raised; nothing after it ran
+    assert outcome.status == "failed" and outcome.version is None, outcome
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT kind, reason FROM model_events ORDER BY id")).all()
+        rows = conn.execute(
+            text("SELECT kind, reason, version, drift_run_id FROM model_events ORDER BY id")
+        ).all()
     assert [r[0] for r in rows] == ["retrain_started", "retrain_failed"]
-    assert json.dumps(rows[1][1])
+    _, reason, version, drift_run_id = rows[1]
+    assert version is None and drift_run_id == missing.run_id
+    assert reason.startswith("MlflowException: ") and "127.0.0.1:9" in reason, reason
+    assert outcome.reason in reason
     engine.dispose()
 
 
-def test_bad_stream_does_not_move_drift(env: Settings) -> None:
-    """Dead letters never count as predictions, so they cannot fake drift."""
-    bad = [Outgoing(b"k", b"not json")] * 50
-    produce(iter(bad), bootstrap=env.kafka_bootstrap, topic=env.topic_articles, rate=0)
-    time.sleep(0.5)
-    assert prediction_counts(env, "")[0] == 0
+def test_bad_stream_does_not_move_drift(
+    env: Settings, data_dir: Path, tiny_bert: Path, worker: list[Worker], tmp_path: Path
+) -> None:
+    """Dead letters never count as predictions, so they cannot fake drift: a running worker
+    sends every malformed message to the DLQ and predicts only the good ones, and the drift
+    window holds exactly those."""
+    w = Worker(env, tiny_bert, free_port(), tmp_path / "worker.log")
+    worker.append(w)
+    w.wait_ready()
+    rows = load_dataset("ag_news", split="test", data_dir=data_dir)[:20]
+    bad = [Outgoing(f"bad-{i}".encode(), b"not json") for i in range(50)]
+    good = list(article_messages(rows, limit=20, loop=False, run_id="good"))
+    stats = produce(
+        iter(bad[:25] + good + bad[25:]),
+        bootstrap=env.kafka_bootstrap,
+        topic=env.topic_articles,
+        rate=0,
+    )
+    assert stats.failed == 0
+    wait_for(lambda: prediction_counts(env, "good")[0] >= 20, 120, "20 good predictions")
+    wait_for(lambda: w.metric("newsflow_dead_letters_total") >= 50, 60, "50 dead letters")
+    time.sleep(2)  # let anything extra land
+    assert w.metric("newsflow_dead_letters_total") == 50
+    assert prediction_counts(env, "") == (20, 20)  # the good ones, and nothing else
+    assert len(read_topic(env, env.topic_dlq, expect=50)) == 50
+    engine = make_engine(env)
+    window = load_window(engine, read_metadata(tiny_bert).version, size=env.drift_window_size)
+    engine.dispose()
+    assert len(window.confidences) == 20
+    assert w.proc.poll() is None  # bad input did not stop the worker

@@ -8,7 +8,14 @@ from pipeline.core.db.models import Base
 from pipeline.core.settings import Settings
 
 pytestmark = pytest.mark.integration
-TABLES = {"articles", "predictions", "review_items", "drift_runs", "model_events"}
+TABLES = {
+    "articles",
+    "predictions",
+    "review_items",
+    "drift_runs",
+    "model_events",
+    "article_conflicts",
+}
 
 
 def test_upgrade_then_downgrade_on_real_postgres(empty_db: Settings) -> None:

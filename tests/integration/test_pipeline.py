@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.badinput import bad_messages
+from pipeline.badinput import BAD_KINDS, bad_messages
 from pipeline.core.datasets import load_dataset
 from pipeline.core.settings import Settings
 from pipeline.produce import Outgoing, article_messages, produce
@@ -47,7 +47,7 @@ def test_2000_articles_in_2000_rows_and_bad_input_to_dlq(
     spawn(workers, env, tiny_bert, tmp_path)
     rows = load_dataset("ag_news", split="test", data_dir=data_dir)[:2000]
     good = list(article_messages(rows, limit=2000, loop=False, run_id="e2e"))
-    bad = bad_messages("bad", env.max_message_bytes)
+    bad = {k: bad_messages(f"bad-{k}", env.max_message_bytes)[k] for k in BAD_KINDS}
     extra = Outgoing(
         b"e2e-unknown",
         json.dumps({"id": "e2e-unknown", "title": "Kept", "unknown_field": [1, 2]}).encode(),

@@ -18,7 +18,7 @@ MAX = 256 * 1024
 @pytest.mark.parametrize("kind", sorted(bad_messages("a-1", MAX)))
 def test_every_bad_kind_gets_its_reason(kind: str) -> None:
     raw, expected = bad_messages("a-1", MAX)[kind]
-    out = parse_article(raw, partition=3, offset=42, max_bytes=MAX, now=NOW)
+    out = parse_article(raw, key=b"a-1", partition=3, offset=42, max_bytes=MAX, now=NOW)
     assert isinstance(out, DeadLetter), kind
     assert out.reason == expected
     assert out.detail

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from monitoring.web.app import _safe_next
 from monitoring.web.charts import bar_pairs, line_chart
+from monitoring.web.deps import safe_next
 from monitoring.web.security import (
     LoginLimiter,
     hash_password,
@@ -58,7 +58,7 @@ def test_tokens() -> None:
     ],
 )
 def test_only_local_paths_follow_a_login(target: str | None, expected: str) -> None:
-    assert _safe_next(target) == expected
+    assert safe_next(target) == expected
 
 
 def test_charts_escape_labels_and_leave_gaps() -> None:
@@ -71,3 +71,29 @@ def test_charts_escape_labels_and_leave_gaps() -> None:
     assert svg.count("<circle") == 2  # two one-point runs around the gap
     bars = bar_pairs(["a", "b"], ("ref", "#888", [0.5, 0.5]), ("cur", "#d00", [0.9, 0.1]))
     assert bars.count("<rect") == 4
+
+
+def test_limiter_reserve_is_one_atomic_step() -> None:
+    import threading
+
+    limiter = LoginLimiter(attempts=3, window_s=60)
+    granted: list[float] = []
+    barrier = threading.Barrier(40)
+
+    def attempt() -> None:
+        barrier.wait()
+        granted.append(limiter.reserve("k"))
+
+    threads = [threading.Thread(target=attempt) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert granted.count(0.0) == 3 and all(w > 0 for w in granted if w != 0.0)
+    limiter.release("k")  # one attempt given back
+    assert limiter.reserve("k") == 0.0 and limiter.reserve("k") > 0
+
+
+def test_non_ascii_tokens_compare_without_error() -> None:
+    assert not same_token("jeton-é", "abc") and not same_token("abc", "\ud800")
+    assert same_token("ключ", "ключ")
