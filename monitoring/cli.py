@@ -16,6 +16,26 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"newsflow {version('newsflow')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Streaming news-topic classification with drift monitoring, review and retraining."""
+
+
 def build() -> typer.Typer:
     from pipeline.cli import register as register_pipeline
 

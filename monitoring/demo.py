@@ -33,7 +33,7 @@ from sqlalchemy import Engine, text
 
 from pipeline.core.datasets import LabelledText
 from pipeline.core.settings import Settings
-from pipeline.stored import prediction_counts, wait_stored
+from pipeline.stored import committed_at_sql, stream_counts, wait_stored
 
 Report = Callable[[str], None]
 SIMULATED_REVIEWER = "simulated-reviewer"
@@ -196,14 +196,15 @@ def _stream(
 
 
 def _phase_stats(engine: Engine, prefix: str) -> dict[str, Any]:
+    committed = committed_at_sql(engine)
     with engine.connect() as conn:
         row = conn.execute(
             text(
                 "SELECT count(*), min(p.predicted_at), max(p.predicted_at), "
                 "percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM "
-                "(p.predicted_at - a.enqueued_at))), "
+                f"({committed} - a.enqueued_at))), "
                 "percentile_cont(0.95) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM "
-                "(p.predicted_at - a.enqueued_at))), "
+                f"({committed} - a.enqueued_at))), "
                 "array_agg(DISTINCT p.model_version) FROM predictions p "
                 "JOIN articles a ON a.id = p.article_id WHERE p.article_id LIKE :p"
             ),
@@ -374,11 +375,12 @@ def run_demo(
                 truth[article_id] = sources.truth.get(row_id)
             waited = wait_stored(engine, run_id, sent, 300)
             stats = _phase_stats(engine, run_id)
-            rows_, distinct = prediction_counts(engine, run_id)
+            counts = stream_counts(engine, run_id)
+            distinct = counts.stored
             stats.update(
                 sent=sent,
                 lost=sent - distinct,
-                duplicates=rows_ - distinct,
+                duplicates=counts.redelivered + counts.conflicts,
                 seconds=round(time.monotonic() - t0, 1),
                 drain_after_send_s=round(waited, 1),
                 offered_per_min=options.rate_per_min,

@@ -177,15 +177,19 @@ def _count(engine: Any, run_id: str) -> int:
 
 
 def _summary(engine: Any, run_id: str) -> dict[str, Any]:
+    from pipeline.stored import committed_at_sql, stream_counts
+
     p = {"p": run_id + "-%"}
+    committed = committed_at_sql(engine)
+    counts = stream_counts(engine, run_id)
     with engine.connect() as conn:
-        total, unique, p50, p95 = conn.execute(
+        total, p50, p95 = conn.execute(
             text(
-                "SELECT count(*), count(DISTINCT (p.article_id, p.model_version)), "
+                "SELECT count(*), "
                 "percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM "
-                "(p.predicted_at - a.enqueued_at))), "
+                f"({committed} - a.enqueued_at))), "
                 "percentile_cont(0.95) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM "
-                "(p.predicted_at - a.enqueued_at))) "
+                f"({committed} - a.enqueued_at))) "
                 "FROM predictions p JOIN articles a ON a.id = p.article_id "
                 "WHERE p.article_id LIKE :p"
             ),
@@ -213,7 +217,9 @@ def _summary(engine: Any, run_id: str) -> dict[str, Any]:
         ]
     return {
         "stored": int(total),
-        "duplicates": int(total) - int(unique),
+        "duplicates": counts.redelivered + counts.conflicts,
+        "redelivered": counts.redelivered,
+        "conflicts": counts.conflicts,
         "latency_p50_s": float(p50 or 0),
         "latency_p95_s": float(p95 or 0),
         "topics": {k: int(v) for k, v in topics.items()},

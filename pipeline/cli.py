@@ -363,7 +363,18 @@ def faults_cmd(
         )
     except (ValueError, NewsflowError) as exc:
         raise fail(exc, 2) from None
-    table = Table("case", "valid", "malformed", "lost", "dup", "topic lost/dup", "recovery s", "ok")
+    table = Table(
+        "case",
+        "valid",
+        "malformed",
+        "lost",
+        "dup (topic)",
+        "redelivered",
+        "conflicts",
+        "topic missing",
+        "recovery s",
+        "ok",
+    )
     for r in results:
         table.add_row(
             r.name,
@@ -371,7 +382,9 @@ def faults_cmd(
             str(r.malformed),
             str(r.lost),
             str(r.duplicates),
-            f"{r.topic_missing}/{r.topic_duplicates}",
+            str(r.redelivered),
+            str(r.conflicts),
+            str(r.topic_missing),
             "-" if r.recovery_s is None else f"{r.recovery_s:.1f}",
             "[green]yes[/green]" if r.ok else f"[red]NO[/red] {r.error or ''}",
         )

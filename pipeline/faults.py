@@ -11,8 +11,12 @@ Every case runs on its own topics and consumer group against the local stack, wi
   outside client (``kcat``): each must reach the DLQ with its reason, each valid one must be
   stored, and the worker must not restart.
 
-Figures per case: lost (valid articles never stored), duplicates (rows beyond one per
-article), the same two on the ``predictions`` topic, and recovery: seconds from the end of
+Figures per case, each counted where a failure would show: lost (valid articles never
+stored); duplicates (article keys published more than once on the ``predictions`` topic,
+where a consumer would see them twice); redelivered (articles processed more than once,
+counted by the sink in ``articles.deliveries`` — at-least-once delivery makes this > 0
+after a crash, and the idempotent sink keeps it harmless); conflicts (messages reusing a
+stored id with other text); missing on the topic; and recovery: seconds from the end of
 the fault until every article sent before that moment is stored.
 """
 
@@ -39,7 +43,7 @@ from sqlalchemy import Engine, text
 from pipeline.core.datasets import LabelledText
 from pipeline.core.settings import Settings
 from pipeline.stack.processes import free_port
-from pipeline.stored import prediction_counts, wait_stored
+from pipeline.stored import stream_counts, wait_stored
 
 Report = Callable[[str], None]
 CASES = ("kill_worker", "kafka_restart", "postgres_outage", "add_worker", "bad_input")
@@ -53,9 +57,10 @@ class CaseResult:
     malformed: int = 0
     stored: int = 0
     lost: int = 0
-    duplicates: int = 0
+    duplicates: int = 0  # keys published twice on the predictions topic
+    redelivered: int = 0  # processings beyond the first (articles.deliveries)
+    conflicts: int = 0
     topic_missing: int = 0
-    topic_duplicates: int = 0
     fault_seconds: float = 0.0
     recovery_s: float | None = None
     dlq: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -72,6 +77,7 @@ class CaseResult:
             self.error is None
             and self.lost == 0
             and self.duplicates == 0
+            and self.conflicts == 0
             and self.dlq_wrong_reason == 0
             and self.dlq_missing == 0
             and self.worker_restarts == 0
@@ -261,7 +267,7 @@ def _topic_check(settings: Settings, result: CaseResult, prefix: str, valid: int
     keys = Counter(k for k, _ in _drain_topic(settings, settings.topic_predictions))
     mine = {k: n for k, n in keys.items() if k.startswith(prefix + "-")}
     result.topic_missing = max(0, valid - len(mine))
-    result.topic_duplicates = sum(n - 1 for n in mine.values())
+    result.duplicates = sum(n - 1 for n in mine.values())
 
 
 def _case_settings(settings: Settings, tag: str, case: str) -> Settings:
@@ -353,8 +359,9 @@ def run_case(
         valid = stream.sent - len([k for k in stream.malformed if not k.startswith("kcat-")])
         result.malformed = len(stream.malformed)
         wait_stored(engine, prefix, valid, 300)
-        rows_, distinct = prediction_counts(engine, prefix)
-        result.stored, result.duplicates, result.lost = distinct, rows_ - distinct, valid - distinct
+        counts = stream_counts(engine, prefix)
+        result.stored, result.lost = counts.stored, valid - counts.stored
+        result.redelivered, result.conflicts = counts.redelivered, counts.conflicts
         result.articles = valid
         _topic_check(s, result, prefix, valid)
         if case == "bad_input":
@@ -393,6 +400,16 @@ def _send_with_kcat(settings: Settings, prefix: str, count: int) -> dict[str, st
         "wrong_type_list",
         "bad_timestamp",
         "empty_text",
+        "nul_in_id",
+        "control_in_id",
+        "huge_integer",
+        "nan_number",
+        "deep_object",
+        "trailing_garbage",
+        "json_null",
+        "id_overridden",
+        "key_mismatch",
+        "timestamp_overflow",
     ]
     sent: dict[str, str] = {}
     lines = []
@@ -527,7 +544,8 @@ def run_soak(
         stream.join()
         wait_stored(engine, prefix, n, 300)
         samples.append((round(time.monotonic() - t0, 1), round(rss_mb(proc.pid), 1)))
-        rows_, distinct = prediction_counts(engine, prefix)
+        counts = stream_counts(engine, prefix)
+        distinct = counts.stored
     finally:
         workers.stop_all()
         engine.dispose()
@@ -542,7 +560,7 @@ def run_soak(
         articles=n,
         stored=distinct,
         lost=n - distinct,
-        duplicates=rows_ - distinct,
+        duplicates=counts.redelivered + counts.conflicts,
         rss_mb_after_warmup=base,
         rss_mb_end=end,
         rss_growth=round((end - base) / base, 4),

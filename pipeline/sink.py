@@ -18,7 +18,7 @@ import dataclasses
 import random
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.dialects.postgresql import insert
 
 from pipeline.core.db.models import (
@@ -59,6 +59,7 @@ def save_batch(
     (version → label order) is recorded once per version so readers can name each
     probability."""
     firsts: dict[str, CleanArticle] = {}
+    copies: dict[str, int] = {}  # same id and text in this batch
     unique: dict[tuple[str, str], tuple[CleanArticle, Prediction]] = {}
     in_batch_conflicts: list[CleanArticle] = []
     for art, pred in pairs:
@@ -66,6 +67,7 @@ def save_batch(
         if first is not art and (first.title, first.body) != (art.title, art.body):
             in_batch_conflicts.append(art)
             continue
+        copies[art.id] = copies.get(art.id, 0) + 1
         unique.setdefault((art.id, pred.model_version), (art, pred))
     if not unique:
         return WriteResult([], 0, 0)
@@ -82,6 +84,7 @@ def save_batch(
             "enqueued_at": art.enqueued_at,
             "kafka_partition": art.partition if art.partition >= 0 else None,
             "kafka_offset": art.offset if art.offset >= 0 else None,
+            "deliveries": copies[art.id],
         }
         for art, _ in unique.values()
     }
@@ -91,29 +94,26 @@ def save_batch(
                 insert(ModelLabelsRow).on_conflict_do_nothing(index_elements=["model_version"]),
                 [{"model_version": v, "labels": list(ls)} for v, ls in model_labels.items()],
             )
-        created = set(
-            conn.execute(
-                insert(ArticleRow)
-                .on_conflict_do_nothing(index_elements=["id"])
-                .returning(ArticleRow.id),
+        # A redelivery (same id, same text) counts its delivery; another text is a conflict
+        # and is not touched, so it is the one id the statement does not return.
+        stmt = insert(ArticleRow)
+        seen = {
+            r.id
+            for r in conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["id"],
+                    set_={"deliveries": ArticleRow.deliveries + stmt.excluded.deliveries},
+                    where=(ArticleRow.title == stmt.excluded.title)
+                    & (ArticleRow.body == stmt.excluded.body),
+                ).returning(ArticleRow.id),
                 list(article_rows.values()),
-            ).scalars()
-        )
-        older = [i for i in article_rows if i not in created]
+            )
+        }
         conflicting = list(in_batch_conflicts)
-        if older:
-            stored_text = {
-                r.id: (r.title, r.body)
-                for r in conn.execute(
-                    select(ArticleRow.id, ArticleRow.title, ArticleRow.body).where(
-                        ArticleRow.id.in_(older)
-                    )
-                )
-            }
-            for key, (art, _) in list(unique.items()):
-                if art.id in stored_text and stored_text[art.id] != (art.title, art.body):
-                    conflicting.append(art)
-                    del unique[key]
+        for key, (art, _) in list(unique.items()):
+            if art.id not in seen:
+                conflicting.append(art)
+                del unique[key]
         if conflicting:
             conn.execute(
                 insert(ArticleConflictRow),

@@ -1,17 +1,49 @@
-"""How much of a stream (article ids ``<prefix>-<n>``) is stored: shared by the benchmark,
-the fault suite and the demo."""
+"""How much of a stream (article ids ``<prefix>-<n>``) is stored, how often it was processed,
+and how long it took to reach a committed row: shared by the benchmark, the fault suite,
+the soak, ``newsflow run`` and the demo.
+
+Every figure here can show a failure. ``redelivered`` is the sum over articles of the
+deliveries beyond the first (a message with the same id and text processed again after a
+crash or rebalance: the sink counts it in ``articles.deliveries``); ``conflicts`` are
+messages that reused a stored id with other text. Rows per (article, model version) are
+unique by the schema, so they are not counted: they cannot differ from 1.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 
 from sqlalchemy import Engine, text
 
 
+@dataclasses.dataclass(frozen=True)
+class StreamCounts:
+    stored: int  # distinct articles of the stream with a prediction
+    redelivered: int  # processings beyond the first, summed over articles
+    conflicts: int  # messages that reused a stored id with another text
+
+
+def stream_counts(engine: Engine, prefix: str) -> StreamCounts:
+    like = {"p": f"{prefix}-%"}
+    with engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT count(DISTINCT article_id) FROM predictions WHERE article_id LIKE :p"),
+            like,
+        ).scalar_one()
+        redelivered = conn.execute(
+            text("SELECT coalesce(sum(deliveries - 1), 0) FROM articles WHERE id LIKE :p"), like
+        ).scalar_one()
+        conflicts = conn.execute(
+            text("SELECT count(*) FROM article_conflicts WHERE article_id LIKE :p"), like
+        ).scalar_one()
+    return StreamCounts(int(stored), int(redelivered), int(conflicts))
+
+
 def prediction_counts(engine: Engine, prefix: str) -> tuple[int, int]:
-    """(prediction rows, distinct articles) of the stream; the difference is duplicates."""
+    """(prediction rows, distinct articles) of the stream."""
     with engine.connect() as conn:
         rows, distinct = conn.execute(
             text(
@@ -21,6 +53,16 @@ def prediction_counts(engine: Engine, prefix: str) -> tuple[int, int]:
             {"p": f"{prefix}-%"},
         ).one()
     return int(rows), int(distinct)
+
+
+def committed_at_sql(engine: Engine, alias: str = "p") -> str:
+    """SQL for the time a prediction row was committed: the transaction's commit timestamp
+    where Postgres tracks them (``newsflow stack up`` turns that on), else the worker's
+    ``predicted_at`` (taken just before the write)."""
+    with engine.connect() as conn:
+        on = conn.execute(text("SHOW track_commit_timestamp")).scalar_one() == "on"
+    fallback = f"{alias}.predicted_at"
+    return f"coalesce(pg_xact_commit_timestamp({alias}.xmin), {fallback})" if on else fallback
 
 
 def wait_stored(

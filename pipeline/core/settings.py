@@ -20,6 +20,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pipeline.core.errors import SettingsError
 
 PLACEHOLDER_SECRETS = frozenset({"newsflow", "changeme", "change-me", "password", "secret", ""})
+PLACEHOLDER_MARKS = ("change-me", "changeme", "change_me", "placeholder", "example", "replace-me")
+MIN_PRODUCTION_SECRET = 12
+
+
+def is_placeholder_secret(value: str) -> bool:
+    """A secret nobody chose: a known placeholder, one that says so (``.env.example``'s
+    ``change-me-in-production``), or one too short to be a real production secret."""
+    lowered = value.strip().lower()
+    return (
+        lowered in PLACEHOLDER_SECRETS
+        or any(mark in lowered for mark in PLACEHOLDER_MARKS)
+        or len(value) < MIN_PRODUCTION_SECRET
+    )
 
 
 def _default_home() -> Path:
@@ -191,12 +204,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> Settings:
-        if (
-            self.environment == "production"
-            and self.pg_password.get_secret_value() in PLACEHOLDER_SECRETS
+        if self.environment == "production" and is_placeholder_secret(
+            self.pg_password.get_secret_value()
         ):
             raise ValueError(
-                "NEWSFLOW_PG_PASSWORD is a placeholder; set a real secret for production"
+                "NEWSFLOW_PG_PASSWORD is a placeholder or shorter than "
+                f"{MIN_PRODUCTION_SECRET} characters; set a real secret for production"
             )
         return self
 

@@ -155,7 +155,7 @@ def start(settings: Settings) -> str:
     opts = (
         f"-c listen_addresses={settings.pg_host} -c port={settings.pg_port} "
         f"-c unix_socket_directories={p.data} -c max_connections=200 "
-        "-c fsync=on -c shared_buffers=128MB"
+        "-c fsync=on -c shared_buffers=128MB -c track_commit_timestamp=on"
     )
     proc = run_as(
         user,

@@ -1,6 +1,8 @@
 """The fault suite, shorter (as CI runs it): real worker processes, real broker restart and
-PostgreSQL outage, kcat as an outside client. Every case: 0 lost, 0 duplicates, recovery
-within 30 s; every malformed message in the DLQ with the reason its kind must get."""
+PostgreSQL outage, kcat as an outside client. Every case: 0 lost, 0 keys published twice,
+0 conflicts, recovery within 30 s; every malformed message in the DLQ with the reason its
+kind must get. Redeliveries (articles processed twice) are reported, not forbidden: kill -9
+makes them happen by design (at-least-once; the sink is idempotent)."""
 
 from __future__ import annotations
 
@@ -33,8 +35,8 @@ def test_fault_suite_short(
     assert set(results) == set(CASES)
     for r in results.values():
         assert r.error is None, (r.name, r.error)
-        assert (r.lost, r.duplicates) == (0, 0), r.to_json()
-        assert (r.topic_missing, r.topic_duplicates) == (0, 0), r.to_json()
+        assert (r.lost, r.duplicates, r.conflicts) == (0, 0, 0), r.to_json()
+        assert r.topic_missing == 0, r.to_json()
         assert r.stored == r.articles == 1500, r.to_json()
     for name in ("kill_worker", "kafka_restart", "postgres_outage", "add_worker"):
         recovery = results[name].recovery_s
@@ -44,7 +46,9 @@ def test_fault_suite_short(
     assert bad.malformed == 1200
     assert bad.dlq_missing == 0 and bad.dlq_wrong_reason == 0
     assert sum(bad.dlq.values()) == 1200
-    assert len(bad.dlq) >= 8  # reason codes (15 kinds map onto them)
+    assert len(bad.dlq) >= 12  # reason codes (the 34 kinds map onto them)
+    assert bad.redelivered == 0  # nothing crashed or rebalanced: nothing processed twice
+    assert "internal_error" not in bad.dlq
     assert bad.worker_restarts == 0
     assert any("kcat" in n for n in bad.notes)
     assert all(r.ok for r in results.values())

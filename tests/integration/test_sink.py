@@ -48,3 +48,38 @@ def test_bulk_write_is_idempotent_and_samples_new_rows_only(db: Settings) -> Non
     # the ten lowest-margin predictions of v1 (s-0..s-9) plus one from the v2 batch
     assert {r.article_id for r in review} >= {f"s-{i}" for i in range(10)}
     engine.dispose()
+
+
+def test_same_id_other_text_is_a_recorded_conflict_and_redeliveries_are_counted(
+    db: Settings,
+) -> None:
+    from sqlalchemy import text
+
+    engine = make_engine(db)
+    policy = ReviewPolicy(uniform_share=0.0, uncertain_share=0.0, topic_cap=0)
+    art, pred = _pair(1)
+    first = save_batch(engine=engine, pairs=[(art, pred)], policy=policy, rng=random.Random(0))
+    assert len(first.stored) == 1 and first.conflicts == 0
+    # the same message twice more (once in one batch with itself), and a claim on its id
+    again = save_batch(
+        engine=engine, pairs=[(art, pred), (art, pred)], policy=policy, rng=random.Random(0)
+    )
+    assert again.stored == [] and again.duplicates == 2 and again.conflicts == 0
+    other = CleanArticle("s-1", "Another story", "b", "x", None, None, None, None, NOW, None, 2, 9)
+    claim = save_batch(
+        engine=engine,
+        pairs=[(other, pred), _pair(2)],
+        policy=policy,
+        rng=random.Random(0),
+    )
+    assert claim.conflicts == 1 and [p.article_id for p in claim.stored] == ["s-2"]
+    with engine.connect() as conn:
+        title, deliveries = conn.execute(
+            text("SELECT title, deliveries FROM articles WHERE id = 's-1'")
+        ).one()
+        assert (title, deliveries) == ("t", 3)  # the first writer keeps the id
+        rows = conn.execute(
+            text("SELECT article_id, title, kafka_partition, kafka_offset FROM article_conflicts")
+        ).all()
+        assert [tuple(r) for r in rows] == [("s-1", "Another story", 2, 9)]
+    engine.dispose()

@@ -66,3 +66,23 @@ def test_model_cache_is_keyed_by_registered_model_and_registry(tmp_path) -> None
     paths = {local_copy_path(s, "1") for s in (a, b, c)}
     assert len(paths) == 3 and all(p.name == "v1" and p.is_relative_to(tmp_path) for p in paths)
     assert local_copy_path(a, "1") == local_copy_path(a.model_copy(), "1")
+
+
+def test_env_example_placeholder_is_refused_in_production(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`.env.example` copied to `.env` as it is, with only the environment switched to
+    production: the placeholder password it ships must be refused."""
+    from pathlib import Path
+
+    example = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
+    (tmp_path / ".env").write_text(
+        example.replace("NEWSFLOW_ENVIRONMENT=development", "NEWSFLOW_ENVIRONMENT=production")
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NEWSFLOW_PG_PASSWORD", raising=False)
+    monkeypatch.delenv("NEWSFLOW_ENVIRONMENT", raising=False)
+    with pytest.raises(SettingsError, match="placeholder") as info:
+        load_settings()
+    assert "change-me" not in str(info.value)
+    monkeypatch.setenv("NEWSFLOW_PG_PASSWORD", "short-1")
+    with pytest.raises(SettingsError, match="placeholder"):
+        load_settings()

@@ -41,6 +41,8 @@ class ArticleRow(Base):
     # where the stored copy came from (the first message with this id)
     kafka_partition: Mapped[int | None] = mapped_column(Integer)
     kafka_offset: Mapped[int | None] = mapped_column(BigInteger)
+    # how many times a message with this id and text was processed (redeliveries: > 1)
+    deliveries: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class ArticleConflictRow(Base):

@@ -1,4 +1,4 @@
-"""article provenance (Kafka partition/offset) and id conflicts
+"""article provenance (Kafka partition/offset), deliveries and id conflicts
 
 Revision ID: 0003
 Revises: 0002
@@ -21,6 +21,9 @@ TZ = sa.DateTime(timezone=True)
 def upgrade() -> None:
     op.add_column("articles", sa.Column("kafka_partition", sa.Integer, nullable=True))
     op.add_column("articles", sa.Column("kafka_offset", sa.BigInteger, nullable=True))
+    op.add_column(
+        "articles", sa.Column("deliveries", sa.Integer, nullable=False, server_default="1")
+    )
     op.create_table(
         "article_conflicts",
         sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
@@ -38,5 +41,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_article_conflicts_article_id", table_name="article_conflicts")
     op.drop_table("article_conflicts")
+    op.drop_column("articles", "deliveries")
     op.drop_column("articles", "kafka_offset")
     op.drop_column("articles", "kafka_partition")
