@@ -29,11 +29,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from pipeline.core.datasets import LabelledText
+from pipeline.core.db import drift_runs, predictions
+from pipeline.core.db import events as model_events
 from pipeline.core.settings import Settings
-from pipeline.stored import committed_at_sql, stream_counts, wait_stored
+from pipeline.proof.stored import stream_counts, wait_stored
 
 Report = Callable[[str], None]
 SIMULATED_REVIEWER = "simulated-reviewer"
@@ -104,7 +106,7 @@ def pick_sources(settings: Settings, options: DemoOptions, workdir: Path) -> Sou
         return Sources("datasets", "ag_news", stable, shifted_all, truth)
     except (DatasetError, OSError):
         pass
-    from pipeline.synthetic import shifted_news, synthetic_news
+    from pipeline.proof.synthetic import shifted_news, synthetic_news
 
     train = synthetic_news(4000, seed=0, prefix="syn-train")
     path = workdir / "synthetic-train.csv"
@@ -196,34 +198,16 @@ def _stream(
 
 
 def _phase_stats(engine: Engine, prefix: str) -> dict[str, Any]:
-    committed = committed_at_sql(engine)
-    with engine.connect() as conn:
-        row = conn.execute(
-            text(
-                "SELECT count(*), min(p.predicted_at), max(p.predicted_at), "
-                "percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM "
-                f"({committed} - a.enqueued_at))), "
-                "percentile_cont(0.95) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM "
-                f"({committed} - a.enqueued_at))), "
-                "array_agg(DISTINCT p.model_version) FROM predictions p "
-                "JOIN articles a ON a.id = p.article_id WHERE p.article_id LIKE :p"
-            ),
-            {"p": f"{prefix}-%"},
-        ).one()
-    n, first, last, p50, p95, versions = row
+    st = predictions.phase_stats(engine, prefix)
+    n, first, last = st.stored, st.first_at, st.last_at
     span = (last - first).total_seconds() if first and last else 0.0
     return {
-        "stored": int(n),
+        "stored": n,
         "articles_per_min": round(n / span * 60, 1) if span > 0 else None,
-        "latency_p50_s": round(float(p50 or 0), 3),
-        "latency_p95_s": round(float(p95 or 0), 3),
-        "model_versions": sorted(versions or []),
+        "latency_p50_s": round(float(st.p50_s or 0), 3),
+        "latency_p95_s": round(float(st.p95_s or 0), 3),
+        "model_versions": sorted(st.model_versions),
     }
-
-
-def _new_rows(engine: Engine, sql: str, after: int) -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(text(sql), {"after": after})]
 
 
 class Watcher:
@@ -231,48 +215,33 @@ class Watcher:
 
     def __init__(self, engine: Engine, model_name: str, report: Report) -> None:
         self.engine, self.model_name, self.report = engine, model_name, report
-        self.last_run = self._max("drift_runs")
-        self.last_event = self._max("model_events")
-        self.runs: list[dict[str, Any]] = []
-        self.events: list[dict[str, Any]] = []
-
-    def _max(self, table: str) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.execute(text(f"SELECT coalesce(max(id), 0) FROM {table}")).scalar_one())
+        self.last_run = drift_runs.max_drift_run_id(engine)
+        self.last_event = model_events.max_model_event_id(engine)
+        self.runs: list[drift_runs.WatchedDriftRun] = []
+        self.events: list[model_events.WatchedModelEvent] = []
 
     def poll(self) -> None:
-        for r in _new_rows(
-            self.engine,
-            "SELECT id, level, window_size, psi_confidence, psi_topics, estimated_accuracy, "
-            "reviewed_accuracy, report_path, model_version FROM drift_runs WHERE id > :after "
-            "ORDER BY id",
-            self.last_run,
-        ):
-            self.last_run = int(r["id"])
+        for r in drift_runs.drift_runs_after(self.engine, self.last_run):
+            self.last_run = r.id
             self.runs.append(r)
             psi = (
-                f"PSI confidence {r['psi_confidence']:.3f}, topics {r['psi_topics']:.3f}"
-                if r["psi_confidence"] is not None
-                else f"window {r['window_size']}"
+                f"PSI confidence {r.psi_confidence:.3f}, topics {r.psi_topics:.3f}"
+                if r.psi_confidence is not None
+                else f"window {r.window_size}"
             )
             reviewed = (
-                f", reviewed accuracy {r['reviewed_accuracy']:.3f}"
-                if r["reviewed_accuracy"] is not None
+                f", reviewed accuracy {r.reviewed_accuracy:.3f}"
+                if r.reviewed_accuracy is not None
                 else ""
             )
-            self.report(f"drift run #{r['id']}: [bold]{r['level']}[/bold] ({psi}{reviewed})")
-        for e in _new_rows(
-            self.engine,
-            "SELECT id, kind, version, previous_version, reason FROM model_events "
-            "WHERE id > :after AND model_name = '" + self.model_name.replace("'", "") + "' "
-            "ORDER BY id",
-            self.last_event,
+            self.report(f"drift run #{r.id}: [bold]{r.level}[/bold] ({psi}{reviewed})")
+        for e in model_events.model_events_after(
+            self.engine, self.last_event, model_name=self.model_name
         ):
-            self.last_event = int(e["id"])
+            self.last_event = e.id
             self.events.append(e)
             self.report(
-                f"model event: [bold]{e['kind']}[/bold] version {e['version'] or '-'} "
-                f"{e['reason'][:160]}"
+                f"model event: [bold]{e.kind}[/bold] version {e.version or '-'} {e.reason[:160]}"
             )
 
     def wait_for(self, check: Callable[[], bool], timeout_s: float, what: str) -> bool:
@@ -402,20 +371,20 @@ def run_demo(
         watcher.wait_for(lambda: bool(watcher.runs), 60, "the scheduler's first run")
         phases["stable"] = phase("stable", sources.stable, options.stable_articles)
         watcher.wait_for(
-            lambda: any(r["level"] in {"ok", "warn"} for r in watcher.runs),
+            lambda: any(r.level in {"ok", "warn"} for r in watcher.runs),
             options.drift_every_s * 3 + 30,
             "a drift check on the stable stream",
         )
         phases["shifted"] = phase("shifted", sources.shifted, options.shifted_articles)
         drift = watcher.wait_for(
-            lambda: any(r["level"] == "drift" for r in watcher.runs),
+            lambda: any(r.level == "drift" for r in watcher.runs),
             options.drift_every_s * 3 + 60,
             "drift to be detected",
         )
         outcome = (
             watcher.wait_for(
                 lambda: any(
-                    e["kind"] in {"promoted", "rejected", "retrain_failed"} for e in watcher.events
+                    e.kind in {"promoted", "rejected", "retrain_failed"} for e in watcher.events
                 ),
                 1800,
                 "retraining to finish",
@@ -423,11 +392,11 @@ def run_demo(
             if drift
             else False
         )
-        promoted = next((e for e in watcher.events if e["kind"] == "promoted"), None)
+        promoted = next((e for e in watcher.events if e.kind == "promoted"), None)
         if promoted:
             info = registry.version_by_alias(s, registry.CHAMPION)
             new_model = info.model_version if info else None
-            report(f"waiting for the worker to serve version {promoted['version']}")
+            report(f"waiting for the worker to serve version {promoted.version}")
             offset = options.shifted_articles
             deadline = time.monotonic() + 90
             final: dict[str, Any] = {}
@@ -458,13 +427,14 @@ def run_demo(
                 "latency_p95_s": max(p["latency_p95_s"] for p in summary_phases),
                 "drift_detected": drift,
                 "drift_runs": [
-                    {k: v for k, v in r.items() if k != "model_version"} for r in watcher.runs
+                    {k: v for k, v in dataclasses.asdict(r).items() if k != "model_version"}
+                    for r in watcher.runs
                 ],
-                "model_events": watcher.events,
-                "promoted_version": promoted["version"] if promoted else None,
+                "model_events": [dataclasses.asdict(e) for e in watcher.events],
+                "promoted_version": promoted.version if promoted else None,
                 "model_versions": [dataclasses.asdict(v) for v in registry.list_versions(s)],
                 "simulated_labels": reviewer.labelled,
-                "report_paths": [r["report_path"] for r in watcher.runs if r["report_path"]],
+                "report_paths": [r.report_path for r in watcher.runs if r.report_path],
                 "web": web_url,
                 "phases": phases,
                 "seconds": round(time.monotonic() - started_at, 1),

@@ -19,9 +19,9 @@ import logging
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import Engine
 
 from monitoring.psi import (
     categorical_psi,
@@ -31,16 +31,19 @@ from monitoring.psi import (
     shares,
     wilson_interval,
 )
-from pipeline.core.db.models import DriftRunRow
+from pipeline.core.db import drift_runs, predictions, reviews
 from pipeline.core.model_folder import ModelMetadata, read_metadata
 from pipeline.core.settings import Settings
 
 log = logging.getLogger("newsflow.drift")
 
 
+DriftLevel = Literal["ok", "warn", "drift", "insufficient", "error"]
+
+
 @dataclasses.dataclass
 class DriftResult:
-    level: str  # ok | warn | drift | insufficient | error
+    level: DriftLevel
     model_version: str | None
     window_size: int
     psi_confidence: float | None = None
@@ -72,24 +75,11 @@ def load_window(
 ) -> Window:
     """The latest predictions of ``model_version``: the last ``size`` or the last
     ``minutes``."""
-    with engine.connect() as conn:
-        if minutes is not None:
-            rows = conn.execute(
-                text(
-                    "SELECT confidence, topic FROM predictions WHERE model_version = :v "
-                    "AND predicted_at >= now() - make_interval(secs => :s)"
-                ),
-                {"v": model_version, "s": minutes * 60},
-            ).all()
-        else:
-            rows = conn.execute(
-                text(
-                    "SELECT confidence, topic FROM predictions WHERE model_version = :v "
-                    "ORDER BY id DESC LIMIT :n"
-                ),
-                {"v": model_version, "n": size},
-            ).all()
-    return Window([float(r[0]) for r in rows], [str(r[1]) for r in rows])
+    if minutes is not None:
+        rows = predictions.predictions_since(engine, model_version, minutes=minutes)
+    else:
+        rows = predictions.latest_predictions(engine, model_version, limit=size)
+    return Window([r.confidence for r in rows], [r.topic for r in rows])
 
 
 def compare(
@@ -159,44 +149,33 @@ def _topics_sample(mix: dict[str, float], n: int) -> list[str]:
 def reviewed_accuracy(engine: Engine, model_version: str) -> tuple[int, int]:
     """(correct, labelled) among reviewed items of this model version (first round only,
     labels that name a topic)."""
-    with engine.connect() as conn:
-        row = conn.execute(
-            text(
-                "SELECT count(*) FILTER (WHERE r.label = p.topic), count(*) FROM review_items r "
-                "JOIN predictions p ON p.id = r.prediction_id WHERE p.model_version = :v "
-                "AND r.status = 'done' AND r.round = 1 AND r.label IS NOT NULL "
-                "AND r.label <> '__none__'"
-            ),
-            {"v": model_version},
-        ).one()
-    return int(row[0]), int(row[1])
+    counts = reviews.reviewed_accuracy_counts(engine, model_version)
+    return counts.correct, counts.labelled
 
 
 def record(engine: Engine, result: DriftResult, started: dt.datetime) -> int:
-    with engine.begin() as conn:
-        run_id = conn.execute(
-            insert(DriftRunRow).returning(DriftRunRow.id),
-            {
-                "started_at": started,
-                "finished_at": dt.datetime.now(dt.UTC),
-                "model_version": result.model_version,
-                "level": result.level,
-                "window_size": result.window_size,
-                "psi_confidence": result.psi_confidence,
-                "psi_topics": result.psi_topics,
-                "psi_evidently": result.psi_evidently,
-                "estimated_accuracy": result.estimated_accuracy,
-                "reviewed_accuracy": result.reviewed_accuracy,
-                "report_path": result.report_path,
-                "details": {
-                    "reason": result.reason,
-                    "reviewed_n": result.reviewed_n,
-                    "reviewed_interval": result.reviewed_interval,
-                    "histogram": result.histogram,
-                },
+    return drift_runs.insert_drift_run(
+        engine,
+        drift_runs.NewDriftRun(
+            started_at=started,
+            finished_at=dt.datetime.now(dt.UTC),
+            model_version=result.model_version,
+            level=result.level,
+            window_size=result.window_size,
+            psi_confidence=result.psi_confidence,
+            psi_topics=result.psi_topics,
+            psi_evidently=result.psi_evidently,
+            estimated_accuracy=result.estimated_accuracy,
+            reviewed_accuracy=result.reviewed_accuracy,
+            report_path=result.report_path,
+            details={
+                "reason": result.reason,
+                "reviewed_n": result.reviewed_n,
+                "reviewed_interval": result.reviewed_interval,
+                "histogram": result.histogram,
             },
-        ).scalar_one()
-    return int(run_id)
+        ),
+    )
 
 
 def run_drift_check(

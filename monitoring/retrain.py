@@ -11,12 +11,14 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine
 
 from pipeline.core.datasets import LabelledText
-from pipeline.core.db.events import record_model_event
-from pipeline.core.db.models import ModelEventRow
+from pipeline.core.db import reviews
+from pipeline.core.db.events import count_model_events_since, record_model_event
+from pipeline.core.db.locks import advisory_unlock, try_advisory_lock
 from pipeline.core.settings import Settings
 
 log = logging.getLogger("newsflow.retrain")
@@ -24,40 +26,22 @@ RETRAIN_LOCK = 0x6E657773  # "news"
 DRIFT_LOCK = 0x64726674  # "drft"
 
 
+RetrainStatus = Literal["skipped", "busy", "cooldown", "capped", "promoted", "rejected", "failed"]
+
+
 @dataclasses.dataclass
 class RetrainOutcome:
-    status: str  # skipped | busy | cooldown | capped | promoted | rejected | failed
+    status: RetrainStatus
     reason: str
     version: str | None = None
 
 
 def reviewed_rows(engine: Engine, labels: Sequence[str]) -> list[LabelledText]:
     """Articles whose review gave a known topic (simulated labels included, marked so)."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT DISTINCT ON (a.id) a.id, a.title, a.body, r.label FROM review_items r "
-                "JOIN articles a ON a.id = r.article_id WHERE r.status = 'done' "
-                "AND r.label = ANY(:labels) ORDER BY a.id, r.labelled_at DESC"
-            ),
-            {"labels": list(labels)},
-        ).all()
-    return [LabelledText(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
-
-
-def _events_since(engine: Engine, kind: str, since: dt.datetime, name: str) -> int:
-    with engine.connect() as conn:
-        return int(
-            conn.execute(
-                select(func.count())
-                .select_from(ModelEventRow)
-                .where(
-                    ModelEventRow.kind == kind,
-                    ModelEventRow.at >= since,
-                    ModelEventRow.model_name == name,
-                )
-            ).scalar_one()
-        )
+    return [
+        LabelledText(r.article_id, r.title, r.body, r.label)
+        for r in reviews.reviewed_articles(engine, labels)
+    ]
 
 
 def maybe_retrain(
@@ -72,20 +56,25 @@ def maybe_retrain(
     name = settings.registered_model_name
     now = dt.datetime.now(dt.UTC)
     with engine.connect() as lock_conn:
-        got = lock_conn.execute(
-            text("SELECT pg_try_advisory_lock(:k)"), {"k": RETRAIN_LOCK}
-        ).scalar_one()
+        got = try_advisory_lock(lock_conn, RETRAIN_LOCK)
         lock_conn.commit()
         if not got:
             return RetrainOutcome("busy", "another retraining holds the lock")
         try:
             cooldown = now - dt.timedelta(hours=settings.retrain_cooldown_hours)
-            if _events_since(engine, "retrain_finished", cooldown, name):
+            if count_model_events_since(
+                engine, kind="retrain_finished", model_name=name, since=cooldown
+            ):
                 return RetrainOutcome(
                     "cooldown", f"retrained within the last {settings.retrain_cooldown_hours:g} h"
                 )
             if (
-                _events_since(engine, "retrain_started", now - dt.timedelta(days=1), name)
+                count_model_events_since(
+                    engine,
+                    kind="retrain_started",
+                    model_name=name,
+                    since=now - dt.timedelta(days=1),
+                )
                 >= settings.retrain_daily_cap
             ):
                 return RetrainOutcome("capped", f"daily cap of {settings.retrain_daily_cap}")
@@ -123,7 +112,7 @@ def maybe_retrain(
             )
             return outcome
         finally:
-            lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": RETRAIN_LOCK})
+            advisory_unlock(lock_conn, RETRAIN_LOCK)
             lock_conn.commit()
 
 
@@ -165,7 +154,7 @@ def _train_and_promote(
         engine=engine,
         drift_run_id=drift_run_id,
     )
-    status = "promoted" if decision.passed else "rejected"
+    status: RetrainStatus = "promoted" if decision.passed else "rejected"
     return RetrainOutcome(status, "; ".join(decision.reasons), result.registered_version)
 
 

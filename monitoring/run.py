@@ -13,8 +13,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Engine
 
+from pipeline.core.db import predictions, reviews
 from pipeline.core.settings import Settings
 
 Report = Callable[[str], None]
@@ -166,63 +167,27 @@ def _wait_for_metrics(port: int, proc: Any, timeout_s: float = 120.0) -> None:
     raise RuntimeError("the worker did not start; read its log")
 
 
-def _count(engine: Any, run_id: str) -> int:
-    with engine.connect() as conn:
-        return int(
-            conn.execute(
-                text("SELECT count(*) FROM predictions WHERE article_id LIKE :p"),
-                {"p": run_id + "-%"},
-            ).scalar_one()
-        )
+def _count(engine: Engine, run_id: str) -> int:
+    return predictions.prediction_count(engine, run_id)
 
 
-def _summary(engine: Any, run_id: str) -> dict[str, Any]:
-    from pipeline.stored import committed_at_sql, stream_counts
+def _summary(engine: Engine, run_id: str) -> dict[str, Any]:
+    from pipeline.proof.stored import stream_counts
 
-    p = {"p": run_id + "-%"}
-    committed = committed_at_sql(engine)
     counts = stream_counts(engine, run_id)
     with engine.connect() as conn:
-        total, p50, p95 = conn.execute(
-            text(
-                "SELECT count(*), "
-                "percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM "
-                f"({committed} - a.enqueued_at))), "
-                "percentile_cont(0.95) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM "
-                f"({committed} - a.enqueued_at))) "
-                "FROM predictions p JOIN articles a ON a.id = p.article_id "
-                "WHERE p.article_id LIKE :p"
-            ),
-            p,
-        ).one()
-        topics = dict(
-            conn.execute(
-                text(
-                    "SELECT topic, count(*) FROM predictions WHERE article_id LIKE :p "
-                    "GROUP BY topic ORDER BY 2 DESC"
-                ),
-                p,
-            ).all()
-        )
-        review = int(
-            conn.execute(
-                text("SELECT count(*) FROM review_items WHERE article_id LIKE :p"), p
-            ).scalar_one()
-        )
-        versions = [
-            r[0]
-            for r in conn.execute(
-                text("SELECT DISTINCT model_version FROM predictions WHERE article_id LIKE :p"), p
-            )
-        ]
+        total, p50, p95 = predictions.stream_latency(conn, run_id)
+        topics = predictions.topic_counts(conn, run_id)
+        review = reviews.review_item_count(conn, run_id)
+        versions = predictions.stream_model_versions(conn, run_id)
     return {
-        "stored": int(total),
+        "stored": total,
         "duplicates": counts.redelivered + counts.conflicts,
         "redelivered": counts.redelivered,
         "conflicts": counts.conflicts,
         "latency_p50_s": float(p50 or 0),
         "latency_p95_s": float(p95 or 0),
-        "topics": {k: int(v) for k, v in topics.items()},
+        "topics": topics,
         "review_items": review,
         "model_versions": versions,
     }

@@ -10,10 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from monitoring.drift import DriftResult, run_drift_check
 from monitoring.retrain import DRIFT_LOCK, RetrainOutcome, maybe_retrain
+from pipeline.core.db.locks import advisory_unlock, try_advisory_lock
 from pipeline.core.settings import Settings
 
 log = logging.getLogger("newsflow.scheduler")
@@ -23,9 +24,7 @@ def drift_job(
     settings: Settings, engine: Engine
 ) -> tuple[DriftResult | None, RetrainOutcome | None]:
     with engine.connect() as conn:
-        if not conn.execute(
-            text("SELECT pg_try_advisory_lock(:k)"), {"k": DRIFT_LOCK}
-        ).scalar_one():
+        if not try_advisory_lock(conn, DRIFT_LOCK):
             log.info("another scheduler is running the drift check; skipping")
             return None, None
         conn.commit()
@@ -43,7 +42,7 @@ def drift_job(
                 log.info("retraining: %s (%s)", outcome.status, outcome.reason)
             return result, outcome
         finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": DRIFT_LOCK})
+            advisory_unlock(conn, DRIFT_LOCK)
             conn.commit()
 
 

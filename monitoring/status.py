@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
+from pipeline.core.db import drift_runs, predictions, reviews
+from pipeline.core.db import events as model_events
 from pipeline.core.settings import Settings
 
 
@@ -65,51 +67,15 @@ def gather(settings: Settings, engine: Engine) -> Status:
         champion = {"error": str(exc)}
     try:
         with engine.connect() as conn:
-            per_min = conn.execute(
-                text(
-                    "SELECT count(*) / 5.0 FROM predictions "
-                    "WHERE predicted_at >= now() - interval '5 minutes'"
-                )
-            ).scalar_one()
-            serving: dict[str, int] = dict(
-                conn.execute(
-                    text(
-                        "SELECT model_version, count(*) FROM predictions "
-                        "WHERE predicted_at >= now() - interval '15 minutes' GROUP BY 1"
-                    )
-                ).all()
-            )
-            drift = [
-                dict(r._mapping)
-                for r in conn.execute(
-                    text(
-                        "SELECT id, started_at, level, window_size, psi_confidence, psi_topics, "
-                        "estimated_accuracy, reviewed_accuracy, report_path FROM drift_runs "
-                        "ORDER BY id DESC LIMIT 5"
-                    )
-                )
-            ]
+            per_min = predictions.throughput_per_min(conn)
+            serving = predictions.serving_versions(conn)
+            drift = [dataclasses.asdict(r) for r in drift_runs.recent_drift_runs(conn, limit=5)]
             events = [
-                dict(r._mapping)
-                for r in conn.execute(
-                    text(
-                        "SELECT id, at, kind, version, previous_version, reason FROM model_events "
-                        "ORDER BY id DESC LIMIT 8"
-                    )
-                )
+                dataclasses.asdict(e) for e in model_events.recent_model_events(conn, limit=8)
             ]
-            open_items = conn.execute(
-                text("SELECT count(*) FROM review_items WHERE status = 'pending'")
-            ).scalar_one()
+            open_items = reviews.pending_review_count(conn)
     except Exception:
-        per_min, serving, drift, events, open_items = None, {}, [], [], None
+        return Status(services, None, consumer_lag(settings), champion, {}, [], [], None)
     return Status(
-        services,
-        float(per_min) if per_min is not None else None,
-        consumer_lag(settings),
-        champion,
-        {k: int(v) for k, v in serving.items()},
-        drift,
-        events,
-        int(open_items) if open_items is not None else None,
+        services, per_min, consumer_lag(settings), champion, serving, drift, events, open_items
     )

@@ -271,10 +271,10 @@ def bench_cmd(
 ) -> None:
     """Measure the streaming path end to end on the local stack: model-only ceiling,
     drain throughput and efficiency, latency at an offered rate, lost and duplicates."""
-    from pipeline.bench import run_bench, write_json
     from pipeline.core.datasets import load_dataset
     from pipeline.core.db.engine import make_engine
     from pipeline.produce import parse_rate
+    from pipeline.proof.bench import run_bench, write_json
 
     settings = settings_or_exit()
     try:
@@ -326,9 +326,14 @@ def faults_cmd(
     kafka_down_s: Annotated[float, typer.Option(min=0, help="broker down time")] = 10.0,
     malformed: Annotated[int, typer.Option(min=12, help="malformed messages mixed in")] = 10_000,
     kcat: Annotated[int, typer.Option(min=0, help="of which extra ones sent by kcat")] = 300,
+    fuzz: Annotated[
+        int, typer.Option(min=50, help="random mutations in the fuzz case (a canary every 50)")
+    ] = 2000,
     cases: Annotated[
         str, typer.Option(help="comma-separated: kill_worker,kafka_restart,postgres_outage,...")
-    ] = ",".join(("kill_worker", "kafka_restart", "postgres_outage", "add_worker", "bad_input")),
+    ] = ",".join(
+        ("kill_worker", "kafka_restart", "postgres_outage", "add_worker", "bad_input", "fuzz")
+    ),
     model_dir: Annotated[
         Path | None, typer.Option(help="model folder (default: the registry's champion)")
     ] = None,
@@ -336,13 +341,16 @@ def faults_cmd(
     json_path: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
 ) -> None:
     """Fault injection and the bad-input campaign on the local stack, with real worker
-    processes: kill -9 a worker, restart Kafka, stop PostgreSQL, add a worker, and malformed
-    input (some sent by kcat). Prints lost, duplicates and recovery per case; exits 1 when a
-    case misses its target (0 lost, 0 duplicates, recovery within 30 s)."""
-    from pipeline.bench import machine_description
+    processes: kill -9 a worker, restart Kafka, stop PostgreSQL, add a worker, malformed
+    input of 34 kinds (some sent by kcat) and a seeded fuzz campaign with canaries. Prints
+    per case: lost; duplicates (keys published twice on the predictions topic);
+    redelivered (articles processed more than once); conflicts (ids reused with other text);
+    recovery. Exits 1 when a case misses its target (0 lost, 0 duplicates, 0 conflicts,
+    recovery within 30 s; fuzz: every mutation accounted for, canaries within 5 s)."""
     from pipeline.core.datasets import load_dataset
-    from pipeline.faults import FaultOptions, run_faults
     from pipeline.produce import parse_rate
+    from pipeline.proof.bench import machine_description
+    from pipeline.proof.faults import FaultOptions, run_faults
 
     settings = settings_or_exit()
     try:
@@ -353,6 +361,7 @@ def faults_cmd(
             kafka_down_s=kafka_down_s,
             malformed=malformed,
             kcat_messages=kcat,
+            fuzz_messages=fuzz,
             cases=tuple(c.strip() for c in cases.split(",") if c.strip()),
         )
         rows = load_dataset(dataset, split="test", data_dir=settings.data_dir)
@@ -420,10 +429,10 @@ def soak_cmd(
 ) -> None:
     """Soak test: one worker under a steady load; resident memory sampled every 15 s; passes
     when it grows by less than 10 % after warm-up and nothing is lost or duplicated."""
-    from pipeline.bench import machine_description
     from pipeline.core.datasets import load_dataset
-    from pipeline.faults import run_soak
     from pipeline.produce import parse_rate
+    from pipeline.proof.bench import machine_description
+    from pipeline.proof.soak import run_soak
 
     settings = settings_or_exit()
     try:

@@ -93,7 +93,7 @@ def parse_article(
         return DeadLetter(reason, detail[:1000], raw or b"", topic, partition, offset, now, key)
 
     try:
-        return _parse(raw, key, max_bytes, now, enqueued_at, partition, offset, reject)
+        return _parse(raw, key, max_bytes, now, enqueued_at, (topic, partition, offset), reject)
     except Exception as exc:  # a gap in the rules above: this message only, never the batch
         return reject(R.INTERNAL, f"validator failed: {type(exc).__name__}: {exc}")
 
@@ -104,8 +104,7 @@ def _parse(
     max_bytes: int,
     now: datetime,
     enqueued_at: datetime | None,
-    partition: int,
-    offset: int,
+    where: tuple[str, int, int],
     reject: Callable[[DeadLetterReason, str], DeadLetter],
 ) -> CleanArticle | DeadLetter:
     if raw is None or raw == b"":
@@ -186,6 +185,7 @@ def _parse(
         language=meta(article.language),
         received_at=now,
         enqueued_at=enqueued_at,
-        partition=partition,
-        offset=offset,
+        topic=where[0],
+        partition=where[1],
+        offset=where[2],
     )

@@ -161,7 +161,7 @@ def create_app(
                 if not is_transient_db_error(exc):
                     raise
                 metrics.store_retries.inc()
-                log.warning("store failed, retrying in %.1fs: %s", delay, exc)
+                log.warning("store failed, retrying in %.1fs: %s", delay, str(exc)[:300])
                 await guard.pause(delay)
                 delay = min(delay * 2, 5.0)
 

@@ -11,7 +11,7 @@ import logging
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
@@ -28,9 +28,38 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 
 
+class FlowSummary(TypedDict):
+    """What one training run measured and produced (also `newsflow train --json`)."""
+
+    dataset: str
+    base_model: str
+    model_version: str
+    accuracy: float
+    macro_f1: float
+    micro_f1: float
+    ece: float
+    ece_uncalibrated: float
+    temperature: float
+    served_int8_accuracy: float | None
+    tfidf_lr_accuracy: float | None
+    train_seconds: float
+    epoch_seconds: list[float]
+    best_epoch: int
+    parity_ok: bool
+    parity: dict[str, Any]
+    splits: dict[str, Any]
+    per_class: dict[str, Any]
+    model_dir: str
+    report_dir: str
+    registered_version: str | None
+    run_id: str | None
+    warm_start: bool
+    promotion: NotRequired[dict[str, Any]]  # set by `newsflow train --promote`
+
+
 @dataclasses.dataclass
 class FlowResult:
-    summary: dict[str, Any]
+    summary: FlowSummary
     model_dir: Path
     registered_version: str | None
     splits: Splits | None = None
@@ -138,11 +167,16 @@ def run_flow(
     write_report(ev, probs, te_y, report_dir, title=dataset)
     (report_dir / "evaluation.json").write_text(json.dumps(dataclasses.asdict(ev), indent=2))
 
-    summary: dict[str, Any] = {
+    summary: FlowSummary = {
         "dataset": dataset,
         "base_model": base,
         "model_version": version,
-        **metrics,
+        "accuracy": ev.accuracy,
+        "macro_f1": ev.macro_f1,
+        "micro_f1": ev.micro_f1,
+        "ece": ev.ece,
+        "ece_uncalibrated": raw_eval.ece,
+        "temperature": temperature,
         "served_int8_accuracy": served_acc,
         "tfidf_lr_accuracy": base_acc,
         "train_seconds": outcome.seconds,
@@ -156,8 +190,8 @@ def run_flow(
         "report_dir": str(report_dir),
         "registered_version": None,
         "run_id": None,
+        "warm_start": init_from is not None,
     }
-    summary["warm_start"] = init_from is not None
     state_path = work / TORCH_STATE
     _save_state(model, state_path)
     registered = None
@@ -205,7 +239,7 @@ def _scratch(settings: Settings) -> Path:
 
 def _log_to_mlflow(
     settings: Settings,
-    summary: dict[str, Any],
+    summary: FlowSummary,
     cfg: TrainConfig,
     history: list[dict[str, float]],
     model_dir: Path,
@@ -244,15 +278,20 @@ def _log_to_mlflow(
         mlflow.log_artifacts(str(model_dir), artifact_path=registry.MODEL_ARTIFACT)
         if state_path is not None and state_path.exists():
             mlflow.log_artifact(str(state_path), artifact_path="torch")
-        summary["run_id"] = run.info.run_id
+        run_id: str = run.info.run_id
+        summary["run_id"] = run_id
     if not parity_ok:
         log.error("ONNX parity check failed; version not registered")
         return None
     version = registry.register_folder(
         settings,
-        run_id=summary["run_id"],
+        run_id=run_id,
         model_version=summary["model_version"],
-        metrics={k: summary[k] for k in ("accuracy", "macro_f1", "ece")},
+        metrics={
+            "accuracy": summary["accuracy"],
+            "macro_f1": summary["macro_f1"],
+            "ece": summary["ece"],
+        },
     )
     summary["registered_version"] = version
     return version

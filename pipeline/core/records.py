@@ -80,6 +80,7 @@ class CleanArticle:
     enqueued_at: datetime | None = None  # the Kafka message timestamp
     partition: int = -1
     offset: int = -1
+    topic: str | None = None  # where it was read from (with partition and offset)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

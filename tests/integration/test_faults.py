@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.core.datasets import load_dataset
 from pipeline.core.settings import Settings
-from pipeline.faults import CASES, FaultOptions, run_faults
+from pipeline.proof.faults import CASES, FaultOptions, run_faults
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +28,7 @@ def test_fault_suite_short(
         kafka_down_s=3,
         malformed=1200,
         kcat_messages=120,
+        fuzz_messages=300,
     )
     results = {
         r.name: r for r in run_faults(stack, options, rows=rows, model_dir=tiny_bert, logs=tmp_path)
@@ -38,6 +39,10 @@ def test_fault_suite_short(
         assert (r.lost, r.duplicates, r.conflicts) == (0, 0, 0), r.to_json()
         assert r.topic_missing == 0, r.to_json()
         assert r.stored == r.articles == 1500, r.to_json()
+    fuzz = results["fuzz"].fuzz
+    assert fuzz["sent"] == 300 and fuzz["unaccounted"] == 0 and fuzz["internal_errors"] == 0, fuzz
+    assert fuzz["dead"] > 0 and fuzz["stored"] > 0, fuzz  # the mutations reached both ends
+    assert fuzz["canaries"] == 6 and fuzz["canary_max_s"] <= 5.0, fuzz
     for name in ("kill_worker", "kafka_restart", "postgres_outage", "add_worker"):
         recovery = results[name].recovery_s
         assert recovery is not None and recovery <= 30, (name, recovery)

@@ -16,9 +16,9 @@ import pytest
 from confluent_kafka import Producer
 from sqlalchemy import Engine, text
 
-from pipeline.badinput import bad_messages, fuzz_message, hostile_but_valid
 from pipeline.core.db.engine import make_engine
 from pipeline.core.settings import Settings
+from pipeline.proof.badinput import bad_messages, fuzz_message, hostile_but_valid
 from tests.conftest import free_port
 from tests.integration.helpers import Worker, read_topic
 
@@ -158,6 +158,9 @@ def test_every_named_hostile_class_ends_in_its_place_and_a_canary_follows_within
             assert rec["reason"] == outcome, (kind, rec["reason"], rec["detail"])
             assert rec["original_length"] == len(raw), kind
     assert len(dead) == expected_dead  # nothing else was dead-lettered (no batch-mates)
+    with engine.connect() as conn:
+        topics = set(conn.execute(text("SELECT DISTINCT kafka_topic FROM articles")).scalars())
+    assert topics == {env.topic_articles}  # every stored article says where it came from
     assert worker.metric("newsflow_conflicts_total") == 1
     assert worker.metric("newsflow_duplicates_total") == 1
     assert worker.proc.poll() is None

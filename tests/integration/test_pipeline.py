@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.badinput import BAD_KINDS, bad_messages
 from pipeline.core.datasets import load_dataset
 from pipeline.core.settings import Settings
 from pipeline.produce import Outgoing, article_messages, produce
+from pipeline.proof.badinput import BAD_KINDS, bad_messages
 from pipeline.stack import postgres
 from tests.conftest import free_port
 from tests.integration.helpers import Worker, prediction_counts, read_topic, wait_for

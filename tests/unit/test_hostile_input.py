@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from pipeline.badinput import bad_messages, hostile_but_valid
 from pipeline.cleaning import clean_text
 from pipeline.core.records import CleanArticle, DeadLetter, DeadLetterReason
+from pipeline.proof.badinput import bad_messages, hostile_but_valid
 from pipeline.validate import parse_article
 
 NOW = datetime(2026, 11, 30, tzinfo=UTC)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from monitoring.demo import NEWSGROUP_TOPIC, DemoOptions, pick_sources
 from pipeline.core.settings import Settings
-from pipeline.synthetic import TOPICS, shifted_news, synthetic_news
+from pipeline.proof.synthetic import TOPICS, shifted_news, synthetic_news
 
 
 def test_synthetic_news_is_deterministic_and_balanced() -> None:

@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline.badinput import bad_messages
 from pipeline.cleaning import clean_text
 from pipeline.core.records import CleanArticle, DeadLetter, DeadLetterReason
+from pipeline.proof.badinput import bad_messages
 from pipeline.schemas import ARTICLE_V1, article_json_schema
 from pipeline.validate import parse_article
 

@@ -1,12 +1,39 @@
-"""Data access for model events (registrations, promotions, rejections, rollbacks)."""
+"""Data access for model events (registrations, promotions, rejections, rollbacks,
+retraining starts and ends)."""
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, func, insert, select, text
 
+from pipeline.core.db.access import Db, connected
 from pipeline.core.db.models import ModelEventRow
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEventSummary:
+    """A recent event as ``newsflow status`` shows it."""
+
+    id: int
+    at: datetime
+    kind: str
+    version: str | None
+    previous_version: str | None
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class WatchedModelEvent:
+    """An event as the demo's watcher reports it."""
+
+    id: int
+    kind: str
+    version: str | None
+    previous_version: str | None
+    reason: str
 
 
 def record_model_event(
@@ -34,3 +61,51 @@ def record_model_event(
             },
         ).scalar_one()
     return int(new_id)
+
+
+def count_model_events_since(db: Db, *, kind: str, model_name: str, since: datetime) -> int:
+    """Events of ``kind`` for ``model_name`` at or after ``since``."""
+    with connected(db) as conn:
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(ModelEventRow)
+                .where(
+                    ModelEventRow.kind == kind,
+                    ModelEventRow.at >= since,
+                    ModelEventRow.model_name == model_name,
+                )
+            ).scalar_one()
+        )
+
+
+def recent_model_events(db: Db, limit: int = 8) -> list[ModelEventSummary]:
+    """The latest ``limit`` events of every model name, newest first."""
+    with connected(db) as conn:
+        rows = conn.execute(
+            text(
+                "SELECT id, at, kind, version, previous_version, reason FROM model_events "
+                "ORDER BY id DESC LIMIT :n"
+            ),
+            {"n": limit},
+        ).all()
+    return [ModelEventSummary(*r) for r in rows]
+
+
+def model_events_after(db: Db, after: int, *, model_name: str) -> list[WatchedModelEvent]:
+    """Events of ``model_name`` with an id above ``after``, oldest first."""
+    with connected(db) as conn:
+        rows = conn.execute(
+            text(
+                "SELECT id, kind, version, previous_version, reason FROM model_events "
+                "WHERE id > :after AND model_name = :name ORDER BY id"
+            ),
+            {"after": after, "name": model_name},
+        ).all()
+    return [WatchedModelEvent(*r) for r in rows]
+
+
+def max_model_event_id(db: Db) -> int:
+    """The highest event id (0 when there is none)."""
+    with connected(db) as conn:
+        return int(conn.execute(text("SELECT coalesce(max(id), 0) FROM model_events")).scalar_one())

@@ -19,6 +19,7 @@ TZ = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    op.add_column("articles", sa.Column("kafka_topic", sa.String(255), nullable=True))
     op.add_column("articles", sa.Column("kafka_partition", sa.Integer, nullable=True))
     op.add_column("articles", sa.Column("kafka_offset", sa.BigInteger, nullable=True))
     op.add_column(
@@ -30,6 +31,7 @@ def upgrade() -> None:
         sa.Column("article_id", sa.String(128), nullable=False),
         sa.Column("title", sa.Text, nullable=False),
         sa.Column("body", sa.Text, nullable=False),
+        sa.Column("kafka_topic", sa.String(255), nullable=True),
         sa.Column("kafka_partition", sa.Integer, nullable=True),
         sa.Column("kafka_offset", sa.BigInteger, nullable=True),
         sa.Column("received_at", TZ, nullable=False),
@@ -44,3 +46,4 @@ def downgrade() -> None:
     op.drop_column("articles", "deliveries")
     op.drop_column("articles", "kafka_offset")
     op.drop_column("articles", "kafka_partition")
+    op.drop_column("articles", "kafka_topic")

@@ -11,7 +11,7 @@ Three measurements, in one run, on the same model and texts:
    latency = time from the Kafka message timestamp to the committed row (p50/p95/max).
 
 Lost = produced and never stored; duplicates = articles processed more than once
-(redeliveries counted by the sink) plus id conflicts: see :mod:`pipeline.stored`.
+(redeliveries counted by the sink) plus id conflicts: see :mod:`pipeline.proof.stored`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pipeline.core.datasets import LabelledText
 from pipeline.core.runtime import Classifier
 from pipeline.core.settings import Settings
 from pipeline.produce import article_messages, produce
-from pipeline.stored import committed_at_sql, prediction_counts, stream_counts, wait_stored
+from pipeline.proof.stored import committed_at_sql, prediction_counts, stream_counts, wait_stored
 from pipeline.worker_process import start_worker, stop_worker
 
 Report = Callable[[str], None]

@@ -9,7 +9,10 @@ Every case runs on its own topics and consumer group against the local stack, wi
 * ``add_worker``: a second worker joins mid-stream (a rebalance);
 * ``bad_input``: malformed messages of every kind mixed into a valid stream, some sent by an
   outside client (``kcat``): each must reach the DLQ with its reason, each valid one must be
-  stored, and the worker must not restart.
+  stored, and the worker must not restart;
+* ``fuzz``: seeded random mutations of valid messages sent in rounds into a valid stream, a
+  canary after each round that must be stored within 5 s, and every mutation found stored,
+  as a recorded conflict, or in the DLQ by its partition and offset (:mod:`pipeline.proof.fuzz`).
 
 Figures per case, each counted where a failure would show: lost (valid articles never
 stored); duplicates (article keys published more than once on the ``predictions`` topic,
@@ -42,11 +45,12 @@ from sqlalchemy import Engine, text
 
 from pipeline.core.datasets import LabelledText
 from pipeline.core.settings import Settings
+from pipeline.proof.fuzz import CANARY_TARGET_S, account, run_fuzz
+from pipeline.proof.stored import stream_counts, wait_stored
 from pipeline.stack.processes import free_port
-from pipeline.stored import stream_counts, wait_stored
 
 Report = Callable[[str], None]
-CASES = ("kill_worker", "kafka_restart", "postgres_outage", "add_worker", "bad_input")
+CASES = ("kill_worker", "kafka_restart", "postgres_outage", "add_worker", "bad_input", "fuzz")
 RECOVERY_TARGET_S = 30.0
 
 
@@ -67,6 +71,7 @@ class CaseResult:
     dlq_wrong_reason: int = 0
     dlq_missing: int = 0
     worker_restarts: int = 0
+    fuzz: dict[str, Any] = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
     error: str | None = None
 
@@ -81,7 +86,15 @@ class CaseResult:
             and self.dlq_wrong_reason == 0
             and self.dlq_missing == 0
             and self.worker_restarts == 0
-            and (recovered or self.name == "bad_input")
+            and (recovered or self.name in ("bad_input", "fuzz"))
+            and (
+                self.name != "fuzz"
+                or (
+                    self.fuzz.get("unaccounted") == 0
+                    and self.fuzz.get("internal_errors") == 0
+                    and self.fuzz.get("canary_max_s", 99.0) <= CANARY_TARGET_S
+                )
+            )
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -96,6 +109,7 @@ class FaultOptions:
     kafka_down_s: float = 10.0
     malformed: int = 10_000
     kcat_messages: int = 300
+    fuzz_messages: int = 2000
     fault_at: float = 0.35  # share of the stream sent before the fault
     cases: tuple[str, ...] = CASES
 
@@ -148,8 +162,8 @@ class Stream:
     ) -> None:
         import random
 
-        from pipeline.badinput import BAD_KINDS, bad_messages
         from pipeline.produce import Outgoing, article_messages, produce
+        from pipeline.proof.badinput import BAD_KINDS, bad_messages
 
         self.sent = 0
         self.malformed: dict[str, str] = {}  # key -> kind
@@ -270,7 +284,7 @@ def _topic_check(settings: Settings, result: CaseResult, prefix: str, valid: int
     result.duplicates = sum(n - 1 for n in mine.values())
 
 
-def _case_settings(settings: Settings, tag: str, case: str) -> Settings:
+def case_settings(settings: Settings, tag: str, case: str) -> Settings:
     from pipeline.stack.kafka import ensure_topics
 
     s = settings.model_copy(
@@ -287,7 +301,7 @@ def _case_settings(settings: Settings, tag: str, case: str) -> Settings:
     return s
 
 
-def _delete_topics(settings: Settings) -> None:
+def delete_topics(settings: Settings) -> None:
     from confluent_kafka.admin import AdminClient
 
     with contextlib.suppress(Exception):  # best effort: the topics are the run's own
@@ -311,7 +325,7 @@ def run_case(
 
     tag = uuid.uuid4().hex[:6]
     prefix = f"f{tag}{case.replace('_', '')}"
-    s = _case_settings(settings, tag, case)
+    s = case_settings(settings, tag, case)
     engine = make_engine(s, pool_size=2)
     workers = Workers(s, model_dir, logs)
     n = options.articles
@@ -347,6 +361,8 @@ def run_case(
             sent_by_kcat = _send_with_kcat(s, prefix, options.kcat_messages)
             stream.malformed.update(sent_by_kcat)
             result.notes.append(f"{len(sent_by_kcat)} malformed messages sent by kcat")
+        elif case == "fuzz":
+            fuzzed = run_fuzz(s, engine, options.fuzz_messages, tag=tag, seed=len(rows))
         fault_end = time.monotonic()
         result.fault_seconds = round(fault_end - started, 2)
         below = stream.sent
@@ -367,6 +383,14 @@ def run_case(
         if case == "bad_input":
             _dlq_check(s, result, stream.malformed)
             result.worker_restarts = 0 if first.poll() is None else 1
+        elif case == "fuzz":
+            acct = account(engine, s.topic_articles, fuzzed, _drain_topic(s, s.topic_dlq))
+            result.fuzz = {
+                **dataclasses.asdict(acct),
+                "canary_max_s": fuzzed.canary_max_s,
+                "canaries": len(fuzzed.canary_s),
+            }
+            result.worker_restarts = 0 if first.poll() is None else 1
         else:
             alive = [p for p, _ in workers.procs if p.poll() is None]
             expected = len(workers.procs) - (1 if case == "kill_worker" else 0)
@@ -378,13 +402,13 @@ def run_case(
     finally:
         workers.stop_all()
         engine.dispose()
-        _delete_topics(s)
+        delete_topics(s)
     return result
 
 
 def _send_with_kcat(settings: Settings, prefix: str, count: int) -> dict[str, str]:
     """Malformed messages from an outside client: kcat reading key<TAB>value lines."""
-    from pipeline.badinput import bad_messages
+    from pipeline.proof.badinput import bad_messages
 
     kcat = shutil.which("kcat") or shutil.which("kafkacat")
     if kcat is None:
@@ -432,7 +456,7 @@ def _send_with_kcat(settings: Settings, prefix: str, count: int) -> dict[str, st
 
 
 def _dlq_check(settings: Settings, result: CaseResult, malformed: dict[str, str]) -> None:
-    from pipeline.badinput import bad_messages
+    from pipeline.proof.badinput import bad_messages
 
     expected = {
         key: bad_messages(key, settings.max_message_bytes)[kind][1].value
@@ -471,98 +495,3 @@ def run_faults(
             run_case(case, settings, rows, options, model_dir=model_dir, logs=logs, report=report)
         )
     return results
-
-
-@dataclasses.dataclass
-class SoakResult:
-    minutes: float
-    rate_per_min: float
-    articles: int
-    stored: int
-    lost: int
-    duplicates: int
-    rss_mb_after_warmup: float
-    rss_mb_end: float
-    rss_growth: float  # (end - after warm-up) / after warm-up
-    rss_samples_mb: list[tuple[float, float]]  # (seconds, MiB)
-    target_growth: float = 0.10
-
-    @property
-    def ok(self) -> bool:
-        return self.lost == 0 and self.duplicates == 0 and self.rss_growth < self.target_growth
-
-    def to_json(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "ok": self.ok}
-
-
-def rss_mb(pid: int) -> float:
-    """Resident set size of ``pid`` in MiB (Linux /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def run_soak(
-    settings: Settings,
-    *,
-    rows: Sequence[LabelledText],
-    model_dir: Path | None,
-    minutes: float,
-    rate_per_min: float,
-    report: Report = lambda _: None,
-    logs: Path | None = None,
-    sample_every_s: float = 15.0,
-) -> SoakResult:
-    """One worker under a steady load for ``minutes``; its resident memory is sampled. The
-    baseline is taken after a warm-up of a tenth of the run (at most 5 minutes): caches,
-    the ORT arena and the Faust buffers fill early; growth after that is what leaks."""
-    from pipeline.core.db.engine import make_engine
-
-    logs = logs or settings.home / "logs" / "soak"
-    logs.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:6]
-    prefix = f"soak{tag}"
-    s = _case_settings(settings, tag, "soak")
-    engine = make_engine(s, pool_size=2)
-    workers = Workers(s, model_dir, logs)
-    n = int(minutes * rate_per_min)
-    samples: list[tuple[float, float]] = []
-    try:
-        proc = workers.start()
-        stream = Stream(s, rows, prefix, n, rate_per_min)
-        t0 = time.monotonic()
-        next_report = t0
-        while stream.thread.is_alive():
-            if proc.poll() is not None:
-                raise RuntimeError("the worker exited during the soak")
-            samples.append((round(time.monotonic() - t0, 1), round(rss_mb(proc.pid), 1)))
-            if time.monotonic() >= next_report:
-                report(f"soak: {stream.sent}/{n} sent, worker RSS {samples[-1][1]:.0f} MiB")
-                next_report += 300
-            time.sleep(sample_every_s)
-        stream.join()
-        wait_stored(engine, prefix, n, 300)
-        samples.append((round(time.monotonic() - t0, 1), round(rss_mb(proc.pid), 1)))
-        counts = stream_counts(engine, prefix)
-        distinct = counts.stored
-    finally:
-        workers.stop_all()
-        engine.dispose()
-        _delete_topics(s)
-    warm = min(300.0, minutes * 6)  # a tenth of the run, in seconds, at most 5 min
-    after = [m for t, m in samples if t >= warm] or [m for _, m in samples]
-    base = after[0]
-    end = sorted(m for _, m in samples[-5:])[len(samples[-5:]) // 2]
-    return SoakResult(
-        minutes=minutes,
-        rate_per_min=rate_per_min,
-        articles=n,
-        stored=distinct,
-        lost=n - distinct,
-        duplicates=counts.redelivered + counts.conflicts,
-        rss_mb_after_warmup=base,
-        rss_mb_end=end,
-        rss_growth=round((end - base) / base, 4),
-        rss_samples_mb=samples,
-    )

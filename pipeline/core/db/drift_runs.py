@@ -1,0 +1,116 @@
+"""Data access for ``drift_runs``: one row per drift check (written by the check, read by
+``newsflow status`` and the demo's watcher)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, insert, text
+
+from pipeline.core.db.access import Db, connected
+from pipeline.core.db.models import DriftRunRow
+
+
+@dataclasses.dataclass(frozen=True)
+class NewDriftRun:
+    started_at: datetime
+    finished_at: datetime
+    model_version: str | None
+    level: str  # ok | warn | drift | insufficient | error
+    window_size: int
+    psi_confidence: float | None = None
+    psi_topics: float | None = None
+    psi_evidently: float | None = None
+    estimated_accuracy: float | None = None
+    reviewed_accuracy: float | None = None
+    report_path: str | None = None
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)  # the JSONB column
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftRunSummary:
+    """A recent run as ``newsflow status`` shows it."""
+
+    id: int
+    started_at: datetime
+    level: str
+    window_size: int
+    psi_confidence: float | None
+    psi_topics: float | None
+    estimated_accuracy: float | None
+    reviewed_accuracy: float | None
+    report_path: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class WatchedDriftRun:
+    """A run as the demo's watcher reports it."""
+
+    id: int
+    level: str
+    window_size: int
+    psi_confidence: float | None
+    psi_topics: float | None
+    estimated_accuracy: float | None
+    reviewed_accuracy: float | None
+    report_path: str | None
+    model_version: str | None
+
+
+def insert_drift_run(engine: Engine, run: NewDriftRun) -> int:
+    """Store one run (its own transaction); returns its id."""
+    with engine.begin() as conn:
+        run_id = conn.execute(
+            insert(DriftRunRow).returning(DriftRunRow.id),
+            {
+                "started_at": run.started_at,
+                "finished_at": run.finished_at,
+                "model_version": run.model_version,
+                "level": run.level,
+                "window_size": run.window_size,
+                "psi_confidence": run.psi_confidence,
+                "psi_topics": run.psi_topics,
+                "psi_evidently": run.psi_evidently,
+                "estimated_accuracy": run.estimated_accuracy,
+                "reviewed_accuracy": run.reviewed_accuracy,
+                "report_path": run.report_path,
+                "details": run.details,
+            },
+        ).scalar_one()
+    return int(run_id)
+
+
+def recent_drift_runs(db: Db, limit: int = 5) -> list[DriftRunSummary]:
+    """The latest ``limit`` runs, newest first."""
+    with connected(db) as conn:
+        rows = conn.execute(
+            text(
+                "SELECT id, started_at, level, window_size, psi_confidence, psi_topics, "
+                "estimated_accuracy, reviewed_accuracy, report_path FROM drift_runs "
+                "ORDER BY id DESC LIMIT :n"
+            ),
+            {"n": limit},
+        ).all()
+    return [DriftRunSummary(*r) for r in rows]
+
+
+def drift_runs_after(db: Db, after: int) -> list[WatchedDriftRun]:
+    """Runs with an id above ``after``, oldest first."""
+    with connected(db) as conn:
+        rows = conn.execute(
+            text(
+                "SELECT id, level, window_size, psi_confidence, psi_topics, estimated_accuracy, "
+                "reviewed_accuracy, report_path, model_version FROM drift_runs WHERE id > :after "
+                "ORDER BY id"
+            ),
+            {"after": after},
+        ).all()
+    return [WatchedDriftRun(*r) for r in rows]
+
+
+def max_drift_run_id(db: Db) -> int:
+    """The highest run id (0 when there is none)."""
+    with connected(db) as conn:
+        return int(conn.execute(text("SELECT coalesce(max(id), 0) FROM drift_runs")).scalar_one())
