@@ -230,3 +230,54 @@ def test_seeded_fuzz_campaign_against_a_running_worker(
         f"fuzz: {len(sent)} messages, {len(dead)} dead letters {sorted(reasons)}, "
         f"canary max {max(latencies):.2f} s"
     )
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its threads (Linux /proc)."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_the_worst_256_kib_messages_cost_under_a_second_of_worker_time(
+    env: Settings, worker: Worker, engine: Engine
+) -> None:
+    """Worker CPU time (all threads) from sending one pathological message at the size limit
+    until the canary behind it is stored, minus what the same wait costs with a plain
+    article — the cost the message itself adds."""
+    sender = Sender(env)
+    limit = env.max_message_bytes
+
+    def body(pattern: str) -> bytes:
+        head = len(json.dumps({"id": "w", "title": "t", "body": ""}).encode())
+        return json.dumps(
+            {"id": "w", "title": "t", "body": pattern * ((limit - head) // len(pattern))}
+        ).encode()
+
+    worst = {
+        "comment_bomb": body("<!--"),
+        "lt_bomb": body("<"),
+        "tag_bomb": body("<a "),
+        "script_bomb": body("<script>"),
+        "entity_bomb": body("&#"),
+        "one_long_word": body("a"),
+        "many_words": body("ab "),
+        "control_bytes": b"\x01" * limit,
+        "deep_nesting": b"[" * (limit // 2) + b"]" * (limit // 2),
+        "digits": b'{"id": "w", "title": "t", "n": ' + b"9" * (limit - 40) + b"}",
+    }
+    costs: dict[str, float] = {}
+    for i, (kind, raw) in enumerate(worst.items()):
+        plain = f"plain-{i}"
+        before = _cpu_seconds(worker.proc.pid)
+        assert _canary_latency(engine, sender, plain, i % PARTITIONS) < 5
+        baseline = _cpu_seconds(worker.proc.pid) - before
+        ident = f"w{i}"
+        raw = raw.replace(b'"id": "w"', f'"id": "{ident}"'.encode(), 1)[:limit]
+        before = _cpu_seconds(worker.proc.pid)
+        sender.send(ident.encode(), raw, i % PARTITIONS)
+        assert _canary_latency(engine, sender, f"after-{i}", i % PARTITIONS) < 5, kind
+        costs[kind] = round(_cpu_seconds(worker.proc.pid) - before - baseline, 3)
+    print("worker CPU seconds per 256 KiB message:", costs)
+    assert max(costs.values()) <= 1.0, costs
