@@ -281,3 +281,38 @@ def test_the_worst_256_kib_messages_cost_under_a_second_of_worker_time(
         costs[kind] = round(_cpu_seconds(worker.proc.pid) - before - baseline, 3)
     print("worker CPU seconds per 256 KiB message:", costs)
     assert max(costs.values()) <= 1.0, costs
+
+
+def test_a_dead_letter_the_broker_refuses_for_size_is_cut_and_sent_once(
+    db: Settings, topics: Settings, tiny_bert: Path, tmp_path: Path
+) -> None:
+    """A dead-letter topic with a 50 kB limit (smaller than the worker's record budget): the
+    first send of a 200 kB message's dead letter is refused for its size; the worker sends
+    it once more with a 1 KiB original (length and SHA-256 kept) and carries on."""
+    import hashlib
+
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    env = topics.model_copy(update={"pg_database": db.pg_database})
+    admin = AdminClient({"bootstrap.servers": env.kafka_bootstrap})
+    resource = ConfigResource("topic", env.topic_dlq, set_config={"max.message.bytes": "50000"})
+    for fut in admin.alter_configs([resource]).values():
+        fut.result(30)
+    w = Worker(env, tiny_bert, free_port(), tmp_path / "worker.log")
+    try:
+        w.wait_ready()
+        engine = make_engine(env)
+        sender = Sender(env)
+        raw = b"\x01" * 200_000
+        sender.send(b"big", raw, 0)
+        assert _canary_latency(engine, sender, "after-big", 0) < 10
+        (_key, rec), *rest = read_topic(env, env.topic_dlq, expect=1, timeout=30)
+        assert not rest
+        assert rec["reason"] == "invalid_json" and rec["original_truncated"] is True
+        assert rec["original_length"] == 200_000
+        assert rec["original_sha256"] == hashlib.sha256(raw).hexdigest()
+        assert w.metric("newsflow_send_retries_total") == 1  # one re-send, not a loop
+        assert w.proc.poll() is None
+        engine.dispose()
+    finally:
+        w.stop()

@@ -83,3 +83,23 @@ def test_same_id_other_text_is_a_recorded_conflict_and_redeliveries_are_counted(
         ).all()
         assert [tuple(r) for r in rows] == [("s-1", "Another story", 2, 9)]
     engine.dispose()
+
+
+def test_real_postgres_failures_are_classified_as_data_errors_or_outages(db: Settings) -> None:
+    """What Postgres really raises: a NUL in a text is a data error (isolate the message,
+    never retry it forever); a database that does not answer is an outage (retry)."""
+    from pipeline.delivery import is_transient_db_error
+
+    engine = make_engine(db)
+    bad = CleanArticle("nul", "a\x00b", "b", "t", None, None, None, None, NOW)
+    pred = Prediction("nul", "v1", "World", 0.7, 0.5, (0.7, 0.1, 0.1, 0.1), 3.0, NOW, NOW)
+    policy = ReviewPolicy()
+    with pytest.raises(Exception) as data_error:
+        save_batch(engine=engine, pairs=[(bad, pred)], policy=policy, rng=random.Random(0))
+    assert not is_transient_db_error(data_error.value), repr(data_error.value)
+    engine.dispose()
+    down = make_engine(db.model_copy(update={"pg_port": 9}))
+    with pytest.raises(Exception) as outage:
+        save_batch(engine=down, pairs=[_pair(1)], policy=policy, rng=random.Random(0))
+    assert is_transient_db_error(outage.value), repr(outage.value)
+    down.dispose()
