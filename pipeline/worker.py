@@ -147,23 +147,32 @@ def create_app(
     async def store_retrying(
         pairs: Sequence[tuple[CleanArticle, Prediction]], labels: Any
     ) -> WriteResult:
-        """Store, retrying while the database is unavailable; a data error is raised."""
-        delay = 0.2
+        """Store, retrying with backoff while the database is unavailable (a stop request
+        cuts the wait short and gives the batch up unacknowledged); a data error is raised."""
+        from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
+
         classified = Classified(list(pairs), 0.0)
-        while True:
-            if guard.stopping:
-                guard.abandon("stop requested before the batch was stored")
-            try:
+
+        def note_retry(state: RetryCallState) -> None:
+            metrics.store_retries.inc()
+            exc = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            log.warning("store failed, retrying in %.1fs: %s", wait, str(exc)[:300])
+
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(is_transient_db_error),
+            wait=wait_exponential(multiplier=0.1, min=0.2, max=5.0),
+            sleep=guard.pause,
+            before_sleep=note_retry,
+            reraise=True,
+        ):
+            with attempt:
+                if guard.stopping:
+                    guard.abandon("stop requested before the batch was stored")
                 return cast(
                     WriteResult, await run(lambda: store(engine, classified, policy, rng, labels))
                 )
-            except Exception as exc:
-                if not is_transient_db_error(exc):
-                    raise
-                metrics.store_retries.inc()
-                log.warning("store failed, retrying in %.1fs: %s", delay, str(exc)[:300])
-                await guard.pause(delay)
-                delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable: tenacity retries until success or a data error")
 
     async def store_isolated(
         pairs: Sequence[tuple[CleanArticle, Prediction]],
