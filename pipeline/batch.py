@@ -40,6 +40,12 @@ def validate_batch(
     dead: list[DeadLetter] = []
     stamp = now()
     for m in messages:
+        try:  # a broker may carry any timestamp (e.g. past year 9999): this message only
+            enqueued_at = (
+                datetime.fromtimestamp(m.timestamp_ms / 1000, UTC) if m.timestamp_ms else None
+            )
+        except (ValueError, OverflowError, OSError):
+            enqueued_at = None
         out = parse_article(
             m.value,
             key=m.key,
@@ -48,9 +54,7 @@ def validate_batch(
             offset=m.offset,
             max_bytes=max_bytes,
             now=stamp,
-            enqueued_at=(
-                datetime.fromtimestamp(m.timestamp_ms / 1000, UTC) if m.timestamp_ms else None
-            ),
+            enqueued_at=enqueued_at,
         )
         (articles if isinstance(out, CleanArticle) else dead).append(out)  # type: ignore[arg-type]
     return Validated(articles, dead)

@@ -15,6 +15,12 @@ import re
 _RAW_TEXT = ("script", "style", "noscript")
 _MAX_TAG = 2000  # a "<" followed by more than this before ">" is text, not a tag
 _SPACE = re.compile(r"\s+")
+# A numeric character reference too long to be a code point (html.unescape would convert
+# thousands of digits to an int first): replaced before unescaping.
+_LONG_CHARREF = re.compile(r"&#(?:[xX][0-9a-fA-F]{8,}|[0-9]{9,});?")
+# Invisible format characters (zero-width space, BOM, direction marks): text made only of
+# them is empty.
+_INVISIBLE = re.compile(r"[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]")
 # C0/C1 controls except tab/newline/CR (whitespace, handled below), DEL, and lone surrogates
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
@@ -86,9 +92,10 @@ def clean_text(raw: str) -> str:
         >>> clean_text("<p>Stocks&nbsp;<b>rally</b></p>\\n\\n")
         'Stocks rally'
     """
-    text = html.unescape(strip_markup(raw))
+    text = html.unescape(_LONG_CHARREF.sub("\ufffd", strip_markup(raw)))
     text = _CONTROL.sub(" ", text)
-    return _SPACE.sub(" ", text).strip()
+    text = _SPACE.sub(" ", text).strip()
+    return text if _INVISIBLE.sub("", text).strip() else ""
 
 
 def clean_field(raw: str) -> str:

@@ -18,7 +18,7 @@ import dataclasses
 import random
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from pipeline.core.db.models import (
@@ -58,63 +58,87 @@ def save_batch(
     """Store articles, predictions and review picks in one transaction. ``model_labels``
     (version → label order) is recorded once per version so readers can name each
     probability."""
-    firsts: dict[str, CleanArticle] = {}
-    copies: dict[str, int] = {}  # same id and text in this batch
-    unique: dict[tuple[str, str], tuple[CleanArticle, Prediction]] = {}
-    in_batch_conflicts: list[CleanArticle] = []
-    for art, pred in pairs:
-        first = firsts.setdefault(art.id, art)
-        if first is not art and (first.title, first.body) != (art.title, art.body):
-            in_batch_conflicts.append(art)
-            continue
-        copies[art.id] = copies.get(art.id, 0) + 1
-        unique.setdefault((art.id, pred.model_version), (art, pred))
-    if not unique:
+    if not pairs:
         return WriteResult([], 0, 0)
-    article_rows = {
-        art.id: {
-            "id": art.id,
-            "title": art.title,
-            "body": art.body,
-            "source": art.source,
-            "url": art.url,
-            "language": art.language,
-            "published_at": art.published_at,
-            "received_at": art.received_at,
-            "enqueued_at": art.enqueued_at,
-            "kafka_topic": art.topic,
-            "kafka_partition": art.partition if art.partition >= 0 else None,
-            "kafka_offset": art.offset if art.offset >= 0 else None,
-            "deliveries": copies[art.id],
-        }
-        for art, _ in unique.values()
-    }
+    by_id: dict[str, list[tuple[CleanArticle, Prediction]]] = {}
+    for art, pred in pairs:
+        by_id.setdefault(art.id, []).append((art, pred))
+
+    def text_of(a: CleanArticle) -> tuple[str, str]:
+        return (a.title, a.body)
+
+    # The row offered for each id is its first message; it carries how many messages of
+    # the batch have that same text (each one is a delivery of the same article).
+    article_rows = []
+    for msgs in by_id.values():
+        art = msgs[0][0]
+        article_rows.append(
+            {
+                "id": art.id,
+                "title": art.title,
+                "body": art.body,
+                "source": art.source,
+                "url": art.url,
+                "language": art.language,
+                "published_at": art.published_at,
+                "received_at": art.received_at,
+                "enqueued_at": art.enqueued_at,
+                "kafka_topic": art.topic,
+                "kafka_partition": art.partition if art.partition >= 0 else None,
+                "kafka_offset": art.offset if art.offset >= 0 else None,
+                "deliveries": sum(1 for m, _ in msgs if text_of(m) == text_of(art)),
+            }
+        )
     with engine.begin() as conn:
         if model_labels:
             conn.execute(
                 insert(ModelLabelsRow).on_conflict_do_nothing(index_elements=["model_version"]),
                 [{"model_version": v, "labels": list(ls)} for v, ls in model_labels.items()],
             )
-        # A redelivery (same id, same text) counts its delivery; another text is a conflict
-        # and is not touched, so it is the one id the statement does not return.
+        # Same id and same text as the stored row: a delivery is counted. Another text: the
+        # row is not touched, so the id is not returned and its stored text is read back.
         stmt = insert(ArticleRow)
-        seen = {
-            r.id
-            for r in conn.execute(
+        matched = set(
+            conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=["id"],
                     set_={"deliveries": ArticleRow.deliveries + stmt.excluded.deliveries},
                     where=(ArticleRow.title == stmt.excluded.title)
                     & (ArticleRow.body == stmt.excluded.body),
                 ).returning(ArticleRow.id),
-                list(article_rows.values()),
+                article_rows,
+            ).scalars()
+        )
+        stored_text = {i: text_of(msgs[0][0]) for i, msgs in by_id.items() if i in matched}
+        others = [i for i in by_id if i not in matched]
+        if others:
+            stored_text.update(
+                (r.id, (r.title, r.body))
+                for r in conn.execute(
+                    select(ArticleRow.id, ArticleRow.title, ArticleRow.body).where(
+                        ArticleRow.id.in_(others)
+                    )
+                )
             )
-        }
-        conflicting = list(in_batch_conflicts)
-        for key, (art, _) in list(unique.items()):
-            if art.id not in seen:
-                conflicting.append(art)
-                del unique[key]
+        # Every message is judged against the stored text: the same text is the article
+        # (one prediction per model version), any other text is a conflict, kept.
+        unique: dict[tuple[str, str], tuple[CleanArticle, Prediction]] = {}
+        conflicting: list[CleanArticle] = []
+        extra_deliveries: dict[str, int] = {}
+        for i, msgs in by_id.items():
+            for art, pred in msgs:
+                if text_of(art) != stored_text[i]:
+                    conflicting.append(art)
+                    continue
+                unique.setdefault((i, pred.model_version), (art, pred))
+                if i not in matched:  # the stored text arrived again behind a conflict
+                    extra_deliveries[i] = extra_deliveries.get(i, 0) + 1
+        for i, k in extra_deliveries.items():
+            conn.execute(
+                update(ArticleRow)
+                .where(ArticleRow.id == i)
+                .values(deliveries=ArticleRow.deliveries + k)
+            )
         if conflicting:
             conn.execute(
                 insert(ArticleConflictRow),
@@ -165,7 +189,7 @@ def save_batch(
             rng=rng,
         )
         if picks:
-            by_id = {new[(p.article_id, p.model_version)]: p.article_id for p in stored}
+            article_of = {new[(p.article_id, p.model_version)]: p.article_id for p in stored}
             conn.execute(
                 insert(ReviewItemRow).on_conflict_do_nothing(
                     constraint="uq_review_prediction_round"
@@ -173,7 +197,7 @@ def save_batch(
                 [
                     {
                         "prediction_id": k.key,
-                        "article_id": by_id[k.key],
+                        "article_id": article_of[k.key],
                         "reason": k.reason,
                         "priority": k.priority,
                         "round": 1,

@@ -147,6 +147,8 @@ def _parse(
             R.KEY_MISMATCH,
             f"the message key ({len(key)} bytes) differs from the 'id'; the key must be the id",
         )
+    if value.get("published_at") is not None and not isinstance(value["published_at"], str):
+        return reject(R.INVALID_TIMESTAMP, "field 'published_at': an ISO 8601 string is required")
     known = {
         name: _SURROGATES.sub("\ufffd", v) if isinstance(v, str) else v
         for name, v in value.items()

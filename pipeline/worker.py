@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from pipeline.batch import Classified, RawMessage, classify, store, validate_batch
+from pipeline.batch import Classified, RawMessage, Validated, classify, store, validate_batch
 from pipeline.core.model_folder import Precision
 from pipeline.core.records import CleanArticle, DeadLetter, DeadLetterReason, Prediction
 from pipeline.core.settings import Settings
@@ -104,9 +104,14 @@ def create_app(
     async def send_dead(dead: Sequence[DeadLetter]) -> None:
         if not dead:
             return
+        records = await run(  # off the event loop: an original may be large
+            lambda: [
+                (d.key[:1024] if d.key else d.key, d.encode(settings.dlq_max_bytes)) for d in dead
+            ]
+        )
         await send_all(
             lambda k, v: dlq.send(key=k, value=v),
-            [(d.key[:1024] if d.key else d.key, d.encode(settings.dlq_max_bytes)) for d in dead],
+            records,
             guard=guard,
             shrink=_shrink_dead_letter,
             on_retry=metrics.send_retries.inc,
@@ -216,7 +221,10 @@ def create_app(
         by_pos = {(m.partition, m.offset): m for m in msgs}
         metrics.consumed.inc(len(msgs))
         metrics.batch_size.observe(len(msgs))
-        checked = validate_batch(msgs, max_bytes=settings.max_message_bytes, now=_now)
+        checked = cast(  # off the event loop, so heartbeats and SIGTERM stay prompt
+            Validated,
+            await run(lambda: validate_batch(msgs, max_bytes=settings.max_message_bytes, now=_now)),
+        )
         dead = list(checked.dead)
         stored: list[Prediction] = []
         if checked.articles:
@@ -325,6 +333,8 @@ def limit_fetch_wait(max_wait_ms: int) -> None:
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["fetch_max_wait_ms"] = min(kwargs.get("fetch_max_wait_ms", 500), max_wait_ms)
+            # never classify a message from an aborted producer transaction
+            kwargs["isolation_level"] = "read_committed"
             super().__init__(*args, **kwargs)
 
     aiokafka.AIOKafkaConsumer = TunedConsumer

@@ -96,11 +96,14 @@ class DeadLetter:
     rejected_at: datetime
     key: bytes | None = None
 
-    def to_json(self, *, max_original_bytes: int | None = None) -> dict[str, Any]:
+    def to_json(
+        self, *, max_original_bytes: int | None = None, sha256: str | None = None
+    ) -> dict[str, Any]:
         """The record as JSON. The original is kept as UTF-8 text when it is valid UTF-8
         and JSON-escaping does not blow it up, else as base64. With ``max_original_bytes``
-        the original is cut to that many bytes; its full length and SHA-256 are always kept,
-        and ``original_truncated`` says whether it was cut."""
+        the original is cut to that many bytes *before* anything else looks at it; its full
+        length and SHA-256 are always kept, and ``original_truncated`` says whether it was
+        cut. Work is bounded by the kept bytes, whatever the original's size."""
         import base64
         import hashlib
 
@@ -122,7 +125,7 @@ class DeadLetter:
             "original": original,
             "original_encoding": encoding,
             "original_length": len(self.original),
-            "original_sha256": hashlib.sha256(self.original).hexdigest(),
+            "original_sha256": sha256 or hashlib.sha256(self.original).hexdigest(),
             "original_truncated": len(kept) < len(self.original),
             "key": self.key[:1024].decode("utf-8", "replace") if self.key is not None else None,
             "topic": self.topic,
@@ -132,15 +135,19 @@ class DeadLetter:
         }
 
     def encode(self, max_bytes: int = DLQ_RECORD_MAX_BYTES) -> bytes:
-        """The record as bytes of at most ``max_bytes``: the original is cut (halving what
-        is kept) until the record fits. Detail and key are bounded by construction."""
-        keep: int | None = None
+        """The record as bytes of at most ``max_bytes``. The original is first cut to what
+        base64 can carry in that budget (so a decompressed 256 MiB original costs no more
+        than a 1 MiB one), then halved until the record fits. The SHA-256 of the whole
+        original is computed once."""
+        import hashlib
+
+        digest = hashlib.sha256(self.original).hexdigest()
+        keep = min(len(self.original), max(0, (max_bytes - 4096) * 3 // 4))
         while True:
-            out = json.dumps(self.to_json(max_original_bytes=keep)).encode()
+            out = json.dumps(self.to_json(max_original_bytes=keep, sha256=digest)).encode()
             if len(out) <= max_bytes or keep == 0:
                 return out
-            keep = (len(self.original) if keep is None else keep) // 2
-            keep = min(keep, max(0, (max_bytes - 2048) * 3 // 4))
+            keep //= 2
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

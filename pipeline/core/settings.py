@@ -105,7 +105,7 @@ class Settings(BaseSettings):
         description="a worker that stops heartbeating loses its partitions after this long",
     )
     shutdown_grace_s: float = Field(
-        default=7.0,
+        default=5.0,
         ge=1.0,
         le=120.0,
         description="after SIGTERM a worker exits within this long whatever it waits for; "

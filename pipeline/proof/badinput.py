@@ -88,6 +88,14 @@ def bad_messages(ident: str, max_bytes: int) -> dict[str, tuple[bytes, R]]:
             _j({"id": ident, "title": "t", "published_at": "0001-01-01T00:00:00+23:59"}),
             R.INVALID_TIMESTAMP,
         ),
+        "numeric_timestamp": (
+            _j({"id": ident, "title": "t", "published_at": -62135596800}),
+            R.INVALID_TIMESTAMP,
+        ),
+        "invisible_text": (
+            _j({"id": ident, "title": "\u200b \ufeff", "body": "\u2060"}),
+            R.EMPTY_TEXT,
+        ),
         "url_too_long": (
             _j({"id": ident, "title": "t", "url": "http://x/" + "a" * 3000}),
             R.WRONG_TYPE,
@@ -123,6 +131,7 @@ def _hostile_values(ident: str, max_bytes: int, long_id: str) -> dict[str, bytes
         "id_128_chars": _j({"id": long_id, "title": "Longest id"}),
         "naive_timestamp": _j({"id": ident, "title": "t", "published_at": "2026-11-30T01:02:03"}),
         "unknown_fields": _j({"id": ident, "title": "t", "extra": {"a": [1, 2.5, None, True]}}),
+        "huge_charref": _j({"id": ident, "title": "t", "body": "&#" + "9" * 5000 + "; end"}),
         "metadata_controls": _j(
             {"id": ident, "title": "t", "source": "wire\u0000", "language": "en\u0007"}
         ),

@@ -316,3 +316,68 @@ def test_a_dead_letter_the_broker_refuses_for_size_is_cut_and_sent_once(
         engine.dispose()
     finally:
         w.stop()
+
+
+def test_a_compression_bomb_is_dead_lettered_cheaply_and_the_canary_follows(
+    env: Settings, worker: Worker, engine: Engine
+) -> None:
+    """Found by attacking a live worker: 256 MiB of 0x01 compressed with zstd is a few kB on
+    the wire (under every broker limit); the client decompresses it whole. The worker must
+    reject it as oversize without processing the 256 MiB (the dead letter keeps a cut
+    original, the full length and SHA-256), and the canary behind it must be stored in 5 s."""
+    import hashlib
+
+    value = b'{"id":"bomb","body":"' + b"\x01" * (256 * 2**20) + b'"}'
+    producer = Producer(
+        {
+            "bootstrap.servers": env.kafka_bootstrap,
+            "compression.type": "zstd",
+            "message.max.bytes": 1_000_000_000,
+        }
+    )
+    producer.produce(env.topic_articles, key=b"bomb", value=value, partition=0)
+    producer.flush(60)
+    sender = Sender(env)
+    latency = _canary_latency(engine, sender, "after-bomb", 0)
+    assert latency <= 5.0, latency
+    dead = _dead_letters(env, 1)
+    (rec,) = dead.values()
+    assert rec["reason"] == "oversize" and rec["original_truncated"] is True
+    assert rec["original_length"] == len(value)
+    assert rec["original_sha256"] == hashlib.sha256(value).hexdigest()
+    assert worker.proc.poll() is None
+    print(f"256 MiB zstd bomb: canary stored after {latency:.2f} s")
+
+
+def test_a_timestamp_past_year_9999_affects_no_batch_mate(
+    env: Settings, worker: Worker, engine: Engine
+) -> None:
+    """Found by attacking a live worker: a Kafka timestamp past year 9999 (a topic that
+    accepts any timestamp, as Kafka 3.x did by default) made the whole batch internal_error."""
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": env.kafka_bootstrap})
+    resource = ConfigResource(
+        "topic",
+        env.topic_articles,
+        set_config={"message.timestamp.after.max.ms": str(2**63 - 1)},
+    )
+    for fut in admin.alter_configs([resource]).values():
+        fut.result(30)
+    producer = Producer({"bootstrap.servers": env.kafka_bootstrap})
+    far = 253402300800000 + 1000  # 10000-01-01T00:00:01Z
+    ids = [f"ts-{i}" for i in range(6)]
+    for i, ident in enumerate(ids):
+        producer.produce(
+            env.topic_articles,
+            key=ident.encode(),
+            value=_article(ident),
+            partition=0,
+            timestamp=far if i == 2 else 0,
+        )
+    producer.flush(30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(_stored(engine, i) for i in ids):
+        time.sleep(0.2)
+    assert all(_stored(engine, i) for i in ids)
+    assert worker.metric("newsflow_dead_letters_total") == 0

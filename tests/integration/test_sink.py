@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import UTC, datetime
 
@@ -103,3 +104,38 @@ def test_real_postgres_failures_are_classified_as_data_errors_or_outages(db: Set
         save_batch(engine=down, pairs=[_pair(1)], policy=policy, rng=random.Random(0))
     assert is_transient_db_error(outage.value), repr(outage.value)
     down.dispose()
+
+
+def test_every_copy_in_a_batch_is_judged_against_the_stored_text(db: Settings) -> None:
+    """Found by attacking a live worker: with the stored text B, a batch A, A, A, B lost two
+    of the A copies (neither stored nor recorded) and filed the real redelivery B as a
+    conflict. Every message must end as the article (a delivery) or a conflict row."""
+    from sqlalchemy import text
+
+    engine = make_engine(db)
+    policy = ReviewPolicy(uniform_share=0.0, uncertain_share=0.0, topic_cap=0)
+
+    def msg(body: str, offset: int) -> tuple[CleanArticle, Prediction]:
+        art = CleanArticle(
+            "x", "t", body, "t. " + body, None, None, None, None, NOW, None, 0, offset
+        )
+        return art, Prediction("x", "v1", "World", 0.7, 0.5, (0.7, 0.1, 0.1, 0.1), 3.0, NOW, NOW)
+
+    first = save_batch(engine=engine, pairs=[msg("B", 1)], policy=policy, rng=random.Random(0))
+    assert len(first.stored) == 1
+    batch = [msg("A", 2), msg("A", 3), msg("A", 4), msg("B", 5)]
+    out = save_batch(engine=engine, pairs=batch, policy=policy, rng=random.Random(0))
+    assert (out.conflicts, out.duplicates, len(out.stored)) == (3, 1, 0)
+    # a new id whose batch holds two texts: the first is stored, the other a conflict
+    batch = [msg("C", 6), msg("C", 7), msg("D", 8)]
+    batch = [
+        (dataclasses.replace(a, id="y"), dataclasses.replace(p, article_id="y")) for a, p in batch
+    ]
+    out = save_batch(engine=engine, pairs=batch, policy=policy, rng=random.Random(0))
+    assert (out.conflicts, out.duplicates, len(out.stored)) == (1, 1, 1)
+    with engine.connect() as conn:
+        rows = dict(conn.execute(text("SELECT id, deliveries FROM articles")).all())
+        assert rows == {"x": 2, "y": 2}
+        kept = sorted(conn.execute(text("SELECT kafka_offset FROM article_conflicts")).scalars())
+        assert kept == [2, 3, 4, 8]  # every other-text copy kept, none vanished
+    engine.dispose()
