@@ -44,6 +44,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _raw(event: Any) -> RawMessage:
+    m = event.message
+    return RawMessage(
+        m.value, m.key, m.topic, m.partition, m.offset, m.timestamp and int(m.timestamp * 1000)
+    )
+
+
 def _shrink_dead_letter(_key: bytes | None, value: bytes) -> bytes:
     """A dead-letter record Kafka refused for its size, cut to a 1 KiB original."""
     record = json.loads(value)
@@ -207,17 +214,7 @@ def create_app(
             metrics.model_info.labels(version=old).set(0)
             metrics.model_info.labels(version=holder.current.version).set(1)
         classifier = holder.current
-        msgs = [
-            RawMessage(
-                e.message.value,
-                e.message.key,
-                e.message.topic,
-                e.message.partition,
-                e.message.offset,
-                e.message.timestamp and int(e.message.timestamp * 1000),
-            )
-            for e in events
-        ]
+        msgs = [_raw(e) for e in events]
         by_pos = {(m.partition, m.offset): m for m in msgs}
         metrics.consumed.inc(len(msgs))
         metrics.batch_size.observe(len(msgs))
@@ -289,13 +286,7 @@ def create_app(
                 await send_dead(
                     [
                         dead_letter(
-                            RawMessage(
-                                e.message.value,
-                                e.message.key,
-                                e.message.topic,
-                                e.message.partition,
-                                e.message.offset,
-                            ),
+                            _raw(e),
                             DeadLetterReason.INTERNAL,
                             f"{type(exc).__name__}: {exc}",
                         )

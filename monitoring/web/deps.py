@@ -9,6 +9,7 @@ and only then read the body (which :class:`monitoring.web.limits.BodyLimit` has 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 from collections.abc import AsyncIterator
@@ -123,24 +124,28 @@ async def open_form(request: Request) -> AsyncIterator[FormData]:
         await form.close()
 
 
-async def csrf_form(request: Request, signed: CurrentUser) -> AsyncIterator[FormData]:
-    """A signed-in user's form, parsed after the session check, with its CSRF token checked."""
-    form = await request.form(max_files=0, max_fields=MAX_FIELDS)
+@contextlib.asynccontextmanager
+async def _checked_form(
+    request: Request, signed: SignedIn, *, max_files: int
+) -> AsyncIterator[FormData]:
+    form = await request.form(max_files=max_files, max_fields=MAX_FIELDS)
     try:
         check_csrf(signed, form)
         yield form
     finally:
         await form.close()
+
+
+async def csrf_form(request: Request, signed: CurrentUser) -> AsyncIterator[FormData]:
+    """A signed-in user's form, parsed after the session check, with its CSRF token checked."""
+    async with _checked_form(request, signed, max_files=0) as form:
+        yield form
 
 
 async def admin_upload(request: Request, signed: AdminUser) -> AsyncIterator[FormData]:
     """An admin's one-file upload, parsed after the session and role checks."""
-    form = await request.form(max_files=1, max_fields=MAX_FIELDS)
-    try:
-        check_csrf(signed, form)
+    async with _checked_form(request, signed, max_files=1) as form:
         yield form
-    finally:
-        await form.close()
 
 
 OpenForm = Annotated[FormData, Depends(open_form)]
