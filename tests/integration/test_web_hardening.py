@@ -68,7 +68,11 @@ def web(db: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
     port = free_port()
     app = create_app(settings, engine=engine, max_upload_bytes=UPLOAD_CAP)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -79,7 +83,10 @@ def web(db: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
         yield Web(f"http://127.0.0.1:{port}", port, engine, parsed)
     finally:
         server.should_exit = True
-        thread.join(10)
+        thread.join(5)
+        if thread.is_alive():  # a half-sent chunked body may hold a connection open
+            server.force_exit = True
+            thread.join(5)
         engine.dispose()
 
 
