@@ -342,7 +342,7 @@ def faults_cmd(
 ) -> None:
     """Fault injection and the bad-input campaign on the local stack, with real worker
     processes: kill -9 a worker, restart Kafka, stop PostgreSQL, add a worker, malformed
-    input of 34 kinds (some sent by kcat) and a seeded fuzz campaign with canaries. Prints
+    input of 36 kinds (some sent by kcat) and a seeded fuzz campaign with canaries. Prints
     per case: lost; duplicates (keys published twice on the predictions topic);
     redelivered (articles processed more than once); conflicts (ids reused with other text);
     recovery. Exits 1 when a case misses its target (0 lost, 0 duplicates, 0 conflicts,

@@ -56,7 +56,7 @@ def test_fault_suite_short(
     assert bad.malformed == 1200
     assert bad.dlq_missing == 0 and bad.dlq_wrong_reason == 0
     assert sum(bad.dlq.values()) == 1200
-    assert len(bad.dlq) >= 12  # reason codes (the 34 kinds map onto them)
+    assert len(bad.dlq) >= 12  # reason codes (the 36 kinds map onto them)
     assert bad.redelivered == 0  # nothing crashed or rebalanced: nothing processed twice
     assert "internal_error" not in bad.dlq
     assert bad.worker_restarts == 0
