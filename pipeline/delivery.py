@@ -12,6 +12,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sqlalchemy import exc as sa
+
 log = logging.getLogger("newsflow.worker")
 
 
@@ -19,8 +21,6 @@ def is_transient_db_error(exc: BaseException) -> bool:
     """A database failure that waiting can fix (the server is down, restarting, the
     connection dropped, the schema is not migrated yet). Data errors — a value Postgres
     refuses, a constraint — are not: retrying them would stall the partition for good."""
-    from sqlalchemy import exc as sa
-
     if isinstance(exc, sa.DBAPIError) and exc.connection_invalidated:
         return True
     return isinstance(

@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
+
 from pipeline.batch import Classified, RawMessage, Validated, classify, store, validate_batch
 from pipeline.core.model_folder import Precision
 from pipeline.core.records import CleanArticle, DeadLetter, DeadLetterReason, Prediction
@@ -161,8 +163,6 @@ def create_app(
     ) -> WriteResult:
         """Store, retrying with backoff while the database is unavailable (a stop request
         cuts the wait short and gives the batch up unacknowledged); a data error is raised."""
-        from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
-
         classified = Classified(list(pairs), 0.0)
 
         def note_retry(state: RetryCallState) -> None:

@@ -29,10 +29,11 @@ import numpy as np
 from sqlalchemy import Engine, text
 
 from pipeline.core.datasets import LabelledText
+from pipeline.core.db.predictions import committed_at_sql
 from pipeline.core.runtime import Classifier
 from pipeline.core.settings import Settings
 from pipeline.produce import article_messages, produce
-from pipeline.proof.stored import committed_at_sql, prediction_counts, stream_counts, wait_stored
+from pipeline.proof.stored import prediction_counts, stream_counts, wait_stored
 from pipeline.worker_process import start_worker, stop_worker
 
 Report = Callable[[str], None]

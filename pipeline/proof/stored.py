@@ -1,6 +1,6 @@
-"""How much of a stream (article ids ``<prefix>-<n>``) is stored, how often it was processed,
-and how long it took to reach a committed row: shared by the benchmark, the fault suite,
-the soak, ``newsflow run`` and the demo.
+"""How much of a stream (article ids ``<prefix>-<n>``) is stored and how often it was
+processed: shared by the benchmark, the fault suite, the soak, ``newsflow run`` and the
+demo. (Latency to the committed row: ``pipeline.core.db.predictions.committed_at_sql``.)
 
 Every figure here can show a failure. ``redelivered`` is the sum over articles of the
 deliveries beyond the first (a message with the same id and text processed again after a
@@ -53,16 +53,6 @@ def prediction_counts(engine: Engine, prefix: str) -> tuple[int, int]:
             {"p": f"{prefix}-%"},
         ).one()
     return int(rows), int(distinct)
-
-
-def committed_at_sql(engine: Engine, alias: str = "p") -> str:
-    """SQL for the time a prediction row was committed: the transaction's commit timestamp
-    where Postgres tracks them (``newsflow stack up`` turns that on), else the worker's
-    ``predicted_at`` (taken just before the write)."""
-    with engine.connect() as conn:
-        on = conn.execute(text("SHOW track_commit_timestamp")).scalar_one() == "on"
-    fallback = f"{alias}.predicted_at"
-    return f"coalesce(pg_xact_commit_timestamp({alias}.xmin), {fallback})" if on else fallback
 
 
 def wait_stored(

@@ -8,7 +8,7 @@ import dataclasses
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from pipeline.core.db.access import Db, connected
 
@@ -48,12 +48,12 @@ def _opt_float(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 
-def _committed_at(conn: Connection, alias: str = "p") -> str:
+def committed_at_sql(db: Db, alias: str = "p") -> str:
     """SQL for the time a prediction row was committed: the transaction's commit timestamp
     where Postgres tracks them (``newsflow stack up`` turns that on), else the worker's
-    ``predicted_at`` (taken just before the write). Same rule as
-    ``pipeline.proof.stored.committed_at_sql``."""
-    on = conn.execute(text("SHOW track_commit_timestamp")).scalar_one() == "on"
+    ``predicted_at`` (taken just before the write)."""
+    with connected(db) as conn:
+        on = conn.execute(text("SHOW track_commit_timestamp")).scalar_one() == "on"
     fallback = f"{alias}.predicted_at"
     return f"coalesce(pg_xact_commit_timestamp({alias}.xmin), {fallback})" if on else fallback
 
@@ -121,7 +121,7 @@ def prediction_count(db: Db, prefix: str) -> int:
 def stream_latency(db: Db, prefix: str) -> StreamLatency:
     """Rows and p50/p95 latency to the committed row of the stream ``<prefix>-*``."""
     with connected(db) as conn:
-        committed = _committed_at(conn)
+        committed = committed_at_sql(conn)
         total, p50, p95 = conn.execute(
             text(
                 "SELECT count(*), "
@@ -164,7 +164,7 @@ def phase_stats(db: Db, prefix: str) -> PhaseStats:
     """Rows, time span, latency to the committed row and versions of the stream
     ``<prefix>-*``."""
     with connected(db) as conn:
-        committed = _committed_at(conn)
+        committed = committed_at_sql(conn)
         n, first, last, p50, p95, versions = conn.execute(
             text(
                 "SELECT count(*), min(p.predicted_at), max(p.predicted_at), "
