@@ -259,7 +259,12 @@ def topics_cmd() -> None:
 def bench_cmd(
     articles: Annotated[int, typer.Option(min=100, help="articles for the drain run")] = 6000,
     rate: Annotated[str, typer.Option(help="offered load for the latency run")] = "1000/min",
-    offered: Annotated[int, typer.Option(min=10, help="articles in the latency run")] = 1000,
+    offered: Annotated[
+        int, typer.Option(min=0, help="articles in the latency run (0: no latency run)")
+    ] = 1000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="worker processes in one consumer group (drain scale-out)")
+    ] = 1,
     model_dir: Annotated[
         Path | None,
         typer.Option(
@@ -270,7 +275,9 @@ def bench_cmd(
     json_path: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
 ) -> None:
     """Measure the streaming path end to end on the local stack: model-only ceiling,
-    drain throughput and efficiency, latency at an offered rate, lost and duplicates."""
+    drain throughput and efficiency with --workers processes (parallelism is capped by the
+    articles topic's partitions), worker CPU per article, latency at an offered rate, lost
+    and duplicates."""
     from pipeline.core.datasets import load_dataset
     from pipeline.core.db.engine import make_engine
     from pipeline.produce import parse_rate
@@ -292,8 +299,9 @@ def bench_cmd(
             engine=engine,
             workdir=settings.home / "bench",
             report=console.print,
+            workers=workers,
         )
-    except (ValueError, NewsflowError) as exc:
+    except (ValueError, RuntimeError, NewsflowError) as exc:
         raise fail(exc, 2) from None
     table = Table("figure", "value")
     for key, value in result.to_json().items():
@@ -303,6 +311,70 @@ def bench_cmd(
         write_json(result, json_path)
     if result.lost or result.duplicates:
         raise typer.Exit(1)
+
+
+def bench_sink_cmd(
+    rows: Annotated[int, typer.Option(min=1024, help="rows stored per batch size")] = 20_480,
+    batch_sizes: Annotated[
+        str, typer.Option(help="comma-separated batch sizes")
+    ] = "64,128,256,512,1024",
+    target: Annotated[float, typer.Option(help="rows/s the sink should reach")] = 5000.0,
+    keep_db: Annotated[bool, typer.Option(help="keep the scratch database")] = False,
+    dataset: Annotated[str, typer.Option(help="texts of the stored articles")] = "ag_news",
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
+) -> None:
+    """Measure the prediction sink alone (no Kafka, no model) on the local PostgreSQL: the
+    worker's batch store, per batch size, into a scratch database of the real schema;
+    rows/s and ms per batch for new rows and for a re-delivery of the same batches, then
+    the rows counted. Exits 1 when a count is off, 3 when the best size misses --target."""
+    from pipeline.core.datasets import load_dataset
+    from pipeline.proof.sink_bench import run_sink_bench, write_json
+
+    settings = settings_or_exit()
+    try:
+        sizes = [int(x) for x in batch_sizes.split(",") if x.strip()]
+        if not sizes or min(sizes) < 1:
+            raise ValueError(f"bad --batch-sizes {batch_sizes!r}")
+        texts = load_dataset(dataset, split="test", data_dir=settings.data_dir)
+        result = run_sink_bench(
+            settings,
+            rows=texts,
+            per_size=rows,
+            batch_sizes=sizes,
+            keep_database=keep_db,
+            target_rows_per_s=target,
+            report=console.print,
+        )
+    except (ValueError, NewsflowError) as exc:
+        raise fail(exc, 2) from None
+    table = Table(
+        "batch", "rows", "rows/s", "p50 ms", "p95 ms", "again rows/s", "p50 ms", "p95 ms", "in db"
+    )
+    table.add_column("deliveries")
+    table.add_column("ok", overflow="fold")
+    for r in result.sizes:
+        table.add_row(
+            str(r.batch_size),
+            str(r.rows),
+            f"{r.first.rows_per_s:,.0f}",
+            f"{r.first.batch_ms_p50:.1f}",
+            f"{r.first.batch_ms_p95:.1f}",
+            f"{r.redelivery.rows_per_s:,.0f}",
+            f"{r.redelivery.batch_ms_p50:.1f}",
+            f"{r.redelivery.batch_ms_p95:.1f}",
+            f"{r.after_redelivery.distinct_predicted}/{r.rows}",
+            str(r.after_redelivery.deliveries),
+            "[green]yes[/green]" if r.ok else "[red]NO[/red] " + "; ".join(r.problems),
+        )
+    console.print(table)
+    if json_path:
+        write_json(result, json_path)
+    if not result.ok:
+        raise typer.Exit(1)
+    best = max((r.first.rows_per_s for r in result.sizes), default=0.0)
+    if best < target:
+        err_console.print(f"best {best:,.0f} rows/s is below the target {target:,.0f}")
+        raise typer.Exit(3)
 
 
 def _model_folder(settings: Settings, model_dir: Path | None) -> Path:
@@ -464,6 +536,7 @@ def register(app: typer.Typer) -> None:
     app.command("soak")(soak_cmd)
     app.command("faults")(faults_cmd)
     app.command("bench")(bench_cmd)
+    app.command("bench-sink")(bench_sink_cmd)
     app.command("topics")(topics_cmd)
     app.command("worker")(worker_cmd)
     app.command("produce")(produce_cmd)

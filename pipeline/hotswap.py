@@ -8,15 +8,19 @@ error.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
+from pipeline.core.model_fetch import RemoteVersion
 from pipeline.core.model_folder import Precision
 from pipeline.core.runtime import Classifier
 from pipeline.core.settings import Settings
 
 log = logging.getLogger("newsflow.hotswap")
+CHAMPION = "champion"
 
 
 class ModelHolder:
@@ -28,6 +32,11 @@ class ModelHolder:
     @property
     def current(self) -> Classifier:
         return self._current
+
+    @property
+    def pending_version(self) -> str | None:
+        with self._lock:
+            return None if self._pending is None else self._pending.version
 
     def offer(self, classifier: Classifier) -> None:
         with self._lock:
@@ -45,23 +54,87 @@ class ModelHolder:
         return new
 
 
-def load_champion(settings: Settings, *, precision: Precision = "auto") -> tuple[str, Classifier]:
-    """Download (once) and load the champion. Returns (registry version, classifier)."""
-    from pipeline.core import registry
-    from pipeline.core.errors import RegistryError
+@dataclasses.dataclass(frozen=True)
+class ChampionRef:
+    version: str  # registry version number
+    model_version: str  # what predictions carry
+    remote: RemoteVersion | None = None  # the server's record, when the registry is a server
 
-    info = registry.version_by_alias(settings, registry.CHAMPION)
-    if info is None:
+
+def champion_ref(settings: Settings) -> ChampionRef | None:
+    """Which version carries the `champion` alias: over HTTP for a tracking server (no MLflow
+    needed), through MLflow's client for the embedded registry."""
+    if settings.tracking_is_server():
+        from pipeline.core import model_fetch
+
+        remote = model_fetch.by_alias(settings, CHAMPION)
+        return None if remote is None else ChampionRef(remote.version, remote.model_version, remote)
+    from pipeline.core import registry
+
+    info = registry.version_by_alias(settings, CHAMPION)
+    return None if info is None else ChampionRef(info.version, info.model_version)
+
+
+def _folder(settings: Settings, ref: ChampionRef) -> Path:
+    if ref.remote is not None:
+        from pipeline.core import model_fetch
+
+        folder = model_fetch.fetch_version(settings, ref.version, ref.remote)
+        model_fetch.remember_champion(settings, ref.remote)
+        return folder
+    from pipeline.core import registry
+
+    return registry.local_copy(settings, ref.version)
+
+
+def load_champion(settings: Settings, *, precision: Precision = "auto") -> tuple[str, Classifier]:
+    """Download (once) and load the champion. Returns (registry version, classifier).
+
+    When the tracking server does not answer, the champion this host fetched last (its
+    cached, hash-checked folder) is served instead, and the watcher keeps asking."""
+    from pipeline.core.errors import RegistryError
+    from pipeline.core.model_fetch import RegistryUnreachable, fetch_version, remembered_champion
+
+    try:
+        ref = champion_ref(settings)
+    except RegistryUnreachable as exc:
+        last = remembered_champion(settings) if settings.tracking_is_server() else None
+        if last is None:
+            raise
+        log.warning(
+            "registry unreachable (%s); serving the cached champion, version %s", exc, last.version
+        )
+        folder = fetch_version(settings, last.version, last)
+        return last.version, Classifier.load(
+            folder, precision=precision, threads=settings.ort_threads
+        )
+    if ref is None:
         raise RegistryError(
             f"no `champion` alias on {settings.registered_model_name}; train one with "
             "`newsflow train` or pass --model-dir"
         )
-    folder = registry.local_copy(settings, info.version)
-    return info.version, Classifier.load(
-        folder,
-        precision=precision,
-        threads=settings.ort_threads,
+    return ref.version, Classifier.load(
+        _folder(settings, ref), precision=precision, threads=settings.ort_threads
     )
+
+
+def load_champion_patiently(
+    settings: Settings, stop: threading.Event, *, precision: Precision = "auto"
+) -> tuple[str, Classifier] | None:
+    """:func:`load_champion`, retried with a growing pause while there is no champion yet or
+    the registry does not answer (never a crash loop). None when ``stop`` was set first.
+    A model that fails its checks is not retried: that needs a person."""
+    from pipeline.core.errors import RegistryError
+
+    pause = 1.0
+    while True:
+        try:
+            return load_champion(settings, precision=precision)
+        except RegistryError as exc:
+            log.warning("no model to serve yet (%s); asking again in %.0f s", exc, pause)
+        if stop.wait(pause):
+            return None
+        pause = min(pause * 2, settings.model_poll_s)
 
 
 def watch_champion(
@@ -71,18 +144,36 @@ def watch_champion(
     *,
     precision: Precision = "auto",
     loader: Callable[..., tuple[str, Classifier]] = load_champion,
+    on_refused: Callable[[str, str], None] | None = None,
 ) -> None:
-    """Thread body: poll the alias until ``stop`` is set."""
-    from pipeline.core import registry
+    """Thread body: poll the alias until ``stop`` is set. A new champion whose files or graph
+    fail their checks is refused: the old model keeps serving, ``on_refused(version,
+    reason)`` is told, and that version is not tried again by this process. A registry that
+    does not answer is asked again at the next poll."""
+    from pipeline.core.errors import ModelError
+    from pipeline.core.model_fetch import RegistryUnreachable
 
+    refused: set[str] = set()
     while not stop.wait(settings.model_poll_s):
+        ref: ChampionRef | None = None
         try:
-            info = registry.version_by_alias(settings, registry.CHAMPION)
-            if info is None or info.model_version == holder.current.version:
+            ref = champion_ref(settings)
+            if ref is None or ref.model_version == holder.current.version:
+                continue
+            if ref.version in refused:  # refused once: a person must look (or promote anew)
+                continue
+            if ref.model_version == holder.pending_version:  # loaded, waiting to be swapped in
                 continue
             _, clf = loader(settings, precision=precision)
             holder.offer(clf)
+        except RegistryUnreachable as exc:
+            log.warning("registry unreachable; keeping %s: %s", holder.current.version, exc)
         except Exception as exc:  # keep serving the old model
             log.error(
                 "could not load the new champion; keeping %s: %s", holder.current.version, exc
             )
+            version = ref.version if ref is not None else "?"
+            if isinstance(exc, ModelError) and version not in refused:
+                refused.add(version)
+                if on_refused:
+                    on_refused(version, str(exc))

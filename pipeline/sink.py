@@ -17,9 +17,23 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import Engine, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    Engine,
+    FromClause,
+    Select,
+    String,
+    Text,
+    bindparam,
+    cast,
+    column,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.types import TypeEngine
 
 from pipeline.core.db.models import (
     ArticleConflictRow,
@@ -45,6 +59,41 @@ class WriteResult:
     duplicates: int  # redeliveries: the same article (id, title, body) already had this row
     review_items: int
     conflicts: int = 0  # same id, different text: recorded in article_conflicts
+
+
+def _unnest_rows(
+    table: FromClause, rows: Sequence[Mapping[str, Any]], *, as_text: Sequence[str] = ()
+) -> Select[Any]:
+    """``SELECT * FROM unnest(<one array per column>)``: a batch's rows bound as one array
+    per column, so the statement's text (and its parsing, client and server side) does not
+    grow with the batch as a multi-row VALUES list does. A column in ``as_text`` (an array
+    column: unnest would flatten it) travels as its array literal and is cast back."""
+    names = list(rows[0])
+
+    def carried(name: str) -> TypeEngine[Any]:
+        # Strings travel unbounded: an explicit cast to VARCHAR(n) would silently cut an
+        # over-long value, where the INSERT's own assignment to the column raises.
+        typ = table.c[name].type
+        return Text() if name in as_text or isinstance(typ, String) else typ
+
+    arrays = [
+        cast(bindparam(f"u_{n}", [r[n] for r in rows], type_=ARRAY(carried(n))), ARRAY(carried(n)))
+        for n in names
+    ]
+    derived = (
+        func.unnest(*arrays).table_valued(*(column(n, carried(n)) for n in names)).render_derived()
+    )
+    return select(
+        *(
+            cast(derived.c[n], table.c[n].type).label(n) if n in as_text else derived.c[n]
+            for n in names
+        )
+    )
+
+
+def _array_literal(values: Sequence[float]) -> str:
+    """A float list as a PostgreSQL array literal; ``repr`` round-trips a float exactly."""
+    return "{" + ",".join(repr(float(v)) for v in values) + "}"
 
 
 def save_batch(
@@ -97,7 +146,9 @@ def save_batch(
             )
         # Same id and same text as the stored row: a delivery is counted. Another text: the
         # row is not touched, so the id is not returned and its stored text is read back.
-        stmt = insert(ArticleRow)
+        stmt = insert(ArticleRow).from_select(
+            list(article_rows[0]), _unnest_rows(ArticleRow.__table__, article_rows)
+        )
         matched = set(
             conn.execute(
                 stmt.on_conflict_do_update(
@@ -105,8 +156,7 @@ def save_batch(
                     set_={"deliveries": ArticleRow.deliveries + stmt.excluded.deliveries},
                     where=(ArticleRow.title == stmt.excluded.title)
                     & (ArticleRow.body == stmt.excluded.body),
-                ).returning(ArticleRow.id),
-                article_rows,
+                ).returning(ArticleRow.id)
             ).scalars()
         )
         stored_text = {i: text_of(msgs[0][0]) for i, msgs in by_id.items() if i in matched}
@@ -162,7 +212,7 @@ def save_batch(
                 "topic": p.topic,
                 "confidence": p.confidence,
                 "margin": p.margin,
-                "probabilities": list(p.probabilities),
+                "probabilities": _array_literal(p.probabilities),
                 "latency_ms": p.latency_ms,
                 "received_at": p.received_at,
                 "predicted_at": p.predicted_at,
@@ -172,9 +222,12 @@ def save_batch(
         inserted = (
             conn.execute(
                 insert(PredictionRow)
+                .from_select(
+                    list(pred_rows[0]),
+                    _unnest_rows(PredictionRow.__table__, pred_rows, as_text=["probabilities"]),
+                )
                 .on_conflict_do_nothing(constraint="uq_prediction_article_version")
-                .returning(PredictionRow.id, PredictionRow.article_id, PredictionRow.model_version),
-                pred_rows,
+                .returning(PredictionRow.id, PredictionRow.article_id, PredictionRow.model_version)
             ).all()
             if pred_rows
             else []

@@ -23,8 +23,9 @@ import asyncio
 import json
 import logging
 import random
+import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -208,11 +209,20 @@ def create_app(
                 )
         return results, dead
 
-    async def handle(events: Sequence[Any]) -> None:
+    def swap_if_ready() -> None:
         old = holder.current.version
         if holder.swap_if_ready() is not None:
             metrics.model_info.labels(version=old).set(0)
             metrics.model_info.labels(version=holder.current.version).set(1)
+
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    async def swap_when_idle() -> None:
+        """A worker without traffic swaps too (a batch in flight keeps the model it began
+        with: it took its own reference)."""
+        swap_if_ready()
+
+    async def handle(events: Sequence[Any]) -> None:
+        swap_if_ready()
         classifier = holder.current
         msgs = [_raw(e) for e in events]
         by_pos = {(m.partition, m.offset): m for m in msgs}
@@ -331,6 +341,26 @@ def limit_fetch_wait(max_wait_ms: int) -> None:
     aiokafka.AIOKafkaConsumer = TunedConsumer
 
 
+def _refusal_recorder(settings: Settings, engine: Any) -> Callable[[str, str], None]:
+    """Record a champion this worker refused (bad files, unloadable) as a model event."""
+
+    def record(version: str, reason: str) -> None:
+        from pipeline.core.db.events import record_model_event
+
+        try:
+            record_model_event(
+                engine=engine,
+                kind="refused",
+                model_name=settings.registered_model_name,
+                version=version,
+                reason=f"worker {settings.worker_name}: {reason}"[:2000],
+            )
+        except Exception as exc:  # the database may be down too; the log still has it
+            log.error("could not record the refusal of version %s: %s", version, exc)
+
+    return record
+
+
 def run_worker(settings: Settings, *, model_dir: Any, precision: Precision = "auto") -> None:
     """Load the model (a folder, or the registry's champion, which is then followed), connect
     the database, serve metrics and run the Faust worker."""
@@ -340,27 +370,32 @@ def run_worker(settings: Settings, *, model_dir: Any, precision: Precision = "au
 
     from pipeline.core.db.engine import make_engine, wait_for_database
     from pipeline.core.runtime import Classifier
-    from pipeline.hotswap import load_champion, watch_champion
+    from pipeline.hotswap import load_champion_patiently, watch_champion
     from pipeline.metrics import build_metrics, serve_metrics
 
     limit_fetch_wait(settings.consumer_fetch_max_wait_ms)
     stop = threading.Event()
+    engine = make_engine(settings)
+    wait_for_database(engine, timeout_s=settings.start_timeout_s)
     if model_dir is not None:
         holder = ModelHolder(
             Classifier.load(model_dir, precision=precision, threads=settings.ort_threads)
         )
     else:
-        _, classifier = load_champion(settings, precision=precision)
-        holder = ModelHolder(classifier)
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())  # Faust installs its own later
+        loaded = load_champion_patiently(settings, stop, precision=precision)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if loaded is None:
+            log.info("stopped while waiting for a champion")
+            return
+        holder = ModelHolder(loaded[1])
         threading.Thread(
             target=watch_champion,
             args=(settings, holder, stop),
-            kwargs={"precision": precision},
+            kwargs={"precision": precision, "on_refused": _refusal_recorder(settings, engine)},
             daemon=True,
             name="champion-watcher",
         ).start()
-    engine = make_engine(settings)
-    wait_for_database(engine, timeout_s=settings.start_timeout_s)
     metrics = build_metrics()
     serve_metrics(metrics, settings.metrics_port, settings.metrics_host)
     (settings.home / "faust" / settings.worker_name).mkdir(parents=True, exist_ok=True)

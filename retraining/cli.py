@@ -54,10 +54,18 @@ def train_cmd(
     register: Annotated[bool, typer.Option(help="log to MLflow and register a version")] = True,
     promote: Annotated[bool, typer.Option(help="promote to champion if the gate passes")] = True,
     baseline: Annotated[bool, typer.Option(help="also score TF-IDF + logistic regression")] = True,
+    fp16: Annotated[
+        bool,
+        typer.Option(
+            "--fp16",
+            help="also export model.fp16.onnx for GPU workers, gated on argmax agreement with "
+            "fp32 (adds about half the fp32 size to the registered folder)",
+        ),
+    ] = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="write the summary here")] = None,
 ) -> None:
-    """Fine-tune a base encoder, evaluate and calibrate it, export ONNX (fp32 + int8), check
-    parity with torch, log everything to MLflow and register a version."""
+    """Fine-tune a base encoder, evaluate and calibrate it, export ONNX (fp32 + int8, and fp16
+    with --fp16), check parity, log everything to MLflow and register a version."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from retraining.flow import load_training_data, run_flow
@@ -102,6 +110,7 @@ def train_cmd(
                 splits=splits,
                 register=register,
                 baseline=baseline,
+                fp16=fp16,
                 progress=progress,
             )
         except NewsflowError as exc:
@@ -110,11 +119,12 @@ def train_cmd(
     if register and promote and result.registered_version:
         decision = _promote(settings, result.registered_version, splits.test)
         s["promotion"] = {"passed": decision.passed, "reasons": decision.reasons}
+    fp16_note = "" if s["fp16_agreement"] is None else f"fp16 agreement {s['fp16_agreement']:.4f}  "
     console.print(
         f"accuracy {s['accuracy']:.4f}  macro-F1 {s['macro_f1']:.4f}  ECE {s['ece']:.4f} "
         f"(uncalibrated {s['ece_uncalibrated']:.4f})  int8 accuracy "
         f"{s['served_int8_accuracy'] or float('nan'):.4f}  TF-IDF+LR "
-        f"{s['tfidf_lr_accuracy'] or float('nan'):.4f}  parity_ok {s['parity_ok']}  "
+        f"{s['tfidf_lr_accuracy'] or float('nan'):.4f}  {fp16_note}parity_ok {s['parity_ok']}  "
         f"train {s['train_seconds']:.0f}s  version {s['registered_version']}"
     )
     if json_path:
@@ -165,6 +175,48 @@ def models_list_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) ->
             v.run_id[:8],
         )
     console.print(table)
+
+
+@models_app.command("register")
+def models_register_cmd(
+    folder: Annotated[Path, typer.Argument(help="a newsflow model folder (metadata.json, ONNX)")],
+    promote: Annotated[
+        bool, typer.Option(help="also make it the champion, without the gate (like --force)")
+    ] = False,
+) -> None:
+    """Register a model folder built elsewhere as a new version, with its file hashes (what
+    workers check after downloading it). Prints the version number."""
+    from pipeline.core import registry
+    from retraining.register import register_model_folder
+
+    settings = settings_or_exit()
+    try:
+        version = register_model_folder(settings, folder)
+        if promote:
+            previous = registry.version_by_alias(settings, registry.CHAMPION)
+            registry.set_alias(settings, registry.CHAMPION, version)
+            _record_forced(settings, version, previous.version if previous else None)
+    except NewsflowError as exc:
+        raise fail(exc, 2) from None
+    console.print(f"registered version {version}" + (" (champion)" if promote else ""))
+
+
+def _record_forced(settings: Settings, version: str, previous: str | None) -> None:
+    from pipeline.core.db.engine import make_engine
+    from pipeline.core.db.events import record_model_event
+
+    engine = make_engine(settings)
+    try:
+        record_model_event(
+            engine=engine,
+            kind="promoted",
+            model_name=settings.registered_model_name,
+            version=version,
+            previous_version=previous,
+            reason="registered with --promote (no gate)",
+        )
+    finally:
+        engine.dispose()
 
 
 @models_app.command("promote")

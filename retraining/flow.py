@@ -16,7 +16,7 @@ from typing import Any, NotRequired, TypedDict
 import numpy as np
 
 from pipeline.core.datasets import LabelledText, load_dataset
-from pipeline.core.model_folder import INT8, ReferenceDistribution
+from pipeline.core.model_folder import INT8, ReferenceDistribution, read_metadata, write_metadata
 from pipeline.core.runtime import softmax
 from pipeline.core.settings import Settings
 from retraining.base_models import resolve_base_model
@@ -41,6 +41,7 @@ class FlowSummary(TypedDict):
     ece_uncalibrated: float
     temperature: float
     served_int8_accuracy: float | None
+    fp16_agreement: float | None  # fp16 vs fp32 graph argmax agreement; None: no fp16 graph
     tfidf_lr_accuracy: float | None
     train_seconds: float
     epoch_seconds: list[float]
@@ -90,13 +91,15 @@ def run_flow(
     register: bool = True,
     baseline: bool = True,
     quantize: bool = True,
+    fp16: bool = False,
     tags: dict[str, str] | None = None,
     progress: Progress | None = None,
     init_from: Path | None = None,
 ) -> FlowResult:
     """Fine-tune, evaluate, export, log and register. ``init_from`` (a state dict saved by
     an earlier run, e.g. the champion's) warm-starts the classifier instead of the base
-    encoder with a fresh head."""
+    encoder with a fresh head. ``fp16`` also exports ``model.fp16.onnx`` for GPU workers
+    (about half the fp32 size again in the registry), gated on argmax agreement with fp32."""
     from retraining.export import parity_check, write_model_folder
     from retraining.modeling import load_base
 
@@ -152,9 +155,13 @@ def run_flow(
         metrics=metrics,
         reference=reference,
         int8=quantize,
+        fp16=fp16,
     )
     parity_texts = te_x[:300]
     parity = parity_check(model, tokenizer, model_dir, parity_texts, max_length=cfg.max_length)
+    _record_parity(model_dir, parity.int8_agreement, parity.fp16_agreement)
+    for failure in parity.failures():
+        log.error("parity: %s", failure)
 
     served_acc = None
     if (model_dir / INT8).exists():
@@ -178,6 +185,7 @@ def run_flow(
         "ece_uncalibrated": raw_eval.ece,
         "temperature": temperature,
         "served_int8_accuracy": served_acc,
+        "fp16_agreement": parity.fp16_agreement,
         "tfidf_lr_accuracy": base_acc,
         "train_seconds": outcome.seconds,
         "epoch_seconds": outcome.epoch_seconds,
@@ -208,6 +216,14 @@ def run_flow(
             state_path,
         )
     return FlowResult(summary, model_dir, registered, splits)
+
+
+def _record_parity(folder: Path, int8: float | None, fp16: float | None) -> None:
+    """Keep the graphs' measured agreement in metadata.json, so a worker can log it."""
+    meta = read_metadata(folder)
+    extra = {"int8_agreement": int8, "fp16_agreement": fp16}
+    meta.metrics.update({k: v for k, v in extra.items() if v is not None})
+    write_metadata(folder, meta)
 
 
 TORCH_STATE = "state.pt"  # the fine-tuned classifier's weights, logged under torch/
@@ -292,6 +308,7 @@ def _log_to_mlflow(
             "macro_f1": summary["macro_f1"],
             "ece": summary["ece"],
         },
+        folder=model_dir,
     )
     summary["registered_version"] = version
     return version

@@ -11,7 +11,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pipeline.core.errors import RegistryError
+from pipeline.core import manifest
+from pipeline.core.errors import ModelError, RegistryError
 from pipeline.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ class VersionInfo:
     aliases: list[str]
     metrics: dict[str, float]
     created_ms: int
+    files: str = ""  # the manifest tag (pipeline.core.manifest), "" for older versions
 
 
 def client(settings: Settings) -> Any:
@@ -42,22 +44,46 @@ def client(settings: Settings) -> Any:
     return MlflowClient(tracking_uri=uri)
 
 
-def artifact_location(settings: Settings) -> str:
+def artifact_location(settings: Settings) -> str | None:
+    """Where a new experiment keeps its artefacts: a folder under ``home`` for the embedded
+    registry; for a tracking server None, so the server's own root applies (its
+    ``mlflow-artifacts:`` proxy when it runs with ``--serve-artifacts``)."""
+    if settings.tracking_is_server():
+        return None
     return (settings.home / "mlflow" / "artifacts").as_uri()
 
 
 def ensure_experiment(settings: Settings, name: str = "newsflow") -> str:
     c = client(settings)
     exp = c.get_experiment_by_name(name)
-    if exp is not None:
-        return str(exp.experiment_id)
-    return str(c.create_experiment(name, artifact_location=artifact_location(settings)))
+    if exp is None:
+        exp_id = str(c.create_experiment(name, artifact_location=artifact_location(settings)))
+        exp = c.get_experiment(exp_id)
+    if settings.tracking_is_server() and not _served(exp.artifact_location):
+        raise RegistryError(
+            f"experiment {name!r} on {settings.tracking_uri()} keeps its artefacts at "
+            f"{exp.artifact_location}, which other hosts cannot read; run the tracking server "
+            "with --serve-artifacts (`NEWSFLOW_MLFLOW_SERVER=true newsflow stack up` does) "
+            "and use an experiment created there"
+        )
+    return str(exp.experiment_id)
+
+
+def _served(location: str) -> bool:
+    """True for artefact locations every host reaches through a server or object store."""
+    return location.startswith(("mlflow-artifacts:", "http://", "https://", "s3://", "gs://"))
 
 
 def register_folder(
-    settings: Settings, *, run_id: str, model_version: str, metrics: dict[str, float]
+    settings: Settings,
+    *,
+    run_id: str,
+    model_version: str,
+    metrics: dict[str, float],
+    folder: Path,
 ) -> str:
-    """Register the run's ``model`` artefact folder as a new version; returns its number."""
+    """Register the run's ``model`` artefact folder (a copy of ``folder``) as a new version,
+    with ``folder``'s file hashes as a tag; returns the version number."""
     from mlflow.exceptions import MlflowException
 
     c = client(settings)
@@ -73,6 +99,7 @@ def register_folder(
         run_id=run_id,
         tags={
             "model_version": model_version,
+            manifest.TAG: manifest.encode(manifest.folder_manifest(folder)),
             **{f"metric.{k}": f"{v:.6f}" for k, v in metrics.items()},
         },
     )
@@ -90,6 +117,7 @@ def _info(mv: Any) -> VersionInfo:
             k.removeprefix("metric."): float(v) for k, v in tags.items() if k.startswith("metric.")
         },
         created_ms=int(mv.creation_timestamp or 0),
+        files=tags.get(manifest.TAG, ""),
     )
 
 
@@ -127,12 +155,33 @@ def local_copy_path(settings: Settings, version: str) -> Path:
     return settings.home / "models" / f"{name}-{registry_key}" / f"v{version}"
 
 
-def local_copy(settings: Settings, version: str) -> Path:
-    """The registered version's folder, downloaded once (see :func:`local_copy_path`)."""
+def local_copy(settings: Settings, version: str, *, files: str | None = None) -> Path:
+    """The registered version's folder, downloaded once (see :func:`local_copy_path`) and
+    checked against the file hashes recorded at registration (when the version has them).
+    Over HTTP from a tracking server without MLflow installed (workers); through MLflow's
+    client otherwise."""
+    if settings.tracking_is_server():
+        from pipeline.core import model_fetch
+
+        return model_fetch.fetch_version(settings, version)
     dst = local_copy_path(settings, version)
     if not (dst / "metadata.json").exists():
         download(settings, version=version, dst=dst)
+    if files is None:
+        files = _files_tag(settings, version)
+    if files:
+        wrong = manifest.problems(dst, manifest.decode(files))
+        if wrong:
+            shutil.rmtree(dst, ignore_errors=True)
+            raise ModelError(
+                f"version {version}'s files differ from those registered: {'; '.join(wrong[:5])}"
+            )
     return dst
+
+
+def _files_tag(settings: Settings, version: str) -> str:
+    mv = client(settings).get_model_version(settings.registered_model_name, version)
+    return str(dict(mv.tags or {}).get(manifest.TAG, ""))
 
 
 def download(settings: Settings, *, version: str, dst: Path) -> Path:

@@ -91,6 +91,31 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = None
     mlflow_registry_uri: str | None = None
     registered_model_name: str = "newsflow-topic"
+    mlflow_server: bool = Field(
+        default=False,
+        description="`stack up` also runs an MLflow tracking server (Postgres backend store, "
+        "artefacts served over HTTP) that every host can reach; the tracking URI then "
+        "defaults to it",
+    )
+    mlflow_host: str = Field(default="127.0.0.1", description="the tracking server's address")
+    mlflow_port: int = Field(default=5055, ge=1, le=65535)
+    mlflow_database: str = Field(
+        default="mlflow",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+        description="the tracking server's backend-store database in the stack's PostgreSQL",
+    )
+    mlflow_artifacts_dir: Path | None = Field(
+        default=None, description="the tracking server's artefact root; default home/mlflow/served"
+    )
+    mlflow_allowed_hosts: str = Field(
+        default="",
+        max_length=1000,
+        description="extra Host headers the tracking server accepts (comma-separated), "
+        "e.g. its DNS name when workers on other hosts reach it",
+    )
+    registry_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="each HTTP call to the tracking server"
+    )
 
     # Streaming.
     max_message_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
@@ -193,6 +218,19 @@ class Settings(BaseSettings):
             raise ValueError("the webhook must be an http:// or https:// URL")
         return value or None
 
+    @field_validator("mlflow_tracking_uri", "mlflow_registry_uri")
+    @classmethod
+    def _known_tracking_scheme(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        schemes = ("http://", "https://", "sqlite:///", "file:", "postgresql", "mysql")
+        if not value.startswith(schemes) and not value.startswith("/"):
+            raise ValueError(
+                "use an http(s):// tracking server, sqlite:///path, file:/path, "
+                "or a postgresql/mysql database URI"
+            )
+        return value
+
     @model_validator(mode="after")
     def _drift_levels_in_order(self) -> Settings:
         if self.drift_warn >= self.drift_threshold:
@@ -238,7 +276,13 @@ class Settings(BaseSettings):
     def tracking_uri(self) -> str:
         if self.mlflow_tracking_uri:
             return self.mlflow_tracking_uri
+        if self.mlflow_server:
+            return f"http://{self.mlflow_host}:{self.mlflow_port}"
         return f"sqlite:///{self.home / 'mlflow' / 'mlflow.db'}"
+
+    def tracking_is_server(self) -> bool:
+        """True when the registry is an MLflow tracking server (reached over HTTP)."""
+        return self.tracking_uri().startswith(("http://", "https://"))
 
     def masked(self) -> dict[str, Any]:
         """Effective settings as plain values, secrets masked."""

@@ -4,11 +4,15 @@ Three measurements, in one run, on the same model and texts:
 
 1. **model only**: the classifier alone on the benchmark texts in batches of the worker's
    batch size (the ceiling).
-2. **drain**: N articles are produced up front, then one worker is started and timed until
-   every one is stored; throughput = N / time from first to last stored prediction.
-   efficiency = drain throughput / model-only throughput.
-3. **offered load**: articles offered at a fixed rate (default 1000/min) to a running worker;
-   latency = time from the Kafka message timestamp to the committed row (p50/p95/max).
+2. **drain**: ``workers`` worker processes (one consumer group on the articles topic's
+   partitions) are started and warmed up on a few articles until the group is stable; then
+   N articles are produced at once and timed until every one is stored. Throughput = the
+   rows committed after the first commit / time from the first to the last committed row;
+   efficiency = drain throughput / model-only throughput. The workers' own CPU time over
+   the drain gives the cost per article, whatever else the machine was running.
+3. **offered load**: articles offered at a fixed rate (default 1000/min) to the running
+   workers; latency = time from the Kafka message timestamp to the committed row
+   (p50/p95/max). Skipped when ``offered_articles`` is 0.
 
 Lost = produced and never stored; duplicates = articles processed more than once
 (redeliveries counted by the sink) plus id conflicts: see :mod:`pipeline.proof.stored`.
@@ -51,12 +55,19 @@ class BenchResult:
     efficiency: float
     offered_rate_per_min: float
     offered_articles: int
-    latency_p50_s: float
-    latency_p95_s: float
-    latency_max_s: float
+    latency_p50_s: float | None
+    latency_p95_s: float | None
+    latency_max_s: float | None
     lost: int
     duplicates: int
     batch_size: int
+    workers: int = 1
+    partitions: int = 0
+    cpu_count: int = 0
+    ort_threads: int = 0  # per worker; 0 = ONNX Runtime's default
+    worker_cpu_s: float = 0.0  # user + system seconds of all workers over the drain
+    articles_per_cpu_s: float = 0.0  # drain articles / worker_cpu_s
+    drain_per_min_per_core: float = 0.0  # drain_per_min / cpu_count
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -72,6 +83,62 @@ def machine_description() -> str:
     except OSError:
         pass
     return f"{os.cpu_count()} cores, {cpu}"
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads) from /proc; 0 when gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # after the command name: state is field 3, utime and stime are fields 14 and 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_group_stable(
+    bootstrap: str, group: str, members: int, timeout_s: float, report: Report
+) -> None:
+    """Wait until the consumer group is Stable with ``members`` members, each assigned
+    partitions (a rebalance during the drain would be timed as throughput)."""
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout_s
+    seen = ""
+    while time.monotonic() < deadline:
+        try:
+            desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
+            assigned = [m for m in desc.members if m.assignment.topic_partitions]
+            seen = f"{desc.state}, {len(desc.members)} members, {len(assigned)} assigned"
+            if desc.state == ConsumerGroupState.STABLE and len(assigned) == members:
+                return
+        except Exception as exc:  # not known yet, or the broker is busy: try again
+            seen = repr(exc)
+        time.sleep(1.0)
+    raise RuntimeError(f"consumer group {group} not stable with {members} members: {seen}")
+
+
+def drain_rate_per_min(engine: Engine, prefix: str, committed: str) -> tuple[float, float, int]:
+    """(articles/min, seconds, rows) from the first to the last committed row of the
+    stream; the rows of the first commit are not counted (their work precedes it)."""
+    with engine.connect() as conn:
+        first, last, total = conn.execute(
+            text(
+                f"SELECT min({committed}), max({committed}), count(*) FROM predictions p "
+                "WHERE p.article_id LIKE :p"
+            ),
+            {"p": prefix + "-%"},
+        ).one()
+        at_first = conn.execute(
+            text(
+                f"SELECT count(*) FROM predictions p WHERE p.article_id LIKE :p "
+                f"AND {committed} = :t"
+            ),
+            {"p": prefix + "-%", "t": first},
+        ).scalar_one()
+    seconds = max(1e-3, (last - first).total_seconds())
+    return (int(total) - int(at_first)) / seconds * 60, seconds, int(total)
 
 
 def model_only_rate(clf: Classifier, texts: Sequence[str], batch: int) -> float:
@@ -92,6 +159,7 @@ def run_bench(
     engine: Engine,
     workdir: Path,
     report: Report,
+    workers: int = 1,
 ) -> BenchResult:
     from pipeline.stack.kafka import create_topics
 
@@ -114,60 +182,75 @@ def run_bench(
     ceiling = model_only_rate(clf, texts, settings.batch_max_size)
     report(f"  {ceiling:.1f} articles/s")
 
-    drain_prefix = f"bd{tag}"
-    report(f"drain: producing {articles} articles, then starting one worker ...")
-    produce(
-        article_messages(rows, limit=articles, loop=True, run_id=drain_prefix),
-        bootstrap=s.kafka_bootstrap,
-        topic=s.topic_articles,
-        rate=0,
-    )
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
     workdir.mkdir(parents=True, exist_ok=True)
-    proc = start_worker(s, model_dir, workdir / f"bench-worker-{tag}.log")
+    report(f"starting {workers} worker(s) on {settings.articles_partitions} partitions ...")
+    procs = [
+        start_worker(s, model_dir, workdir / f"bench-worker-{tag}-{i}.log") for i in range(workers)
+    ]
+    lat: list[float] = []
+    offer_unique = 0
+    counts = []
     try:
-        wait_stored(engine, drain_prefix, articles, 1800, report=report, poll_s=1.0)
-        with engine.connect() as conn:
-            first, last = conn.execute(
-                text(
-                    "SELECT min(predicted_at), max(predicted_at) FROM predictions "
-                    "WHERE article_id LIKE :p"
-                ),
-                {"p": drain_prefix + "-%"},
-            ).one()
-        # the first batch's latency includes the consumer group join; count from its end
-        drain_s = max(1e-3, (last - first).total_seconds())
-        drain_total, drain_unique = prediction_counts(engine, drain_prefix)
-        report(f"  {drain_total} stored in {drain_s:.1f}s")
-
-        offer_prefix = f"bo{tag}"
-        report(f"offered load: {offered_articles} articles at {offered_per_min:.0f}/min ...")
+        warm_prefix = f"bw{tag}"
+        warm = max(settings.batch_max_size, 8) * workers
         produce(
-            article_messages(rows, limit=offered_articles, loop=True, run_id=offer_prefix),
+            article_messages(rows, limit=warm, loop=True, run_id=warm_prefix),
             bootstrap=s.kafka_bootstrap,
             topic=s.topic_articles,
-            rate=offered_per_min / 60,
+            rate=0,
         )
-        wait_stored(engine, offer_prefix, offered_articles, 600, report=report, poll_s=1.0)
+        wait_stored(engine, warm_prefix, warm, 600, poll_s=1.0)
+        wait_group_stable(s.kafka_bootstrap, s.worker_name, workers, 300, report)
+        report(f"  group stable; warm-up of {warm} stored")
+
+        drain_prefix = f"bd{tag}"
+        report(f"drain: producing {articles} articles at once ...")
+        cpu_before = sum(process_cpu_s(p.pid) for p in procs)
+        produce(
+            article_messages(rows, limit=articles, loop=True, run_id=drain_prefix),
+            bootstrap=s.kafka_bootstrap,
+            topic=s.topic_articles,
+            rate=0,
+        )
+        wait_stored(engine, drain_prefix, articles, 1800, report=report, poll_s=1.0)
+        worker_cpu_s = sum(process_cpu_s(p.pid) for p in procs) - cpu_before
         committed = committed_at_sql(engine)
-        with engine.connect() as conn:
-            lat = [
-                float(r[0])
-                for r in conn.execute(
-                    text(
-                        f"SELECT EXTRACT(EPOCH FROM ({committed} - a.enqueued_at)) "
-                        "FROM predictions p JOIN articles a ON a.id = p.article_id "
-                        "WHERE p.article_id LIKE :p"
-                    ),
-                    {"p": offer_prefix + "-%"},
-                )
-            ]
-        offer_unique = prediction_counts(engine, offer_prefix)[1]
-        drain_counts = stream_counts(engine, drain_prefix)
-        offer_counts = stream_counts(engine, offer_prefix)
+        drain_rate, drain_s, drain_total = drain_rate_per_min(engine, drain_prefix, committed)
+        drain_unique = prediction_counts(engine, drain_prefix)[1]
+        report(f"  {drain_total} stored in {drain_s:.1f}s; workers used {worker_cpu_s:.1f} CPU s")
+        counts.append(stream_counts(engine, drain_prefix))
+
+        if offered_articles:
+            offer_prefix = f"bo{tag}"
+            report(f"offered load: {offered_articles} articles at {offered_per_min:.0f}/min ...")
+            produce(
+                article_messages(rows, limit=offered_articles, loop=True, run_id=offer_prefix),
+                bootstrap=s.kafka_bootstrap,
+                topic=s.topic_articles,
+                rate=offered_per_min / 60,
+            )
+            wait_stored(engine, offer_prefix, offered_articles, 600, report=report, poll_s=1.0)
+            with engine.connect() as conn:
+                lat = [
+                    float(r[0])
+                    for r in conn.execute(
+                        text(
+                            f"SELECT EXTRACT(EPOCH FROM ({committed} - a.enqueued_at)) "
+                            "FROM predictions p JOIN articles a ON a.id = p.article_id "
+                            "WHERE p.article_id LIKE :p"
+                        ),
+                        {"p": offer_prefix + "-%"},
+                    )
+                ]
+            offer_unique = prediction_counts(engine, offer_prefix)[1]
+            counts.append(stream_counts(engine, offer_prefix))
     finally:
-        stop_worker(proc)
-    arr = np.array(lat) if lat else np.array([float("nan")])
-    drain_rate = (drain_total - settings.batch_max_size) / drain_s * 60
+        for proc in procs:
+            stop_worker(proc)
+    arr = np.array(lat) if lat else None
+    cores = os.cpu_count() or 1
     return BenchResult(
         machine=machine_description(),
         model_version=clf.version,
@@ -179,12 +262,19 @@ def run_bench(
         efficiency=(drain_rate / 60) / ceiling,
         offered_rate_per_min=offered_per_min,
         offered_articles=offered_articles,
-        latency_p50_s=float(np.percentile(arr, 50)),
-        latency_p95_s=float(np.percentile(arr, 95)),
-        latency_max_s=float(np.max(arr)),
+        latency_p50_s=None if arr is None else float(np.percentile(arr, 50)),
+        latency_p95_s=None if arr is None else float(np.percentile(arr, 95)),
+        latency_max_s=None if arr is None else float(np.max(arr)),
         lost=(articles - drain_unique) + (offered_articles - offer_unique),
-        duplicates=sum(c.redelivered + c.conflicts for c in (drain_counts, offer_counts)),
+        duplicates=sum(c.redelivered + c.conflicts for c in counts),
         batch_size=settings.batch_max_size,
+        workers=workers,
+        partitions=settings.articles_partitions,
+        cpu_count=cores,
+        ort_threads=settings.ort_threads,
+        worker_cpu_s=worker_cpu_s,
+        articles_per_cpu_s=articles / worker_cpu_s if worker_cpu_s > 0 else 0.0,
+        drain_per_min_per_core=drain_rate / cores,
     )
 
 

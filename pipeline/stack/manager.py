@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.core.settings import Settings
-from pipeline.stack import kafka, postgres
+from pipeline.stack import kafka, mlflow_server, postgres
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +50,8 @@ def stack_up(settings: Settings, *, migrate: bool = True, report: Report = _quie
 
         upgrade(settings.database_url())
         report("database: migrated to head")
+    if settings.mlflow_server:
+        report(f"mlflow: {mlflow_server.start(settings)}")
 
 
 def stack_status(settings: Settings) -> list[ServiceStatus]:
@@ -73,14 +75,31 @@ def stack_status(settings: Settings) -> list[ServiceStatus]:
             pp.log,
             postgres.answers(settings) and postgres.running_pid(settings) is not None,
         ),
-    ]
+    ] + ([_mlflow_status(settings)] if settings.mlflow_server else [])
+
+
+def _mlflow_status(settings: Settings) -> ServiceStatus:
+    mp = mlflow_server.paths(settings)
+    pid = mlflow_server.running_pid(settings)
+    return ServiceStatus(
+        "mlflow",
+        settings.mlflow_host,
+        settings.mlflow_port,
+        pid,
+        mp.artifacts,
+        mp.log,
+        pid is not None and mlflow_server.answers(settings),
+    )
 
 
 def stack_down(settings: Settings, *, purge: bool = False, report: Report = _quiet) -> None:
     """Stop only what the stack started (by pid); keep data unless ``purge``."""
+    if settings.mlflow_server or mlflow_server.running_pid(settings):
+        report("mlflow: " + ("stopped" if mlflow_server.stop(settings) else "was not running"))
     report("kafka: " + ("stopped" if kafka.stop(settings) else "was not running"))
     report("postgres: " + ("stopped" if postgres.stop(settings) else "was not running"))
     if purge:
         kafka.purge(settings)
         postgres.purge(settings)
+        mlflow_server.purge(settings)
         report("data: purged")

@@ -203,6 +203,14 @@ def _ensure_role_and_db(settings: Settings) -> None:
         _psql(settings, f'CREATE DATABASE "{settings.pg_database}" OWNER "{role}"')
 
 
+def ensure_database(settings: Settings, name: str) -> None:
+    """Create database ``name`` owned by the stack's role when it does not exist."""
+    if not name.replace("_", "").isalnum():
+        raise StackError(f"database name {name!r}: letters, digits and _ only")
+    if _psql(settings, f"SELECT 1 FROM pg_database WHERE datname = '{name}'") != "1":
+        _psql(settings, f'CREATE DATABASE "{name}" OWNER "{settings.pg_user}"')
+
+
 def stop(settings: Settings) -> bool:
     """Fast shutdown of the stack's own postmaster, by pid. True when something was stopped."""
     pid = running_pid(settings)
