@@ -49,8 +49,9 @@ def build() -> typer.Typer:
     if find_spec("evidently") and find_spec("apscheduler"):
         app.add_typer(drift_app, name="drift")
         app.command("scheduler")(scheduler_cmd)
+        app.command("retrain")(retrain_cmd)
     else:
-        _missing_extra(app, ("drift", "scheduler"), "monitor")
+        _missing_extra(app, ("drift", "scheduler", "retrain"), "monitor")
     if all(find_spec(m) for m in ("fastapi", "uvicorn", "jinja2", "multipart")):
         from monitoring.web.cli import register as register_web
 
@@ -288,13 +289,53 @@ def drift_check_cmd(
             f"{result.estimated_accuracy or float('nan'):.3f}) "
             f"report: {result.report_path}"
         )
+        if result.decision is not None:
+            Console().print(f"decision {result.decision.action}: {result.decision.reason}")
     if result.level == "error":
         raise typer.Exit(1)
 
 
+def retrain_cmd(
+    reason: Annotated[str, typer.Option(help="why; recorded on the drift run and the event")],
+    by: Annotated[str, typer.Option(help="who asks (recorded)")] = "",
+) -> None:
+    """Ask for a retraining now: runs the scheduler's drift job with this request (a drift
+    run records the decision and its evidence), then retrains on the base set plus reviewed
+    labels (single flight, cooldown and daily cap still apply)."""
+    from rich.console import Console
+
+    from monitoring.decision import RetrainRequest
+    from monitoring.scheduler import drift_job
+    from pipeline.cli import fail, settings_or_exit
+    from pipeline.core.db.engine import make_engine
+
+    settings = settings_or_exit()
+    try:
+        request = RetrainRequest(reason=reason, requested_by=by)
+    except ValueError as exc:
+        raise fail(exc, 2) from None
+    engine = make_engine(settings)
+    try:
+        result, outcome = drift_job(settings, engine, request=request)
+    except Exception as exc:
+        raise fail(exc) from None
+    finally:
+        engine.dispose()
+    if result is None:
+        Console().print("[yellow]another scheduler holds the drift lock; try again[/yellow]")
+        raise typer.Exit(1)
+    Console().print(f"drift run #{result.run_id}: {result.level}")
+    if outcome is not None:
+        Console().print(f"retraining: {outcome.status} ({outcome.reason})")
+    if outcome is None or outcome.status not in {"promoted", "rejected"}:
+        raise typer.Exit(1)
+
+
 def scheduler_cmd() -> None:
-    """Run the drift check every NEWSFLOW_DRIFT_INTERVAL_MINUTES (default 15) and retrain on
-    drift (single flight, cooldown, daily cap). Ctrl-C stops it."""
+    """Run the drift check every NEWSFLOW_DRIFT_INTERVAL_MINUTES (default 15) and retrain when
+    the check decides to: an estimated or reviewed accuracy drop beyond
+    NEWSFLOW_RETRAIN_ACCURACY_MARGIN (a PSI shift alone only alerts); single flight, cooldown,
+    daily cap. Ctrl-C stops it."""
     from monitoring.scheduler import run_scheduler
     from pipeline.cli import settings_or_exit
     from pipeline.core.logs import configure_logging

@@ -7,6 +7,8 @@ window against the reference stored with the model at promotion.
   ours;
 * a label-free accuracy estimate (mean calibrated confidence) and, where reviewers have
   labelled items, the reviewed accuracy with a Wilson interval;
+* the retraining decision (:mod:`monitoring.decision`): from accuracy evidence or an
+  explicit request, never from PSI alone; recorded with its evidence on the run;
 * every run is a row in ``drift_runs``.
 """
 
@@ -23,6 +25,13 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine
 
+from monitoring.decision import (
+    RetrainDecision,
+    RetrainEvidence,
+    RetrainPolicy,
+    RetrainRequest,
+    decide_retraining,
+)
 from monitoring.psi import (
     categorical_psi,
     level_of,
@@ -59,6 +68,8 @@ class DriftResult:
     started_at: str = ""
     # Reference vs current share per confidence bin (bins cut at the reference's quantiles).
     histogram: dict[str, list[float]] | None = None
+    # Whether to retrain, why, and the evidence (accuracies vs the reference, PSI values).
+    decision: RetrainDecision | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -153,6 +164,46 @@ def reviewed_accuracy(engine: Engine, model_version: str) -> tuple[int, int]:
     return counts.correct, counts.labelled
 
 
+def reference_accuracy(meta: ModelMetadata) -> float | None:
+    """The reference's label-free accuracy estimate: the mean calibrated confidence of the
+    champion on its held-out reference sample."""
+    ref = meta.reference.confidences
+    return sum(ref) / len(ref) if ref else None
+
+
+def decide(
+    settings: Settings,
+    engine: Engine,
+    result: DriftResult,
+    meta: ModelMetadata | None,
+    request: RetrainRequest | None,
+) -> RetrainDecision:
+    """Gather the evidence for ``result`` (the uniform review slice for reviewed accuracy)
+    and decide whether to retrain."""
+    rev_acc, rev_n, rev_interval = None, 0, None
+    if meta is not None:
+        counts = reviews.reviewed_accuracy_counts(engine, meta.version, sampled_as="uniform")
+        if counts.labelled:
+            rev_n, rev_acc = counts.labelled, counts.correct / counts.labelled
+            rev_interval = wilson_interval(counts.correct, counts.labelled)
+    evidence = RetrainEvidence(
+        level=result.level,
+        estimated_accuracy=result.estimated_accuracy,
+        reference_accuracy=reference_accuracy(meta) if meta is not None else None,
+        reviewed_accuracy=rev_acc,
+        reviewed_n=rev_n,
+        reviewed_interval=rev_interval,
+        reviewed_slice="uniform",
+        psi_confidence=result.psi_confidence,
+        psi_topics=result.psi_topics,
+        request=request,
+    )
+    policy = RetrainPolicy(
+        margin=settings.retrain_accuracy_margin, automatic=settings.retrain_on_drift
+    )
+    return decide_retraining(evidence, policy)
+
+
 def record(engine: Engine, result: DriftResult, started: dt.datetime) -> int:
     return drift_runs.insert_drift_run(
         engine,
@@ -174,14 +225,21 @@ def record(engine: Engine, result: DriftResult, started: dt.datetime) -> int:
                 "reviewed_interval": result.reviewed_interval,
                 "histogram": result.histogram,
             },
+            decision=result.decision.to_json() if result.decision else None,
         ),
     )
 
 
 def run_drift_check(
-    settings: Settings, *, engine: Engine, model_dir: Path | None = None, report: bool = True
+    settings: Settings,
+    *,
+    engine: Engine,
+    model_dir: Path | None = None,
+    report: bool = True,
+    request: RetrainRequest | None = None,
 ) -> DriftResult:
-    """Check the champion (or ``model_dir``), record the run, alert on warn/drift."""
+    """Check the champion (or ``model_dir``), decide on retraining (``request``: an explicit
+    reason to), record the run, alert on warn/drift."""
     started = dt.datetime.now(dt.UTC)
     try:
         folder = model_dir or _champion_folder(settings)
@@ -194,6 +252,7 @@ def run_drift_check(
             reason=f"no reference: {exc}",
             started_at=started.isoformat(),
         )
+        result.decision = decide(settings, engine, result, None, request)
         result.run_id = record(engine, result, started)
         return result
     window = load_window(
@@ -219,6 +278,7 @@ def run_drift_check(
             result.report_path = str(path)
         except Exception as exc:  # the report is for people; the decision stands without it
             log.error("Evidently report failed: %s", exc)
+    result.decision = decide(settings, engine, result, meta, request)
     result.run_id = record(engine, result, started)
     if result.level in {"warn", "drift"}:
         alert(settings, result)
@@ -237,18 +297,19 @@ def _champion_folder(settings: Settings) -> Path:
 
 def alert(settings: Settings, result: DriftResult) -> None:
     """Log line always; webhook POST (JSON) when configured. Never raises."""
+    decided = f"; {result.decision.action}: {result.decision.reason}" if result.decision else ""
     log.warning(
-        "drift level %s for model %s: %s",
+        "drift level %s for model %s: %s%s",
         result.level,
         result.model_version,
         result.reason,
+        decided,
         extra={"drift_run_id": result.run_id},
     )
     if not settings.alert_webhook_url:
         return
-    body = json.dumps(
-        {"text": f"newsflow drift {result.level}: {result.reason}", **result.to_json()}, default=str
-    ).encode()
+    text = f"newsflow drift {result.level}: {result.reason}{decided}"
+    body = json.dumps({"text": text, **result.to_json()}, default=str).encode()
     req = urllib.request.Request(  # noqa: S310 - http(s) only, checked by Settings
         settings.alert_webhook_url,
         data=body,

@@ -1,7 +1,8 @@
-"""Automatic retraining on drift: single flight (a Postgres advisory lock), a cooldown and a
+"""Retraining when the drift check decides on it (:mod:`monitoring.decision`): single flight (a Postgres advisory lock), a cooldown and a
 daily cap; training data = the base labelled set + reviewed labels (never the model's own
 predictions); the challenger is promoted only through the gate. Every decision is a row in
-``model_events``; the MLflow run is tagged with the drift run that caused it."""
+``model_events`` (a start carries the drift run's decision: its reason, and its evidence as
+metrics); the MLflow run is tagged with the drift run that caused it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Literal
 
 from sqlalchemy import Engine
 
+from monitoring.decision import RetrainDecision
 from pipeline.core.datasets import LabelledText
 from pipeline.core.db import reviews
 from pipeline.core.db.events import count_model_events_since, record_model_event
@@ -51,8 +53,10 @@ def maybe_retrain(
     drift_run_id: int | None,
     dataset: str = "ag_news",
     train: Callable[..., object] | None = None,
+    decision: RetrainDecision | None = None,
 ) -> RetrainOutcome:
-    """Retrain if no other retraining runs, the cooldown has passed and the cap allows."""
+    """Retrain if no other retraining runs, the cooldown has passed and the cap allows.
+    ``decision``: why (recorded with the start); without one the reason reads "drift"."""
     name = settings.registered_model_name
     now = dt.datetime.now(dt.UTC)
     with engine.connect() as lock_conn:
@@ -83,7 +87,8 @@ def maybe_retrain(
                 kind="retrain_started",
                 model_name=name,
                 version=None,
-                reason="drift",
+                reason=decision.reason if decision else "drift",
+                metrics=decision.to_json() if decision else None,
                 drift_run_id=drift_run_id,
             )
             try:

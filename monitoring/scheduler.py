@@ -1,4 +1,5 @@
-"""`newsflow scheduler`: the drift check on an interval (APScheduler), retraining on drift.
+"""`newsflow scheduler`: the drift check on an interval (APScheduler), retraining when the
+check decides on it (an accuracy drop, or a request; a PSI shift alone only alerts).
 
 One job, `max_instances=1` and `coalesce=True` (an overlong run is skipped, missed runs
 collapse into one), a 60 s misfire grace, and a first run at start-up. Across hosts the drift
@@ -9,11 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
+from pathlib import Path
 
 from sqlalchemy import Engine
 
+from monitoring.decision import RetrainRequest
 from monitoring.drift import DriftResult, run_drift_check
 from monitoring.retrain import DRIFT_LOCK, RetrainOutcome, maybe_retrain
+from pipeline.core.db.drift_runs import record_retrain_outcome
 from pipeline.core.db.locks import advisory_unlock, try_advisory_lock
 from pipeline.core.settings import Settings
 
@@ -21,25 +26,49 @@ log = logging.getLogger("newsflow.scheduler")
 
 
 def drift_job(
-    settings: Settings, engine: Engine
+    settings: Settings,
+    engine: Engine,
+    *,
+    request: RetrainRequest | None = None,
+    model_dir: Path | None = None,
+    report: bool = True,
+    train: Callable[..., object] | None = None,
 ) -> tuple[DriftResult | None, RetrainOutcome | None]:
+    """One drift check and, when its decision says so, one retraining attempt (whose outcome
+    is added to the run's decision). ``request``: an explicit reason to retrain;
+    ``model_dir``, ``train``: for tests (the champion's folder, the training step)."""
     with engine.connect() as conn:
         if not try_advisory_lock(conn, DRIFT_LOCK):
             log.info("another scheduler is running the drift check; skipping")
             return None, None
         conn.commit()
         try:
-            result = run_drift_check(settings, engine=engine)
-            log.info("drift check: %s (%s)", result.level, result.reason)
+            result = run_drift_check(
+                settings, engine=engine, model_dir=model_dir, report=report, request=request
+            )
+            decision = result.decision
+            log.info(
+                "drift check: %s (%s); decision %s: %s",
+                result.level,
+                result.reason,
+                decision.action if decision else "-",
+                decision.reason if decision else "-",
+            )
             outcome = None
-            if result.level == "drift" and settings.retrain_on_drift:
+            if decision is not None and decision.retrain:
                 outcome = maybe_retrain(
                     settings,
                     engine=engine,
                     drift_run_id=result.run_id,
                     dataset=settings.retrain_dataset,
+                    train=train,
+                    decision=decision,
                 )
                 log.info("retraining: %s (%s)", outcome.status, outcome.reason)
+                if result.run_id is not None:
+                    record_retrain_outcome(
+                        engine, result.run_id, status=outcome.status, reason=outcome.reason
+                    )
             return result, outcome
         finally:
             advisory_unlock(conn, DRIFT_LOCK)

@@ -48,9 +48,16 @@ class ModelHolder:
             new, self._pending = self._pending, None
         if new is None or new.version == self._current.version:
             return None
-        old = self._current.version
+        old, old_labels = self._current.version, self._current.labels
         self._current = new
         log.info("model swapped", extra={"from_version": old, "to_version": new.version})
+        if new.labels != old_labels:
+            log.warning(
+                "the new model's labels differ: %s -> %s (its label order is recorded per "
+                "version in model_labels; reviews follow each prediction's version)",
+                old_labels,
+                new.labels,
+            )
         return new
 
 

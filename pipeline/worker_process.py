@@ -41,6 +41,7 @@ FORWARDED = (  # never a secret: those reach children through the inherited envi
     "retrain_epochs",
     "retrain_cooldown_hours",
     "retrain_daily_cap",
+    "retrain_accuracy_margin",
     "retrain_dataset",
     "eval_limit",
     "retrain_warm_start",

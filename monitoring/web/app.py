@@ -114,6 +114,10 @@ def create_app(
     async def denied(request: Request, exc: Denied) -> Response:
         return ctx.page("error.html", exc.status, message=exc.message)
 
+    @app.exception_handler(review_queue.UnknownLabel)
+    async def unknown_label(request: Request, exc: review_queue.UnknownLabel) -> Response:
+        return ctx.page("error.html", 422, message=str(exc), back="/review")
+
     @app.exception_handler(review_queue.ReviewError)
     async def review_conflict(request: Request, exc: review_queue.ReviewError) -> Response:
         return ctx.page("error.html", 409, message=str(exc), back="/review")

@@ -29,7 +29,7 @@ def drift_run(engine: Engine, run_id: int) -> dict[str, Any] | None:
             text(
                 "SELECT id, started_at, finished_at, model_version, level, window_size, "
                 "psi_confidence, psi_topics, psi_evidently, estimated_accuracy, "
-                "reviewed_accuracy, report_path, details FROM drift_runs WHERE id = :i"
+                "reviewed_accuracy, report_path, details, decision FROM drift_runs WHERE id = :i"
             ),
             {"i": run_id},
         ).first()

@@ -20,10 +20,15 @@ from pipeline.core.errors import NewsflowError
 
 NONE_LABEL = "__none__"  # "none of these / new topic"
 SKIP_PENALTY = 100_000  # a skipped item goes behind everything not yet skipped
+MAX_KEYS = 9  # number keys 1..9 pick a topic; 0 is "none of these"
 
 
 class ReviewError(NewsflowError):
     """A label that does not fit the item, or an item no longer held by this reviewer."""
+
+
+class UnknownLabel(ReviewError):
+    """A label that is not a topic of the item's model (nor "none of these")."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +44,39 @@ class ReviewTask:
     confidence: float
     top: list[tuple[str, float]]
     labels: list[str]
+    keyed: list[str]  # on number keys 1..len(keyed)
+    others: list[str]  # the rest of ``labels``, in the model's order (the type-ahead list)
+
+
+def split_labels(
+    labels: Sequence[str],
+    probabilities: Sequence[float],
+    *,
+    pick: str | None = None,
+    keys: int = MAX_KEYS,
+) -> tuple[list[str], list[str]]:
+    """The labels that get number keys, and the others (in the model's order).
+
+    A model with at most ``keys`` labels keeps them all on keys in the model's order, so
+    each key means the same topic on every item. A larger model puts its ``keys`` most
+    probable labels for this item on keys, highest first (ties in the model's order).
+    Without one probability per label the model's ``pick`` comes first, then the model's
+    order.
+
+    Example:
+        >>> split_labels(["a", "b", "c", "d"], [0.1, 0.2, 0.3, 0.4], keys=2)
+        (['d', 'c'], ['a', 'b'])
+    """
+    if len(labels) <= keys:
+        return list(labels), []
+    if len(probabilities) == len(labels):
+        order = sorted(range(len(labels)), key=lambda i: -probabilities[i])
+        keyed = [labels[i] for i in order[:keys]]
+    else:
+        first = [pick] if pick in labels else []
+        keyed = [*first, *(t for t in labels if t != pick)][:keys]
+    chosen = set(keyed)
+    return keyed, [t for t in labels if t not in chosen]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +142,7 @@ def _task(conn: Connection, item_id: int) -> ReviewTask:
     else:  # label order unknown (model_labels missing): show the model's pick alone
         top = [(row.topic, float(row.confidence))]
         labels = labels or [row.topic]
+    keyed, others = split_labels(labels, probs, pick=str(row.topic))
     return ReviewTask(
         item_id=int(row.id),
         round=int(row.round),
@@ -116,6 +155,8 @@ def _task(conn: Connection, item_id: int) -> ReviewTask:
         confidence=float(row.confidence),
         top=[(str(t), float(p)) for t, p in top],
         labels=labels,
+        keyed=keyed,
+        others=others,
     )
 
 
@@ -150,7 +191,11 @@ def submit_label(
     with engine.begin() as conn:
         allowed = allowed_labels(conn, item_id)
         if label != NONE_LABEL and label not in allowed:
-            raise ReviewError(f"{label!r} is not a topic of this model ({', '.join(allowed)})")
+            shown = label if len(label) <= 60 else f"{label[:60]}…"
+            raise UnknownLabel(
+                f"{shown!r} is not a topic of this item's model; choose one of its "
+                f"{len(allowed)} topics ({', '.join(allowed)}) or 'none of these'"
+            )
         row = conn.execute(
             text(
                 "UPDATE review_items SET status = 'done', label = :l, reviewer = :u, "

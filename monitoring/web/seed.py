@@ -3,11 +3,34 @@ tests. Generated inside Postgres with ``generate_series``: 100,000 items take se
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 
 from sqlalchemy import Engine, text
 
 DEFAULT_LABELS = ("World", "Sports", "Business", "Sci/Tech")
+NEWSGROUPS_LABELS = (  # the 20 Newsgroups' group names, as the dataset labels its posts
+    "alt.atheism",
+    "comp.graphics",
+    "comp.os.ms-windows.misc",
+    "comp.sys.ibm.pc.hardware",
+    "comp.sys.mac.hardware",
+    "comp.windows.x",
+    "misc.forsale",
+    "rec.autos",
+    "rec.motorcycles",
+    "rec.sport.baseball",
+    "rec.sport.hockey",
+    "sci.crypt",
+    "sci.electronics",
+    "sci.med",
+    "sci.space",
+    "soc.religion.christian",
+    "talk.politics.guns",
+    "talk.politics.mideast",
+    "talk.politics.misc",
+    "talk.religion.misc",
+)
 
 
 def seed_review_items(
@@ -70,3 +93,41 @@ def seed_review_items(
             params,
         )
         conn.execute(text("ANALYZE articles; ANALYZE predictions; ANALYZE review_items"))
+
+
+def shuffle_probabilities(engine: Engine, *, model_version: str, seed: int = 0) -> None:
+    """Give each prediction of ``model_version`` a distinct probability per label, in a
+    random order per item (the model's topic and confidence follow), so that the labels'
+    ranking differs from item to item and from the model's label order."""
+    rng = random.Random(seed)
+    with engine.begin() as conn:
+        labels = conn.execute(
+            text("SELECT labels FROM model_labels WHERE model_version = :v"), {"v": model_version}
+        ).scalar_one()
+        k = len(labels)
+        ids = conn.execute(
+            text("SELECT id FROM predictions WHERE model_version = :v ORDER BY id"),
+            {"v": model_version},
+        ).scalars()
+        rows = []
+        for pid in ids:
+            weights = [2.0**-r for r in range(k)]
+            probs = [w / sum(weights) for w in weights]
+            rng.shuffle(probs)
+            best = max(range(k), key=probs.__getitem__)
+            rows.append(
+                {
+                    "i": pid,
+                    "probs": probs,
+                    "t": labels[best],
+                    "c": probs[best],
+                    "m": probs[best] - sorted(probs)[-2],
+                }
+            )
+        conn.execute(
+            text(
+                "UPDATE predictions SET probabilities = :probs, topic = :t, confidence = :c, "
+                "margin = :m WHERE id = :i"
+            ),
+            rows,
+        )

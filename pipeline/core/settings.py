@@ -167,7 +167,16 @@ class Settings(BaseSettings):
     drift_warn: float = Field(default=0.1, gt=0)
     drift_threshold: float = Field(default=0.25, gt=0)
     drift_interval_minutes: float = Field(default=15.0, gt=0)
-    retrain_on_drift: bool = True
+    retrain_on_drift: bool = Field(
+        default=True,
+        description="let an accuracy drop start a retraining (explicit requests always may)",
+    )
+    retrain_accuracy_margin: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="retrain when accuracy falls this far below the champion's reference",
+    )
     retrain_cooldown_hours: float = Field(default=6.0, ge=0)
     retrain_daily_cap: int = Field(default=2, ge=0)
     retrain_epochs: int = Field(default=2, ge=1)

@@ -5,20 +5,21 @@ Screenshots are kept under test-artifacts/browser/ (NEWSFLOW_TEST_ARTIFACTS over
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
-from monitoring.web.seed import seed_review_items
+from monitoring.web.seed import NEWSGROUPS_LABELS, seed_review_items, shuffle_probabilities
 from monitoring.web.users import add_user
 from pipeline.core.settings import Settings
 from tests.conftest import REPO, free_port
@@ -29,6 +30,7 @@ CHROMIUM = os.environ.get("NEWSFLOW_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("NEWSFLOW_TEST_ARTIFACTS", REPO / "test-artifacts")) / "browser"
 PAYLOAD = '<script>window.__pwned = 1</script><img src="x" onerror="window.__pwned = 2">'
 REVIEWER, ADMIN, PASSWORD = "rita", "oscar", "correct horse battery"
+NG_MODEL = "ng20-1"
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,12 @@ def _drift_run_with_report(settings: Settings, engine) -> int:  # type: ignore[n
     return record(engine, result, dt.datetime.now(dt.UTC))
 
 
-@pytest.fixture(scope="module")
-def web(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+@contextlib.contextmanager
+def _serve(
+    stack: Settings, home: Path, seed: Callable[[Settings, Engine], int]
+) -> Iterator[Web]:
+    """`newsflow web` as a child process on a database of its own, filled by ``seed``
+    (which returns the drift run to show, or 0)."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} not found: `make test` installs Debian's chromium")
     from pipeline.core.db.engine import make_engine
@@ -92,7 +98,6 @@ def web(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
     admin = create_engine(stack.database_url("postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    home = tmp_path_factory.mktemp("web-home")
     port = free_port()
     settings = stack.model_copy(
         update={
@@ -105,16 +110,9 @@ def web(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
     )
     upgrade(settings.database_url())
     engine = make_engine(settings)
-    seed_review_items(engine, 12)
-    with engine.begin() as conn:  # the article with a script payload is reviewed first
-        conn.execute(
-            text("UPDATE articles SET title = :t, body = :b WHERE id = 'seed-1'"),
-            {"t": f"Headline {PAYLOAD}", "b": f"Body {PAYLOAD} end"},
-        )
-        conn.execute(text("UPDATE review_items SET priority = -1 WHERE article_id = 'seed-1'"))
+    run_id = seed(settings, engine)
     add_user(engine, REVIEWER, PASSWORD, "reviewer")
     add_user(engine, ADMIN, PASSWORD, "admin")
-    run_id = _drift_run_with_report(settings, engine)
     log = home / "web.log"
     proc = start_command(settings, ["web", "--port", str(port)], log)
     url = f"http://127.0.0.1:{port}"
@@ -127,6 +125,37 @@ def web(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def _seed_news(settings: Settings, engine: Engine) -> int:
+    seed_review_items(engine, 12)
+    with engine.begin() as conn:  # the article with a script payload is reviewed first
+        conn.execute(
+            text("UPDATE articles SET title = :t, body = :b WHERE id = 'seed-1'"),
+            {"t": f"Headline {PAYLOAD}", "b": f"Body {PAYLOAD} end"},
+        )
+        conn.execute(text("UPDATE review_items SET priority = -1 WHERE article_id = 'seed-1'"))
+    return _drift_run_with_report(settings, engine)
+
+
+def _seed_newsgroups(settings: Settings, engine: Engine) -> int:
+    seed_review_items(engine, 6, prefix="ng", model_version=NG_MODEL, labels=NEWSGROUPS_LABELS)
+    shuffle_probabilities(engine, model_version=NG_MODEL, seed=11)
+    return 0
+
+
+@pytest.fixture(scope="module")
+def web(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+    """The app on a 4-topic model's queue (AG News labels), with one drift run."""
+    with _serve(stack, tmp_path_factory.mktemp("web-home"), _seed_news) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def web_ng(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+    """The app on a 20-topic model's queue (20 Newsgroups labels)."""
+    with _serve(stack, tmp_path_factory.mktemp("web-ng-home"), _seed_newsgroups) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

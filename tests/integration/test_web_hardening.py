@@ -1,7 +1,7 @@
 """Hardening of the web app, against real Postgres and the app served by uvicorn in a thread:
-non-ASCII CSRF values, body caps enforced before parsing, the session checked before an
-upload is parsed, an atomic login limiter under a parallel burst, and psql without secrets
-on its command line."""
+non-ASCII CSRF values, labels outside the item's model refused, body caps enforced before
+parsing, the session checked before an upload is parsed, an atomic login limiter under a
+parallel burst, and psql without secrets on its command line."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from starlette.requests import Request
 
 from monitoring.web import labelstudio
 from monitoring.web.app import create_app
-from monitoring.web.seed import seed_review_items
+from monitoring.web.seed import NEWSGROUPS_LABELS, seed_review_items, shuffle_probabilities
 from monitoring.web.users import add_user
 from pipeline.core.db.engine import make_engine
 from pipeline.core.settings import Settings
@@ -174,6 +174,50 @@ def test_non_ascii_csrf_is_refused_and_changes_nothing(web: Web) -> None:
             "/login", data={"username": REVIEWER, "password": PASSWORD, "csrf_token": "ключ"}
         )
         assert r.status_code == 403 and "nf_session" not in r.cookies
+
+
+def _row(web: Web, item: int) -> tuple[str, str | None, str | None, str | None]:
+    with web.engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT status, label, reviewer, assigned_to FROM review_items WHERE id = :i"),
+            {"i": item},
+        ).one()
+    return row[0], row[1], row[2], row[3]
+
+
+def test_only_the_items_own_labels_are_accepted(web: Web) -> None:
+    seed_review_items(web.engine, 1, prefix="ng", model_version="ng20-1", labels=NEWSGROUPS_LABELS)
+    shuffle_probabilities(web.engine, model_version="ng20-1", seed=5)
+    with web.engine.begin() as conn:  # the 20-topic item comes first in the queue
+        conn.execute(text("UPDATE review_items SET priority = -1 WHERE article_id LIKE 'ng-%'"))
+    with _signed_in(web, REVIEWER) as http:
+        for model_labels, foreign in ((NEWSGROUPS_LABELS, "World"), (None, "rec.autos")):
+            item, token = _claim(http)
+            page = http.get("/review").text
+            keyed = re.findall(r'data-key="[1-9]" aria-keyshortcuts="[1-9]"', page)
+            others = re.findall(r'role="option" id="topic-option-\d+" data-label="([^"]+)"', page)
+            labels = model_labels or ("World", "Sports", "Business", "Sci/Tech")
+            assert len(keyed) == min(9, len(labels)) and len(others) == len(labels) - len(keyed)
+            good = others[-1] if others else labels[-1]
+            unknown = "is not a topic of this item"
+            bad = {  # label: what the error page says
+                "astrology": unknown,
+                "": "Choose a topic",
+                "x" * 10_000: "over 128 characters",
+                good.upper(): unknown,
+                good + " ": unknown,
+                " " + good: unknown,
+                foreign: unknown,  # another model's topic
+            }
+            for label, says in bad.items():
+                r = http.post(f"/review/{item}/label", data={"label": label, "csrf_token": token})
+                message = re.search(r'id="error">([^<]*)<', r.text)
+                assert r.status_code == 422 and message, (label[:20], r.status_code)
+                assert says in message[1], (label[:20], message[1])
+                assert _row(web, item) == ("pending", None, None, REVIEWER), label[:20]
+            r = http.post(f"/review/{item}/label", data={"label": good, "csrf_token": token})
+            assert r.status_code == 303, r.text
+            assert _row(web, item) == ("done", good, REVIEWER, None)
 
 
 def test_oversize_form_body_is_413_before_parsing(web: Web) -> None:

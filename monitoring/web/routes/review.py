@@ -22,7 +22,7 @@ def review_page(ctx: Ctx, signed: CurrentUser) -> HTMLResponse:
         ctx.db, signed.user.username, claim_minutes=ctx.settings.review_claim_minutes
     )
     prog = review_queue.progress(ctx.db, signed.user.username)
-    keys = [(str(i + 1), t) for i, t in enumerate(task.labels[:9])] if task else []
+    keys = [(str(i + 1), t) for i, t in enumerate(task.keyed)] if task else []
     return ctx.page(
         "review.html",
         signed=signed,

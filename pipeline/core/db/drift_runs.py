@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +28,7 @@ class NewDriftRun:
     reviewed_accuracy: float | None = None
     report_path: str | None = None
     details: dict[str, Any] = dataclasses.field(default_factory=dict)  # the JSONB column
+    decision: dict[str, Any] | None = None  # the retraining decision (JSONB)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,9 +79,23 @@ def insert_drift_run(engine: Engine, run: NewDriftRun) -> int:
                 "reviewed_accuracy": run.reviewed_accuracy,
                 "report_path": run.report_path,
                 "details": run.details,
+                "decision": run.decision,
             },
         ).scalar_one()
     return int(run_id)
+
+
+def record_retrain_outcome(engine: Engine, run_id: int, *, status: str, reason: str) -> None:
+    """Add what became of a retraining the run decided on (started, cooldown, busy...)."""
+    outcome = json.dumps({"status": status, "reason": reason})
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE drift_runs SET decision = coalesce(decision, '{}'::jsonb) "
+                "|| jsonb_build_object('outcome', CAST(:outcome AS jsonb)) WHERE id = :id"
+            ),
+            {"outcome": outcome, "id": run_id},
+        )
 
 
 def recent_drift_runs(db: Db, limit: int = 5) -> list[DriftRunSummary]:

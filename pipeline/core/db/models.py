@@ -164,6 +164,8 @@ class DriftRunRow(Base):
     reviewed_accuracy: Mapped[float | None] = mapped_column(Float)
     report_path: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    # The retraining decision (action, triggers, reason, evidence; later its outcome).
+    decision: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
 
 
 class ModelEventRow(Base):

@@ -45,18 +45,22 @@ def review_item_count(db: Db, prefix: str) -> int:
         )
 
 
-def reviewed_accuracy_counts(db: Db, model_version: str) -> ReviewedCounts:
+def reviewed_accuracy_counts(
+    db: Db, model_version: str, *, sampled_as: str | None = None
+) -> ReviewedCounts:
     """(correct, labelled) among reviewed items of this model version (first round only,
-    labels that name a topic)."""
+    labels that name a topic); ``sampled_as="uniform"`` keeps only the uniform sample, the
+    unbiased slice (uncertainty-sampled items are the hard ones)."""
     with connected(db) as conn:
         row = conn.execute(
             text(
                 "SELECT count(*) FILTER (WHERE r.label = p.topic), count(*) FROM review_items r "
                 "JOIN predictions p ON p.id = r.prediction_id WHERE p.model_version = :v "
                 "AND r.status = 'done' AND r.round = 1 AND r.label IS NOT NULL "
-                "AND r.label <> '__none__'"
+                "AND r.label <> '__none__' AND (CAST(:reason AS text) IS NULL "
+                "OR r.reason = :reason)"
             ),
-            {"v": model_version},
+            {"v": model_version, "reason": sampled_as},
         ).one()
     return ReviewedCounts(int(row[0]), int(row[1]))
 

@@ -1,0 +1,166 @@
+"""Whether a drift check should start a retraining, decided from evidence rather than PSI.
+
+PSI says the stream looks different from the reference; it does not say the model got worse.
+A window of one topic that the model handles well has a large topic-mix PSI and a *higher*
+label-free accuracy estimate: that is news for the on-call engineer, and retraining on the
+same base set would not change it. So the drift level still drives alerts, and retraining is
+decided here, from:
+
+* ``estimated_accuracy_drop``: the label-free estimate (mean calibrated confidence of the
+  window) fell at least ``margin`` below the reference estimate (mean calibrated confidence of
+  the champion's held-out reference sample);
+* ``reviewed_accuracy_drop``: accuracy on the uniformly sampled reviewed items fell at least
+  ``margin`` below the reference estimate and its Wilson interval lies wholly below it;
+* ``requested``: someone asked for it (``newsflow retrain --reason ...``);
+* ``new_topic``: onboarding of a new topic asked for it (the hook for topic onboarding).
+
+Example:
+    >>> evidence = RetrainEvidence(level="drift", estimated_accuracy=0.95,
+    ...     reference_accuracy=0.90, psi_topics=3.6)
+    >>> decide_retraining(evidence, RetrainPolicy()).action
+    'alert'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+RetrainTrigger = Literal[
+    "estimated_accuracy_drop", "reviewed_accuracy_drop", "requested", "new_topic"
+]
+# retrain: start a retraining; alert: warn/drift level, no retraining; none: nothing to do.
+DecisionAction = Literal["retrain", "alert", "none"]
+ReviewedSlice = Literal["uniform", "all"]
+
+# Floating-point slack so that a drop of exactly the margin counts (0.90 - 0.85 < 0.05 in binary).
+_EPS = 1e-9
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainRequest:
+    """An explicit reason to retrain that the metrics alone would not give."""
+
+    reason: str
+    trigger: Literal["requested", "new_topic"] = "requested"
+    requested_by: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.reason.strip():
+            raise ValueError("a retraining request needs a reason")
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainPolicy:
+    """``margin``: how far below the reference an accuracy must fall (0.05 = 5 points);
+    ``automatic``: whether accuracy drops may start a retraining without a request."""
+
+    margin: float = 0.05
+    automatic: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.margin < 1:
+            raise ValueError(f"margin must lie in (0, 1), got {self.margin}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainEvidence:
+    """What one drift check saw. Accuracies are fractions; ``None`` means not measured."""
+
+    level: str  # the drift level: ok | warn | drift | insufficient | error
+    estimated_accuracy: float | None = None
+    reference_accuracy: float | None = None
+    reviewed_accuracy: float | None = None
+    reviewed_n: int = 0
+    reviewed_interval: tuple[float, float] | None = None
+    reviewed_slice: ReviewedSlice = "uniform"
+    psi_confidence: float | None = None
+    psi_topics: float | None = None
+    request: RetrainRequest | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainDecision:
+    action: DecisionAction
+    triggers: tuple[RetrainTrigger, ...]
+    reason: str
+    evidence: RetrainEvidence
+    margin: float
+
+    @property
+    def retrain(self) -> bool:
+        return self.action == "retrain"
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def decide_retraining(evidence: RetrainEvidence, policy: RetrainPolicy) -> RetrainDecision:
+    """The retraining decision for one drift check (pure)."""
+    triggers: list[RetrainTrigger] = []
+    why: list[str] = []
+    ref, margin = evidence.reference_accuracy, policy.margin
+
+    if evidence.request is not None:
+        triggers.append(evidence.request.trigger)
+        who = f" by {evidence.request.requested_by}" if evidence.request.requested_by else ""
+        why.append(f"{evidence.request.trigger}{who}: {evidence.request.reason}")
+
+    est = evidence.estimated_accuracy
+    if est is not None and ref is not None and ref - est >= margin - _EPS:
+        triggers.append("estimated_accuracy_drop")
+        why.append(f"estimated accuracy {est:.3f} is {ref - est:.3f} below reference {ref:.3f}")
+
+    rev, interval = evidence.reviewed_accuracy, evidence.reviewed_interval
+    if (
+        rev is not None
+        and interval is not None
+        and ref is not None
+        and evidence.reviewed_n > 0
+        and ref - rev >= margin - _EPS
+        and interval[1] < ref
+    ):
+        triggers.append("reviewed_accuracy_drop")
+        why.append(
+            f"reviewed accuracy ({evidence.reviewed_slice} slice) {rev:.3f} of "
+            f"{evidence.reviewed_n}, interval {interval[0]:.3f}-{interval[1]:.3f}, is below "
+            f"reference {ref:.3f}"
+        )
+
+    automatic = {"estimated_accuracy_drop", "reviewed_accuracy_drop"}
+    explicit = [t for t in triggers if t not in automatic]
+    if explicit or (triggers and policy.automatic):
+        return RetrainDecision("retrain", tuple(triggers), "; ".join(why), evidence, margin)
+    if triggers:  # accuracy dropped, but automatic retraining is switched off
+        note = "; ".join(why) + " (automatic retraining is off)"
+        return RetrainDecision("alert", tuple(triggers), note, evidence, margin)
+    if evidence.level in {"warn", "drift"}:
+        return RetrainDecision(
+            "alert", (), f"{_shift(evidence)} with {_accuracy_held(evidence, margin)}: "
+            "alert, no retrain", evidence, margin
+        )
+    return RetrainDecision("none", (), _quiet(evidence), evidence, margin)
+
+
+def _shift(e: RetrainEvidence) -> str:
+    parts = []
+    if e.psi_confidence is not None:
+        parts.append(f"confidence PSI {e.psi_confidence:.2f}")
+    if e.psi_topics is not None:
+        parts.append(f"topic-mix PSI {e.psi_topics:.2f}")
+    return f"level {e.level} ({', '.join(parts) or 'no PSI'})"
+
+
+def _accuracy_held(e: RetrainEvidence, margin: float) -> str:
+    if e.estimated_accuracy is None or e.reference_accuracy is None:
+        return "no accuracy evidence of a drop"
+    return (
+        f"estimated accuracy {e.estimated_accuracy:.3f} vs reference "
+        f"{e.reference_accuracy:.3f} (retrain below {e.reference_accuracy - margin:.3f})"
+    )
+
+
+def _quiet(e: RetrainEvidence) -> str:
+    if e.level in {"insufficient", "error"}:
+        return f"level {e.level}: no evidence to act on"
+    return "no accuracy drop and no request"

@@ -1,0 +1,130 @@
+"""The retraining decision: accuracy evidence or a request retrains; PSI alone only alerts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from monitoring.decision import (
+    RetrainDecision,
+    RetrainEvidence,
+    RetrainPolicy,
+    RetrainRequest,
+    decide_retraining,
+)
+from monitoring.psi import wilson_interval
+
+POLICY = RetrainPolicy(margin=0.05)
+# The Sports-only window of the issue: topic mix and confidence shift, the estimate rises.
+SPORTS = RetrainEvidence(
+    level="drift",
+    estimated_accuracy=0.95,
+    reference_accuracy=0.90,
+    psi_confidence=1.37,
+    psi_topics=3.64,
+)
+
+
+def test_topic_mix_shift_with_a_healthy_model_alerts_without_retraining() -> None:
+    decision = decide_retraining(SPORTS, POLICY)
+    assert isinstance(decision, RetrainDecision)
+    assert decision.action == "alert" and not decision.retrain and decision.triggers == ()
+    assert "no retrain" in decision.reason and "3.64" in decision.reason
+    assert decision.evidence is SPORTS and decision.margin == 0.05
+
+
+@pytest.mark.parametrize(
+    ("estimate", "action"),
+    [(0.90, "alert"), (0.86, "alert"), (0.85, "retrain"), (0.70, "retrain")],
+)
+def test_estimated_accuracy_retrains_at_a_drop_of_the_margin(estimate: float, action: str) -> None:
+    decision = decide_retraining(dataclasses.replace(SPORTS, estimated_accuracy=estimate), POLICY)
+    assert decision.action == action
+    if action == "retrain":
+        assert decision.triggers == ("estimated_accuracy_drop",)
+        assert f"{estimate:.3f}" in decision.reason and "0.900" in decision.reason
+
+
+def test_an_accuracy_drop_retrains_whatever_the_psi_level() -> None:
+    calm = RetrainEvidence(level="ok", estimated_accuracy=0.80, reference_accuracy=0.90)
+    assert decide_retraining(calm, POLICY).retrain
+
+
+def test_a_wider_margin_tolerates_the_same_drop() -> None:
+    evidence = dataclasses.replace(SPORTS, estimated_accuracy=0.84)
+    assert decide_retraining(evidence, POLICY).retrain
+    assert not decide_retraining(evidence, RetrainPolicy(margin=0.10)).retrain
+
+
+def test_reviewed_accuracy_needs_its_interval_below_the_reference() -> None:
+    base = dataclasses.replace(SPORTS, level="ok", estimated_accuracy=0.93)
+    few = dataclasses.replace(
+        base, reviewed_accuracy=0.8, reviewed_n=10, reviewed_interval=wilson_interval(8, 10)
+    )
+    assert wilson_interval(8, 10)[1] > 0.90  # ten items cannot prove a 10-point drop
+    assert decide_retraining(few, POLICY).action == "none"
+    many = dataclasses.replace(
+        base, reviewed_accuracy=0.7, reviewed_n=200, reviewed_interval=wilson_interval(140, 200)
+    )
+    decision = decide_retraining(many, POLICY)
+    assert decision.triggers == ("reviewed_accuracy_drop",) and decision.retrain
+    assert "of 200" in decision.reason and "uniform" in decision.reason
+
+
+def test_reviewed_accuracy_within_the_margin_does_not_retrain() -> None:
+    # Interval below the reference, but the point estimate only 3 points under it.
+    close = dataclasses.replace(
+        SPORTS,
+        level="ok",
+        reviewed_accuracy=0.87,
+        reviewed_n=5000,
+        reviewed_interval=wilson_interval(4350, 5000),
+    )
+    assert decide_retraining(close, POLICY).action == "none"
+
+
+def test_a_request_retrains_even_without_evidence() -> None:
+    request = RetrainRequest(reason="new labelling guide", requested_by="ana")
+    evidence = RetrainEvidence(level="insufficient", request=request)
+    decision = decide_retraining(evidence, POLICY)
+    assert decision.retrain and decision.triggers == ("requested",)
+    assert decision.reason == "requested by ana: new labelling guide"
+
+
+def test_new_topic_onboarding_is_a_trigger() -> None:
+    request = RetrainRequest(reason="add Health", trigger="new_topic")
+    decision = decide_retraining(dataclasses.replace(SPORTS, request=request), POLICY)
+    assert decision.retrain and decision.triggers == ("new_topic",)
+
+
+def test_automatic_off_keeps_accuracy_drops_to_alerts_but_honours_requests() -> None:
+    off = RetrainPolicy(automatic=False)
+    dropped = dataclasses.replace(SPORTS, estimated_accuracy=0.70)
+    decision = decide_retraining(dropped, off)
+    assert decision.action == "alert" and decision.triggers == ("estimated_accuracy_drop",)
+    asked = dataclasses.replace(dropped, request=RetrainRequest(reason="now"))
+    assert decide_retraining(asked, off).triggers == ("requested", "estimated_accuracy_drop")
+    assert decide_retraining(asked, off).retrain
+
+
+def test_nothing_measured_is_no_action() -> None:
+    for level in ("ok", "insufficient", "error"):
+        assert decide_retraining(RetrainEvidence(level=level), POLICY).action == "none"
+    # a shift with no accuracy evidence at all: alert only
+    assert decide_retraining(RetrainEvidence(level="warn"), POLICY).action == "alert"
+
+
+def test_the_record_is_json_ready() -> None:
+    request = RetrainRequest(reason="x")
+    record = decide_retraining(dataclasses.replace(SPORTS, request=request), POLICY).to_json()
+    assert record["action"] == "retrain" and record["triggers"] == ("requested",)
+    assert record["evidence"]["psi_topics"] == 3.64
+    assert record["evidence"]["request"]["reason"] == "x"
+
+
+def test_bad_inputs_are_refused() -> None:
+    with pytest.raises(ValueError, match="reason"):
+        RetrainRequest(reason="  ")
+    with pytest.raises(ValueError, match="margin"):
+        RetrainPolicy(margin=0)
