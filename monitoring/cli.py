@@ -58,10 +58,13 @@ def build() -> typer.Typer:
         register_web(app)
     else:
         _missing_extra(app, ("web", "users", "review"), "web")
-    if all(find_spec(m) for m in ("torch", "transformers", "mlflow")):
+    if all(find_spec(m) for m in ("torch", "transformers", "mlflow", "sklearn")):
+        from monitoring.topics.cli import register as register_topics
+        from pipeline.cli import topics_app
         from retraining.cli import register as register_retraining
 
         register_retraining(app)
+        register_topics(topics_app)
     else:  # a lean worker install has no torch/transformers
         _missing_extra(app, ("train", "models"), "train")
     return app

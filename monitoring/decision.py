@@ -136,8 +136,11 @@ def decide_retraining(evidence: RetrainEvidence, policy: RetrainPolicy) -> Retra
         return RetrainDecision("alert", tuple(triggers), note, evidence, margin)
     if evidence.level in {"warn", "drift"}:
         return RetrainDecision(
-            "alert", (), f"{_shift(evidence)} with {_accuracy_held(evidence, margin)}: "
-            "alert, no retrain", evidence, margin
+            "alert",
+            (),
+            f"{_shift(evidence)} with {_accuracy_held(evidence, margin)}: alert, no retrain",
+            evidence,
+            margin,
         )
     return RetrainDecision("none", (), _quiet(evidence), evidence, margin)
 

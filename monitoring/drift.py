@@ -21,7 +21,7 @@ import logging
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import Engine
 
@@ -157,11 +157,28 @@ def _topics_sample(mix: dict[str, float], n: int) -> list[str]:
     return (out + [max(mix, key=mix.__getitem__)] * n)[:n] if mix else ["?"] * n
 
 
-def reviewed_accuracy(engine: Engine, model_version: str) -> tuple[int, int]:
-    """(correct, labelled) among reviewed items of this model version (first round only,
-    labels that name a topic)."""
-    counts = reviews.reviewed_accuracy_counts(engine, model_version)
-    return counts.correct, counts.labelled
+class ReviewedAccuracy(NamedTuple):
+    """Reviewed accuracy on the uniform slice: ``correct`` of ``n``, with its 95 % Wilson
+    interval."""
+
+    correct: int
+    n: int
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.n if self.n else None
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        return wilson_interval(self.correct, self.n) if self.n else None
+
+
+def reviewed_accuracy(engine: Engine, model_version: str) -> ReviewedAccuracy:
+    """Accuracy of this model version on its reviewed uniform sample (first round only,
+    labels that name a topic). Uncertainty-sampled items are left out: they are chosen for
+    being hard, so counting them would understate accuracy."""
+    counts = reviews.reviewed_accuracy_counts(engine, model_version, sampled_as="uniform")
+    return ReviewedAccuracy(counts.correct, counts.labelled)
 
 
 def reference_accuracy(meta: ModelMetadata) -> float | None:
@@ -267,10 +284,9 @@ def run_drift_check(
         min_window=settings.drift_min_window,
     )
     result.started_at = started.isoformat()
-    correct, n = reviewed_accuracy(engine, meta.version)
-    if n:
-        result.reviewed_accuracy, result.reviewed_n = correct / n, n
-        result.reviewed_interval = wilson_interval(correct, n)
+    rev = reviewed_accuracy(engine, meta.version)
+    result.reviewed_accuracy, result.reviewed_n = rev.accuracy, rev.n
+    result.reviewed_interval = rev.interval
     if report and result.level in {"ok", "warn", "drift"}:
         path = settings.reports_path() / f"drift-{started:%Y%m%dT%H%M%S}-{meta.version}.html"
         try:

@@ -1,8 +1,9 @@
-"""Retraining when the drift check decides on it (:mod:`monitoring.decision`): single flight (a Postgres advisory lock), a cooldown and a
-daily cap; training data = the base labelled set + reviewed labels (never the model's own
-predictions); the challenger is promoted only through the gate. Every decision is a row in
-``model_events`` (a start carries the drift run's decision: its reason, and its evidence as
-metrics); the MLflow run is tagged with the drift run that caused it."""
+"""Retraining when the drift check decides on it (:mod:`monitoring.decision`): single
+flight (a Postgres advisory lock), a cooldown and a daily cap; training data = the base
+labelled set + reviewed labels (never the model's own predictions); the challenger is
+promoted only through the gate. Every decision is a row in ``model_events`` (a start carries
+the drift run's decision: its reason, and its evidence as metrics); the MLflow run is tagged
+with the drift run that caused it."""
 
 from __future__ import annotations
 

@@ -243,9 +243,19 @@ def produce_cmd(
         raise typer.Exit(1)
 
 
-def topics_cmd() -> None:
-    """Create the topics `articles`, `articles.dlq` and `predictions` when missing (Faust
-    does not create the topics its agents read or write)."""
+topics_app = typer.Typer(
+    help="Without a subcommand: create the Kafka topics `articles`, `articles.dlq` and "
+    "`predictions` when missing (Faust does not create the topics its agents use). "
+    "Subcommands: the news topics the model knows, and new ones (discovery, onboarding).",
+    invoke_without_command=True,
+)
+
+
+@topics_app.callback()
+def topics_cmd(ctx: typer.Context) -> None:
+    """Create the Kafka topics when missing (without a subcommand)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from pipeline.stack.kafka import ensure_topics
 
     settings = settings_or_exit()
@@ -537,7 +547,7 @@ def register(app: typer.Typer) -> None:
     app.command("faults")(faults_cmd)
     app.command("bench")(bench_cmd)
     app.command("bench-sink")(bench_sink_cmd)
-    app.command("topics")(topics_cmd)
+    app.add_typer(topics_app, name="topics")
     app.command("worker")(worker_cmd)
     app.command("produce")(produce_cmd)
     app.add_typer(stack_app, name="stack")

@@ -82,25 +82,57 @@ def champion_ref(settings: Settings) -> ChampionRef | None:
     return None if info is None else ChampionRef(info.version, info.model_version)
 
 
-def _folder(settings: Settings, ref: ChampionRef) -> Path:
-    if ref.remote is not None:
-        from pipeline.core import model_fetch
+def _check_version(ref: ChampionRef, clf: Classifier) -> Classifier:
+    """The loaded folder must be the version the registry's tag names: otherwise the watcher
+    would compare the tag with what it serves, never match, and reload every poll."""
+    from pipeline.core.errors import ModelError
 
-        folder = model_fetch.fetch_version(settings, ref.version, ref.remote)
-        model_fetch.remember_champion(settings, ref.remote)
-        return folder
-    from pipeline.core import registry
+    if ref.model_version and clf.version != ref.model_version:
+        raise ModelError(
+            f"version {ref.version} refused: registered as model version "
+            f"{ref.model_version!r} but its metadata.json says {clf.version!r}"
+        )
+    return clf
 
-    return registry.local_copy(settings, ref.version)
+
+def _load_ref(
+    settings: Settings,
+    ref: ChampionRef,
+    *,
+    precision: Precision,
+    stop: threading.Event | None,
+) -> Classifier:
+    """Fetch (once) and load ``ref``; only a version that loaded and matches its tag becomes
+    the remembered fallback for restarts."""
+    if ref.remote is None:
+        from pipeline.core import registry
+
+        folder: Path = registry.local_copy(settings, ref.version)
+        clf = Classifier.load(folder, precision=precision, threads=settings.ort_threads)
+        return _check_version(ref, clf)
+    from pipeline.core import model_fetch
+
+    folder = model_fetch.fetch_version(settings, ref.version, ref.remote, stop=stop)
+    clf = _check_version(
+        ref, Classifier.load(folder, precision=precision, threads=settings.ort_threads)
+    )
+    model_fetch.remember_champion(settings, ref.remote)
+    return clf
 
 
-def load_champion(settings: Settings, *, precision: Precision = "auto") -> tuple[str, Classifier]:
+def load_champion(
+    settings: Settings,
+    *,
+    precision: Precision = "auto",
+    stop: threading.Event | None = None,
+) -> tuple[str, Classifier]:
     """Download (once) and load the champion. Returns (registry version, classifier).
 
     When the tracking server does not answer, the champion this host fetched last (its
-    cached, hash-checked folder) is served instead, and the watcher keeps asking."""
+    cached, hash-checked folder) is served instead, and the watcher keeps asking. ``stop``
+    cuts a running download short (FetchCancelled)."""
     from pipeline.core.errors import RegistryError
-    from pipeline.core.model_fetch import RegistryUnreachable, fetch_version, remembered_champion
+    from pipeline.core.model_fetch import RegistryUnreachable, remembered_champion
 
     try:
         ref = champion_ref(settings)
@@ -111,37 +143,34 @@ def load_champion(settings: Settings, *, precision: Precision = "auto") -> tuple
         log.warning(
             "registry unreachable (%s); serving the cached champion, version %s", exc, last.version
         )
-        folder = fetch_version(settings, last.version, last)
-        return last.version, Classifier.load(
-            folder, precision=precision, threads=settings.ort_threads
-        )
+        ref = ChampionRef(last.version, last.model_version, last)
     if ref is None:
         raise RegistryError(
             f"no `champion` alias on {settings.registered_model_name}; train one with "
             "`newsflow train` or pass --model-dir"
         )
-    return ref.version, Classifier.load(
-        _folder(settings, ref), precision=precision, threads=settings.ort_threads
-    )
+    return ref.version, _load_ref(settings, ref, precision=precision, stop=stop)
 
 
 def load_champion_patiently(
     settings: Settings, stop: threading.Event, *, precision: Precision = "auto"
 ) -> tuple[str, Classifier] | None:
     """:func:`load_champion`, retried with a growing pause while there is no champion yet or
-    the registry does not answer (never a crash loop). None when ``stop`` was set first.
-    A model that fails its checks is not retried: that needs a person."""
+    the registry does not answer (never a crash loop). None when ``stop`` was set first
+    (also while a download runs: it is cut short). A model that fails its checks is not
+    retried: that needs a person."""
     from pipeline.core.errors import RegistryError
 
     pause = 1.0
-    while True:
+    while not stop.is_set():
         try:
-            return load_champion(settings, precision=precision)
+            return load_champion(settings, precision=precision, stop=stop)
         except RegistryError as exc:
             log.warning("no model to serve yet (%s); asking again in %.0f s", exc, pause)
         if stop.wait(pause):
             return None
         pause = min(pause * 2, settings.model_poll_s)
+    return None
 
 
 def watch_champion(
@@ -171,7 +200,7 @@ def watch_champion(
                 continue
             if ref.model_version == holder.pending_version:  # loaded, waiting to be swapped in
                 continue
-            _, clf = loader(settings, precision=precision)
+            _, clf = loader(settings, precision=precision, stop=stop)
             holder.offer(clf)
         except RegistryUnreachable as exc:
             log.warning("registry unreachable; keeping %s: %s", holder.current.version, exc)

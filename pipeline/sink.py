@@ -6,6 +6,12 @@ A redelivered article changes nothing: articles and predictions are inserted wit
 predictions that are new in this transaction are sampled for review and returned (so the
 caller publishes each prediction once to the ``predictions`` topic).
 
+Review picks: with a :class:`~pipeline.sampling.Budget` (the worker's policy) the new
+predictions compete for a place in a queue that never holds more than the budget's pending
+items, across every worker: the fill runs under a transaction-level advisory lock, expires
+stale items, then inserts and replaces (see :func:`pipeline.sampling.fill_queue`). Without
+one, shares of each batch are sampled (:func:`pipeline.sampling.select_for_review`).
+
 Id policy: the first message stored under an id owns it. A later message with the same id
 and the same title and body is a redelivery (counted in ``duplicates``); one with a different
 title or body is a *conflict*: it is kept in ``article_conflicts`` with where it came from,
@@ -17,9 +23,10 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
+    Connection,
     Engine,
     FromClause,
     Select,
@@ -30,6 +37,7 @@ from sqlalchemy import (
     column,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, insert
@@ -42,15 +50,55 @@ from pipeline.core.db.models import (
     PredictionRow,
     ReviewItemRow,
 )
+from pipeline.core.db.reviews import expire_stale_reviews
 from pipeline.core.records import CleanArticle, Prediction
-from pipeline.sampling import Candidate, select_for_review
+from pipeline.sampling import (
+    Budget,
+    Candidate,
+    Pick,
+    Queued,
+    fill_queue,
+    select_for_review,
+)
+
+if TYPE_CHECKING:
+    from pipeline.core.settings import Settings
+
+REVIEW_QUEUE_LOCK = 0x72657671  # "revq": one filler of the review queue at a time
 
 
 @dataclasses.dataclass(frozen=True)
 class ReviewPolicy:
+    """Shares (the first three fields) apply only without a ``budget``."""
+
     uniform_share: float = 0.02
     uncertain_share: float = 0.05
     topic_cap: int = 3
+    budget: Budget | None = None
+    expire_hours: float = 24.0  # budgeted queue: pending items older than this expire
+    claim_minutes: float = 15.0  # an item claimed more recently than this is left alone
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ReviewPolicy:
+        """The worker's policy: the review budget, or shares when the budget is 0."""
+        budget = (
+            Budget.per_hour(
+                settings.review_budget_per_hour,
+                lookahead_hours=settings.review_lookahead_hours,
+                uniform_fraction=settings.review_uniform_fraction,
+                topic_share=settings.review_topic_queue_share,
+            )
+            if settings.review_budget_per_hour > 0
+            else None
+        )
+        return cls(
+            settings.review_uniform_share,
+            settings.review_uncertain_share,
+            settings.review_topic_cap,
+            budget=budget,
+            expire_hours=settings.review_expire_hours,
+            claim_minutes=settings.review_claim_minutes,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,13 +282,26 @@ def save_batch(
         )
         new = {(r.article_id, r.model_version): int(r.id) for r in inserted}
         stored = [p for (_, p) in unique.values() if (p.article_id, p.model_version) in new]
-        picks = select_for_review(
-            [Candidate(new[(p.article_id, p.model_version)], p.topic, p.margin) for p in stored],
-            uniform_share=policy.uniform_share,
-            uncertain_share=policy.uncertain_share,
-            topic_cap=policy.topic_cap,
-            rng=rng,
-        )
+        title_of = {(a.id, p.model_version): a.title for a, p in unique.values()}
+        candidates = [
+            Candidate(
+                new[(p.article_id, p.model_version)],
+                p.topic,
+                p.margin,
+                title_of[(p.article_id, p.model_version)],
+            )
+            for p in stored
+        ]
+        if policy.budget is not None:
+            picks = _fill_budgeted(conn, candidates, policy, policy.budget)
+        else:
+            picks = select_for_review(
+                candidates,
+                uniform_share=policy.uniform_share,
+                uncertain_share=policy.uncertain_share,
+                topic_cap=policy.topic_cap,
+                rng=rng,
+            )
         if picks:
             article_of = {new[(p.article_id, p.model_version)]: p.article_id for p in stored}
             conn.execute(
@@ -261,3 +322,72 @@ def save_batch(
             )
     conflicts = len(conflicting)
     return WriteResult(stored, len(pairs) - len(stored) - conflicts, len(picks), conflicts)
+
+
+def _fill_budgeted(
+    conn: Connection,
+    candidates: Sequence[Candidate],
+    policy: ReviewPolicy,
+    budget: Budget,
+) -> list[Pick]:
+    """Expire stale items, then choose which candidates enter the queue, mark the items they
+    replace and renumber the claim order, all under one advisory lock held to the end of the
+    transaction: another worker's fill sees this one's rows, so the queue stays within the
+    budget across workers. Reviewers only take items out (a labelled item's second review
+    takes its place), so they cannot push it above either."""
+    if not candidates:
+        return []
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": REVIEW_QUEUE_LOCK})
+    claim_s = policy.claim_minutes * 60
+    expire_stale_reviews(conn, older_than_s=policy.expire_hours * 3600, claim_s=claim_s)
+    rows = conn.execute(
+        text(
+            "SELECT r.id, r.prediction_id, r.reason, r.priority, r.round, r.skips, p.margin, "
+            "p.topic, a.title, (r.assigned_to IS NOT NULL "
+            "AND r.assigned_at > now() - make_interval(secs => :s)) AS held "
+            "FROM review_items r JOIN predictions p ON p.id = r.prediction_id "
+            "JOIN articles a ON a.id = r.article_id WHERE r.status = 'pending'"
+        ),
+        {"s": claim_s},
+    ).all()
+    queued = [
+        Queued(
+            item_id=int(r.id),
+            prediction_id=int(r.prediction_id),
+            reason=str(r.reason),
+            topic=str(r.topic),
+            title=str(r.title or ""),
+            margin=float(r.margin),
+            priority=int(r.priority),
+            round=int(r.round),
+            held=bool(r.held),
+            skips=int(r.skips or 0),
+        )
+        for r in rows
+    ]
+    fill = fill_queue(candidates, queued, budget)
+    picks = fill.picks
+    movable_now = "(assigned_to IS NULL OR assigned_at <= now() - make_interval(secs => :s))"
+    if fill.replaced:
+        # A reviewer may have claimed one since it was read: that one stays, and as many
+        # new picks are dropped (the last: the highest margins), so the budget holds.
+        done = conn.execute(
+            text(
+                "UPDATE review_items SET status = 'replaced' WHERE id = ANY(:ids) "
+                f"AND status = 'pending' AND round = 1 AND {movable_now} RETURNING id"
+            ),
+            {"ids": fill.replaced, "s": claim_s},
+        ).all()
+        short = len(fill.replaced) - len(done)
+        if short:
+            picks = picks[: max(0, len(picks) - short)]
+    if fill.reorder:
+        conn.execute(
+            text(
+                "UPDATE review_items r SET priority = o.priority "
+                "FROM unnest(CAST(:ids AS bigint[]), CAST(:prios AS integer[])) "
+                f"AS o(id, priority) WHERE r.id = o.id AND r.status = 'pending' AND {movable_now}"
+            ),
+            {"ids": list(fill.reorder), "prios": list(fill.reorder.values()), "s": claim_s},
+        )
+    return picks

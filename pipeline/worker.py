@@ -97,9 +97,7 @@ def create_app(
     predictions = app.topic(
         settings.topic_predictions, value_serializer="raw", key_serializer="raw"
     )
-    policy = ReviewPolicy(
-        settings.review_uniform_share, settings.review_uncertain_share, settings.review_topic_cap
-    )
+    policy = ReviewPolicy.from_settings(settings)
     rng = random.Random()
     labels_recorded: set[str] = set()  # versions whose label order is in model_labels
     metrics.model_info.labels(version=holder.current.version).set(1)

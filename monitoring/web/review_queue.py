@@ -46,6 +46,7 @@ class ReviewTask:
     labels: list[str]
     keyed: list[str]  # on number keys 1..len(keyed)
     others: list[str]  # the rest of ``labels``, in the model's order (the type-ahead list)
+    suggested: str | None = None  # a topic being onboarded that an admin expects here
 
 
 def split_labels(
@@ -73,7 +74,7 @@ def split_labels(
         order = sorted(range(len(labels)), key=lambda i: -probabilities[i])
         keyed = [labels[i] for i in order[:keys]]
     else:
-        first = [pick] if pick in labels else []
+        first = [pick] if pick is not None and pick in labels else []
         keyed = [*first, *(t for t in labels if t != pick)][:keys]
     chosen = set(keyed)
     return keyed, [t for t in labels if t not in chosen]
@@ -127,8 +128,8 @@ def claim_next(
 def _task(conn: Connection, item_id: int) -> ReviewTask:
     row = conn.execute(
         text(
-            "SELECT r.id, r.round, r.reason, a.id AS article_id, a.title, a.body, "
-            "p.model_version, p.topic, p.confidence, p.probabilities, m.labels "
+            "SELECT r.id, r.round, r.reason, r.suggested_label, a.id AS article_id, a.title, "
+            "a.body, p.model_version, p.topic, p.confidence, p.probabilities, m.labels "
             "FROM review_items r JOIN predictions p ON p.id = r.prediction_id "
             "JOIN articles a ON a.id = r.article_id "
             "LEFT JOIN model_labels m ON m.model_version = p.model_version WHERE r.id = :i"
@@ -137,12 +138,17 @@ def _task(conn: Connection, item_id: int) -> ReviewTask:
     ).one()
     labels = list(row.labels or [])
     probs = list(row.probabilities or [])
+    extra = added_topics(conn, labels)
     if labels and len(labels) == len(probs):
         top = sorted(zip(labels, probs, strict=True), key=lambda t: -t[1])[:3]
     else:  # label order unknown (model_labels missing): show the model's pick alone
         top = [(row.topic, float(row.confidence))]
         labels = labels or [row.topic]
     keyed, others = split_labels(labels, probs, pick=str(row.topic))
+    if extra:  # added topics after the model's own: on free number keys, else in the list
+        room = max(0, MAX_KEYS - len(keyed))
+        keyed, others = [*keyed, *extra[:room]], [*others, *extra[room:]]
+        labels = [*labels, *extra]
     return ReviewTask(
         item_id=int(row.id),
         round=int(row.round),
@@ -157,6 +163,7 @@ def _task(conn: Connection, item_id: int) -> ReviewTask:
         labels=labels,
         keyed=keyed,
         others=others,
+        suggested=row.suggested_label,
     )
 
 
@@ -171,7 +178,17 @@ def allowed_labels(conn: Connection, item_id: int) -> list[str]:
     ).first()
     if row is None:
         raise ReviewError(f"review item {item_id} does not exist")
-    return list(row.labels or [row.topic])
+    labels = list(row.labels or [row.topic])
+    return [*labels, *added_topics(conn, labels)]
+
+
+def added_topics(conn: Connection, model_labels: Sequence[str]) -> list[str]:
+    """Topics people added that the item's model does not know yet (being onboarded, or
+    in a newer champion): reviewers may label with them too."""
+    rows = conn.execute(
+        text("SELECT name FROM topics WHERE status IN ('onboarding', 'active') ORDER BY created_at")
+    ).scalars()
+    return [str(n) for n in rows if n not in model_labels]
 
 
 def submit_label(

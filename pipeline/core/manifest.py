@@ -54,18 +54,34 @@ def encode(manifest: dict[str, FileDigest]) -> str:
     )
 
 
+MAX_NAME = 255
+
+
+def _check_name(name: str) -> None:
+    """A file name must be a plain relative POSIX path inside the folder: no empty, ``.``
+    or ``..`` part, no leading slash or backslash, no control character, at most 255
+    characters (else a download could land on the folder itself or outside it)."""
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME:
+        raise ValueError(f"{str(name)[:60]!r}: empty or longer than {MAX_NAME} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name) or "\\" in name:
+        raise ValueError(f"{name[:60]!r}: control character or backslash in a file name")
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        raise ValueError(f"{name[:60]!r}: not a relative path inside the folder")
+
+
 def decode(raw: str) -> dict[str, FileDigest]:
     """Parse a tag value; raise ModelError when it is not a manifest."""
     try:
         data = json.loads(raw)
         if not isinstance(data, dict) or not data:
             raise ValueError("not a non-empty object")
+        if len(data) > MAX_FILES:
+            raise ValueError(f"{len(data)} files; a model folder holds at most {MAX_FILES}")
         out = {}
         for name, pair in data.items():
             if not isinstance(pair, list) or len(pair) != 2:
                 raise ValueError(f"{name!r}: expected [size, sha256]")
-            if name.startswith("/") or ".." in Path(name).parts or "\\" in name:
-                raise ValueError(f"{name!r}: not a relative path inside the folder")
+            _check_name(name)
             out[name] = FileDigest(size=pair[0], sha256=pair[1])
         return out
     except (ValueError, ValidationError) as exc:

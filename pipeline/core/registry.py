@@ -13,7 +13,7 @@ from typing import Any
 
 from pipeline.core import manifest
 from pipeline.core.errors import ModelError, RegistryError
-from pipeline.core.settings import Settings
+from pipeline.core.settings import Settings, mask_userinfo
 
 log = logging.getLogger(__name__)
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -61,8 +61,9 @@ def ensure_experiment(settings: Settings, name: str = "newsflow") -> str:
         exp = c.get_experiment(exp_id)
     if settings.tracking_is_server() and not _served(exp.artifact_location):
         raise RegistryError(
-            f"experiment {name!r} on {settings.tracking_uri()} keeps its artefacts at "
-            f"{exp.artifact_location}, which other hosts cannot read; run the tracking server "
+            f"experiment {name!r} on {mask_userinfo(settings.tracking_uri())} keeps its "
+            f"artefacts at {mask_userinfo(exp.artifact_location)}, which workers cannot fetch "
+            "(they read only the server's mlflow-artifacts: proxy); run the tracking server "
             "with --serve-artifacts (`NEWSFLOW_MLFLOW_SERVER=true newsflow stack up` does) "
             "and use an experiment created there"
         )
@@ -70,8 +71,11 @@ def ensure_experiment(settings: Settings, name: str = "newsflow") -> str:
 
 
 def _served(location: str) -> bool:
-    """True for artefact locations every host reaches through a server or object store."""
-    return location.startswith(("mlflow-artifacts:", "http://", "https://", "s3://", "gs://"))
+    """True for artefact locations that workers on every host can fetch: only the tracking
+    server's own artefact proxy (``mlflow-artifacts:``). Workers fetch over the server's
+    REST API without MLflow or cloud SDKs (:mod:`pipeline.core.model_fetch`), so an
+    s3://, gs:// or plain http(s) artefact root would register versions no worker can load."""
+    return location.startswith("mlflow-artifacts:")
 
 
 def register_folder(
@@ -123,6 +127,7 @@ def _info(mv: Any) -> VersionInfo:
 
 def list_versions(settings: Settings) -> list[VersionInfo]:
     c = client(settings)
+    # Settings allow only letters, digits, space, _ . - in the name: nothing to quote.
     found = c.search_model_versions(f"name='{settings.registered_model_name}'")
     out = []
     for mv in found:
@@ -145,14 +150,28 @@ def set_alias(settings: Settings, alias: str, version: str) -> None:
     client(settings).set_registered_model_alias(settings.registered_model_name, alias, version)
 
 
-def local_copy_path(settings: Settings, version: str) -> Path:
-    """``home/models/<registered model name>-<registry hash>/v<N>``: version numbers restart
-    for every registered model and every registry, so the cache is keyed by both."""
+def models_folder(settings: Settings) -> Path:
+    """``home/models/<registered model name>-<key>``: version numbers restart for every
+    registered model and every registry, so the cache is keyed by a hash of both (the exact
+    name: two names that read alike, ``news flow`` and ``news_flow``, never share a folder)."""
     import hashlib
 
-    registry_key = hashlib.sha256(settings.tracking_uri().encode()).hexdigest()[:8]
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", settings.registered_model_name)
-    return settings.home / "models" / f"{name}-{registry_key}" / f"v{version}"
+    exact = f"{settings.registered_model_name}\0{settings.tracking_uri()}"
+    key = hashlib.sha256(exact.encode()).hexdigest()[:12]
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", settings.registered_model_name)[:64]
+    return settings.home / "models" / f"{name}-{key}"
+
+
+def local_copy_path(settings: Settings, version: str) -> Path:
+    """``models_folder/v<N>``; ``version`` must be a registry version number (digits), so a
+    version string from a server can never point outside the cache."""
+    from pipeline.core.model_fetch import check_version
+
+    root = (settings.home / "models").resolve()
+    path = models_folder(settings) / f"v{check_version(version)}"
+    if not path.resolve().is_relative_to(root):
+        raise RegistryError(f"the cache folder for version {version} would lie outside {root}")
+    return path
 
 
 def local_copy(settings: Settings, version: str, *, files: str | None = None) -> Path:

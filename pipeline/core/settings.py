@@ -35,6 +35,27 @@ def is_placeholder_secret(value: str) -> bool:
     )
 
 
+def mask_userinfo(uri: str) -> str:
+    """``uri`` with any password in its ``user:password@`` part replaced by stars (for
+    messages and ``config show``); other text is returned as it is."""
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(uri)
+    except ValueError:
+        return "<unparsable URI>"
+    if "@" not in parts.netloc:
+        return uri
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    # a lone user part may be a token: mask it too
+    netloc = f"{user}:**********@{hostport}" if ":" in userinfo else f"**********@{hostport}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+_URI_FIELDS = ("mlflow_tracking_uri", "mlflow_registry_uri", "alert_webhook_url")
+
+
 def _default_home() -> Path:
     return Path.home() / ".local" / "share" / "newsflow"
 
@@ -90,7 +111,11 @@ class Settings(BaseSettings):
     # MLflow (default: SQLite file and artefact folder under `home`).
     mlflow_tracking_uri: str | None = None
     mlflow_registry_uri: str | None = None
-    registered_model_name: str = "newsflow-topic"
+    registered_model_name: str = Field(
+        default="newsflow-topic",
+        pattern=r"^[A-Za-z0-9_.\- ]{1,128}$",
+        description="letters, digits, space, _ . - (1-128 characters)",
+    )
     mlflow_server: bool = Field(
         default=False,
         description="`stack up` also runs an MLflow tracking server (Postgres backend store, "
@@ -154,6 +179,31 @@ class Settings(BaseSettings):
     review_uniform_share: float = Field(default=0.02, ge=0.0, le=1.0)
     review_uncertain_share: float = Field(default=0.05, ge=0.0, le=1.0)
     review_topic_cap: int = Field(default=3, ge=0, le=10_000, description="per topic per batch")
+    review_budget_per_hour: int = Field(
+        default=60,
+        ge=0,
+        le=1_000_000,
+        description="items the reviewers label an hour; the queue holds at most this times "
+        "review_lookahead_hours pending items (0 = no budget: the review_*_share policy)",
+    )
+    review_lookahead_hours: float = Field(
+        default=1.0, gt=0, le=168, description="hours of reviewing the queue may hold"
+    )
+    review_uniform_fraction: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="share of the queue kept for the uniform sample (unbiased accuracy)",
+    )
+    review_topic_queue_share: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description="at most this share of the uncertainty slots pending for one topic",
+    )
+    review_expire_hours: float = Field(
+        default=24.0, gt=0, description="pending items older than this expire unreviewed"
+    )
 
     # Drift monitoring and retraining.
     drift_window_size: int = Field(
@@ -212,6 +262,21 @@ class Settings(BaseSettings):
         default=15.0, gt=0, description="how long a reviewer holds an item before it returns"
     )
 
+    # Open-world topics: discovery and onboarding.
+    topic_cluster_distance: float = Field(
+        default=0.9, gt=0, lt=2, description="cosine distance at which clusters stop merging"
+    )
+    topic_min_cluster: int = Field(default=8, ge=2, le=10_000)
+    topic_pool_size: int = Field(
+        default=400, ge=10, le=100_000, description="least confident predictions to cluster"
+    )
+    topic_min_labels: int = Field(
+        default=32, ge=4, le=100_000, description="reviewed examples before a new topic trains"
+    )
+    topic_min_f1: float = Field(
+        default=0.8, ge=0, le=1, description="a new topic's F1 on held-out reviewed examples"
+    )
+
     # Service timeouts.
     start_timeout_s: float = Field(default=90.0, gt=0, le=3600)
 
@@ -238,6 +303,19 @@ class Settings(BaseSettings):
                 "use an http(s):// tracking server, sqlite:///path, file:/path, "
                 "or a postgresql/mysql database URI"
             )
+        if value.startswith(("http://", "https://")):
+            import urllib.parse
+
+            try:
+                netloc = urllib.parse.urlsplit(value).netloc
+            except ValueError:
+                raise ValueError("not a usable http(s) URL") from None
+            if "@" in netloc:
+                raise ValueError(
+                    "put no user name or password in an http(s) tracking URI; set "
+                    "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or "
+                    "MLFLOW_TRACKING_TOKEN, in the environment instead"
+                )
         return value
 
     @model_validator(mode="after")
@@ -305,6 +383,9 @@ class Settings(BaseSettings):
                 out[name] = value
         out["kafka_bootstrap"] = self.kafka_bootstrap
         out["mlflow_tracking_uri"] = self.tracking_uri()
+        for name in _URI_FIELDS:
+            if isinstance(out.get(name), str):
+                out[name] = mask_userinfo(out[name])
         return out
 
 
@@ -321,6 +402,12 @@ def load_settings(**overrides: Any) -> Settings:
             if not err["loc"]:  # a whole-model check: its input holds every value, secrets too
                 lines.append(f"settings: {err['msg']}")
                 continue
-            shown = "**********" if "password" in loc else repr(err.get("input"))
+            value = err.get("input")
+            if "password" in loc:
+                shown = "**********"
+            elif loc in _URI_FIELDS and isinstance(value, str):
+                shown = repr(mask_userinfo(value))
+            else:
+                shown = repr(value)
             lines.append(f"{var}: {err['msg']} (got {shown})")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None

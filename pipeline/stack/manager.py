@@ -94,7 +94,7 @@ def _mlflow_status(settings: Settings) -> ServiceStatus:
 
 def stack_down(settings: Settings, *, purge: bool = False, report: Report = _quiet) -> None:
     """Stop only what the stack started (by pid); keep data unless ``purge``."""
-    if settings.mlflow_server or mlflow_server.running_pid(settings):
+    if settings.mlflow_server or mlflow_server.paths(settings).pidfile.exists():
         report("mlflow: " + ("stopped" if mlflow_server.stop(settings) else "was not running"))
     report("kafka: " + ("stopped" if kafka.stop(settings) else "was not running"))
     report("postgres: " + ("stopped" if postgres.stop(settings) else "was not running"))

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -48,12 +49,61 @@ def url(settings: Settings) -> str:
     return f"http://{settings.mlflow_host}:{settings.mlflow_port}"
 
 
-def running_pid(settings: Settings) -> int | None:
+_SERVER_MARKS = ("mlflow", "server")
+_GROUP_MARKS = ("mlflow", "uvicorn", "gunicorn", "huey")
+
+
+def running_pid(settings: Settings, *, any_port: bool = False) -> int | None:
+    """The server's pid when it runs (on the configured port, unless ``any_port``: ``stop``
+    must find a server started before the port setting changed)."""
     p = paths(settings)
     pid = read_pid(p.pidfile)
-    if pid and pid_alive(pid, must_contain=("mlflow", "server", f"{settings.mlflow_port}")):
+    marks = _SERVER_MARKS if any_port else (*_SERVER_MARKS, f"{settings.mlflow_port}")
+    if pid and pid_alive(pid, must_contain=marks):
         return pid
     return None
+
+
+def recorded_group(settings: Settings) -> int | None:
+    """The process group recorded at start (second line of the pidfile; older pidfiles hold
+    only the leader's pid, which is also its group id: it starts a new session)."""
+    try:
+        lines = paths(settings).pidfile.read_text().split()
+        return int(lines[1] if len(lines) > 1 else lines[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode("utf-8", "replace")
+
+
+def group_members(pgid: int) -> dict[int, str]:
+    """Live processes of process group ``pgid`` → their command lines (zombies left out)."""
+    out: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...: comm may hold spaces, so split after its ")"
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) < 3 or fields[0] == "Z" or int(fields[2]) != pgid:
+            continue
+        cmdline = _cmdline(int(entry.name))
+        if cmdline:
+            out[int(entry.name)] = cmdline
+    return out
+
+
+def _ours(cmdline: str) -> bool:
+    return any(mark in cmdline for mark in _GROUP_MARKS)
 
 
 def answers(settings: Settings, timeout_s: float = 2.0) -> bool:
@@ -139,7 +189,7 @@ def start(settings: Settings) -> str:
             cwd=p.root,
             env=env,
         )
-    p.pidfile.write_text(f"{proc.pid}\n")
+    p.pidfile.write_text(f"{proc.pid}\n{os.getpgid(proc.pid)}\n")
 
     def _up() -> bool:
         if proc.poll() is not None:
@@ -150,18 +200,43 @@ def start(settings: Settings) -> str:
     return f"started at {url(settings)}"
 
 
+def _signal_group(pgid: int, sig: int) -> None:
+    """Send ``sig`` to the group when every live member is the server's (its leader or web
+    workers); otherwise only to the members that are, so a reused group id never reaches
+    another program."""
+    members = group_members(pgid)
+    if members and all(_ours(cmd) for cmd in members.values()):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+        return
+    for pid, cmd in members.items():
+        if _ours(cmd):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+
+
 def stop(settings: Settings) -> bool:
-    pid = running_pid(settings)
-    if pid is None:
+    """Stop the server and its web workers. The workers are stopped through the recorded
+    process group even when the server itself is gone (killed), so none keeps the port."""
+    pid = running_pid(settings, any_port=True)
+    pgid = recorded_group(settings)
+    leftovers = (
+        {k: v for k, v in group_members(pgid).items() if _ours(v)} if pgid is not None else {}
+    )
+    if pid is None and not leftovers:
         paths(settings).pidfile.unlink(missing_ok=True)
         return False
-    # The server runs its web workers as children in its own process group: stop them all.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGTERM)
-    if not terminate(pid, timeout_s=30):
+    if pgid is not None:
+        _signal_group(pgid, signal.SIGTERM)
+    if pid is not None and not terminate(pid, timeout_s=30):
         raise StackError(f"the MLflow server (pid {pid}) did not stop")
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+    if pgid is not None:
+        deadline = time.monotonic() + 10
+        while any(_ours(c) for c in group_members(pgid).values()):
+            if time.monotonic() > deadline:
+                _signal_group(pgid, signal.SIGKILL)
+                break
+            time.sleep(0.2)
     paths(settings).pidfile.unlink(missing_ok=True)
     return True
 

@@ -107,6 +107,8 @@ def test_none_of_these_label_is_kept_out_of_accuracy(engine) -> None:  # type: i
     from monitoring.drift import reviewed_accuracy
 
     seed_review_items(engine, 3)
+    with engine.begin() as conn:  # reviewed accuracy counts the uniform sample only
+        conn.execute(text("UPDATE review_items SET reason = 'uniform'"))
     for label in ("World", review_queue.NONE_LABEL, "Sports"):
         task = review_queue.claim_next(engine, "ann", claim_minutes=10)
         assert task is not None

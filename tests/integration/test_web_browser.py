@@ -83,9 +83,7 @@ def _drift_run_with_report(settings: Settings, engine) -> int:  # type: ignore[n
 
 
 @contextlib.contextmanager
-def _serve(
-    stack: Settings, home: Path, seed: Callable[[Settings, Engine], int]
-) -> Iterator[Web]:
+def _serve(stack: Settings, home: Path, seed: Callable[[Settings, Engine], int]) -> Iterator[Web]:
     """`newsflow web` as a child process on a database of its own, filled by ``seed``
     (which returns the drift run to show, or 0)."""
     if not Path(CHROMIUM).exists():
@@ -343,4 +341,121 @@ def test_label_studio_export_and_import_pages(web: Web, browser) -> None:  # typ
         max_redirects=0,
     )
     assert bad.status == 403  # no CSRF token: refused before the file is read
+    context.close()
+
+
+def _ranking(web: Web, item: int) -> tuple[list[str], list[str]]:
+    """The item's model labels in the model's order, and ranked by the item's probabilities."""
+    with web.engine.connect() as conn:  # type: ignore[attr-defined]
+        labels, probs = conn.execute(
+            text(
+                "SELECT m.labels, p.probabilities FROM review_items r "
+                "JOIN predictions p ON p.id = r.prediction_id "
+                "JOIN model_labels m ON m.model_version = p.model_version WHERE r.id = :i"
+            ),
+            {"i": item},
+        ).one()
+    order = sorted(range(len(labels)), key=lambda i: -probs[i])
+    return list(labels), [labels[i] for i in order]
+
+
+def _stored(web: Web, item: int) -> tuple[str, str | None, str | None, str | None]:
+    with web.engine.connect() as conn:  # type: ignore[attr-defined]
+        row = conn.execute(
+            text("SELECT status, label, reviewer, note FROM review_items WHERE id = :i"),
+            {"i": item},
+        ).one()
+    return row[0], row[1], row[2], row[3]
+
+
+def _current(page) -> int:  # type: ignore[no-untyped-def]
+    return int(page.get_attribute("#task", "data-item") or 0)
+
+
+def _shown_options(page) -> list[str]:  # type: ignore[no-untyped-def]
+    return [
+        o.get_attribute("data-label") or ""
+        for o in page.locator("#topic-options [role=option]:not([hidden])").all()
+    ]
+
+
+def test_20_topics_label_by_type_ahead_with_the_keyboard_only(web_ng: Web, browser) -> None:  # type: ignore[no-untyped-def]
+    context, page = _login(browser, web_ng, REVIEWER)
+    item = _current(page)
+    labels, ranked = _ranking(web_ng, item)
+    assert len(labels) == 20
+    keyed = [b.get_attribute("value") for b in page.locator(".labels button[data-key]").all()]
+    assert keyed == [*ranked[:9], "__none__"]  # the top 9, most probable first; 0 = none
+    others = [t for t in labels if t not in ranked[:9]]
+    assert _shown_options(page) == others and page.is_hidden("#topic-options")
+
+    # The last topic without a key in the largest group of such topics: typing the group's
+    # name leaves several matches, and the arrows are needed to reach it.
+    def group(t: str) -> str:
+        return t.split(".")[0]
+
+    biggest = max(others, key=lambda t: sum(group(o) == group(t) for o in others))
+    target = [t for t in others if group(t) == group(biggest)][-1]
+    fragment = group(target)
+
+    page.keyboard.press("/")  # jumps to the type-ahead
+    assert page.evaluate("document.activeElement.id") == "topic-search"
+    page.keyboard.type("1s0")  # typed, not shortcuts
+    page.wait_for_timeout(300)
+    assert _current(page) == item and _stored(web_ng, item)[0] == "pending"
+    assert _shown_options(page) == []
+    for _ in "1s0":
+        page.keyboard.press("Backspace")
+    page.keyboard.type(fragment)
+    shown = _shown_options(page)
+    assert len(shown) >= 2 and all(fragment in t for t in shown) and shown[-1] == target
+    assert page.get_attribute("#topic-search", "aria-expanded") == "true"
+    for _ in range(shown.index(target)):
+        page.keyboard.press("ArrowDown")
+    active = page.get_attribute("#topic-search", "aria-activedescendant") or ""
+    assert page.get_attribute(f"#{active}", "data-label") == target
+    assert page.get_attribute(f"#{active}", "aria-selected") == "true"
+    page.screenshot(path=str(ARTIFACTS / "review-20-topics-typeahead.png"), full_page=True)
+    page.keyboard.press("Enter")  # picks
+    assert page.input_value("#topic-search") == target and page.is_hidden("#topic-options")
+    assert page.get_attribute("#topic-submit", "value") == target
+    assert _stored(web_ng, item)[0] == "pending"
+    with page.expect_navigation():
+        page.keyboard.press("Enter")  # labels
+    assert _current(page) != item
+    assert _stored(web_ng, item) == ("done", target, REVIEWER, None)
+    context.close()
+
+
+def test_20_topics_label_by_number_key(web_ng: Web, browser) -> None:  # type: ignore[no-untyped-def]
+    context, page = _login(browser, web_ng, REVIEWER)
+    item = _current(page)
+    _, ranked = _ranking(web_ng, item)
+    assert page.get_attribute('button[data-key="4"]', "value") == ranked[3]
+    assert page.locator('button[data-key="9"]').count() == 1
+    with page.expect_navigation():
+        page.keyboard.press("4")
+    assert _stored(web_ng, item) == ("done", ranked[3], REVIEWER, None)
+    context.close()
+
+
+def test_20_topics_tab_picks_and_the_note_keeps_keys_quiet(web_ng: Web, browser) -> None:  # type: ignore[no-untyped-def]
+    context, page = _login(browser, web_ng, REVIEWER)
+    item = _current(page)
+    page.keyboard.press("/")
+    page.keyboard.type("o")
+    first = _shown_options(page)[0]
+    page.keyboard.press("Tab")  # picks the highlighted topic and moves to its button
+    assert page.evaluate("document.activeElement.id") == "topic-submit"
+    assert page.get_attribute("#topic-submit", "value") == first
+    page.keyboard.press("Tab")  # on to the note
+    assert page.evaluate("document.activeElement.id") == "note"
+    page.keyboard.type("0 s 1 new topic: gardening")
+    page.keyboard.press("Enter")  # does not submit the form (no accidental label)
+    page.wait_for_timeout(300)
+    assert _current(page) == item and _stored(web_ng, item)[0] == "pending"
+    page.keyboard.press("Escape")  # leaves the note; the keys work again
+    with page.expect_navigation():
+        page.keyboard.press("0")
+    assert _stored(web_ng, item) == ("done", "__none__", REVIEWER, "0 s 1 new topic: gardening")
     context.close()

@@ -107,6 +107,8 @@ class ReviewItemRow(Base):
     simulated: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     labelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A topic being onboarded: the label an admin expects (the reviewer decides).
+    suggested_label: Mapped[str | None] = mapped_column(String(128))
     # A claim by one reviewer (the web app takes it with FOR UPDATE SKIP LOCKED).
     assigned_to: Mapped[str | None] = mapped_column(String(128))
     assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -180,3 +182,42 @@ class ModelEventRow(Base):
     drift_run_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("drift_runs.id"))
     reason: Mapped[str] = mapped_column(Text, default="")
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class TopicCandidateRow(Base):
+    """A cluster of articles the model could not place (see monitoring.topics.discovery)."""
+
+    __tablename__ = "topic_candidates"
+    __table_args__ = (Index("ix_topic_candidates_status", "status", "rank"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    discovered_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    rank: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer)
+    separation: Mapped[float] = mapped_column(Float)
+    cohesion: Mapped[float] = mapped_column(Float)
+    nearest_topic: Mapped[str] = mapped_column(String(128), default="")
+    none_of_these: Mapped[int] = mapped_column(Integer, default=0)
+    terms: Mapped[list[str]] = mapped_column(JSONB)
+    examples: Mapped[list[str]] = mapped_column(JSONB)
+    members: Mapped[list[str]] = mapped_column(JSONB)
+    name: Mapped[str | None] = mapped_column(String(64))
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class TopicRow(Base):
+    """A topic added by people: collecting labels (onboarding), then in the champion."""
+
+    __tablename__ = "topics"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="onboarding")
+    candidate_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("topic_candidates.id"))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    retrain_version: Mapped[str | None] = mapped_column(String(64))

@@ -1,13 +1,18 @@
 """Reads of ``review_items`` used outside the web app: open items for ``newsflow status``,
 a stream's sampled items for ``newsflow run``, reviewed accuracy for the drift check and
-reviewed labels for retraining. (The web app's queue lives in ``monitoring.web``.)"""
+reviewed labels for retraining, and the expiry of stale pending items. (The web app's queue
+lives in ``monitoring.web``.)
+
+Statuses: ``pending`` (waiting), ``done`` (labelled), ``expired`` (waited longer than the
+expiry setting unreviewed), ``replaced`` (gave its place in the budgeted queue to a more
+useful item)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from pipeline.core.db.access import Db, connected
 
@@ -78,3 +83,19 @@ def reviewed_articles(db: Db, labels: Sequence[str]) -> list[ReviewedArticle]:
             {"labels": list(labels)},
         ).all()
     return [ReviewedArticle(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+
+def expire_stale_reviews(conn: Connection, *, older_than_s: float, claim_s: float) -> int:
+    """Mark pending items created more than ``older_than_s`` ago ``expired``, except those a
+    reviewer claimed within the last ``claim_s`` (still being looked at). Returns how many;
+    the caller commits."""
+    return int(
+        conn.execute(
+            text(
+                "UPDATE review_items SET status = 'expired' WHERE status = 'pending' "
+                "AND created_at < now() - make_interval(secs => :old) "
+                "AND (assigned_at IS NULL OR assigned_at <= now() - make_interval(secs => :c))"
+            ),
+            {"old": older_than_s, "c": claim_s},
+        ).rowcount
+    )

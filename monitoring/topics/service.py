@@ -1,0 +1,75 @@
+"""The topic jobs the CLI, the web app and the scheduler run: discover candidates from what
+is in PostgreSQL, and retrain once every onboarding topic has its labels."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from monitoring.topics import onboarding
+from monitoring.topics.discovery import Embed, discover
+from pipeline.core.settings import Settings
+from retraining.expand import ExpandOutcome
+from retraining.train import TrainConfig
+
+
+def champion_labels(settings: Settings) -> tuple[str | None, list[str]]:
+    """(model version, labels) of the champion; (None, []) without one."""
+    from pipeline.core import registry
+    from pipeline.core.model_folder import read_metadata
+
+    info = registry.version_by_alias(settings, registry.CHAMPION)
+    if info is None:
+        return None, []
+    meta = read_metadata(registry.local_copy(settings, info.version))
+    return meta.version, list(meta.labels)
+
+
+def run_discovery(
+    settings: Settings, engine: Engine, *, embed: Embed | None = None
+) -> list[onboarding.StoredCandidate]:
+    """Cluster what the champion could not place; store and return the ranked candidates."""
+    if embed is None:
+        from monitoring.topics.embed import embed_texts
+
+        embed = embed_texts
+    version, _ = champion_labels(settings)
+    pool = onboarding.pool(engine, model_version=version, low_confidence=settings.topic_pool_size)
+    known = onboarding.known_samples(engine, model_version=version)
+    found = discover(
+        pool,
+        known,
+        embed=embed,
+        distance=settings.topic_cluster_distance,
+        min_size=settings.topic_min_cluster,
+    )
+    onboarding.save_discovery(engine, found, model_version=version)
+    return onboarding.candidates(engine)
+
+
+def retrain_if_ready(
+    settings: Settings, engine: Engine, *, cfg: TrainConfig | None = None
+) -> ExpandOutcome | None:
+    """Retrain with the onboarding topics once each has ``topic_min_labels`` reviewed
+    examples; None when there is nothing to onboard or labels are still missing."""
+    from retraining.expand import retrain_expanded
+    from retraining.flow import load_training_data
+
+    topics = onboarding.onboarding_topics(engine)
+    if not topics:
+        return None
+    if any(onboarding.labelled_count(engine, t) < settings.topic_min_labels for t in topics):
+        return None
+    base = load_training_data(settings, settings.retrain_dataset)
+    outcome = retrain_expanded(
+        settings,
+        engine=engine,
+        new_topics=topics,
+        base_rows=[*base.train, *base.validation],
+        test_rows=base.test,
+        cfg=cfg or TrainConfig(epochs=settings.retrain_epochs),
+        min_labels=settings.topic_min_labels,
+        min_f1=settings.topic_min_f1,
+    )
+    if outcome.status == "promoted" and outcome.version:
+        onboarding.mark_active(engine, topics, version=outcome.version)
+    return outcome

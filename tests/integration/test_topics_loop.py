@@ -1,0 +1,251 @@
+"""Open-world topics on the real stack: AG News with a fifth kind of news mixed in (20
+Newsgroups posts of soc.religion.christian, which no AG topic covers); reviewers mark what
+they see as "none of these"; discovery finds the new kind; an admin names it; reviewers
+label 32+ examples; a champion with five topics is trained, gated and hot-swapped."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from monitoring.topics import onboarding
+from monitoring.topics.service import retrain_if_ready, run_discovery
+from monitoring.web.review_queue import NONE_LABEL, claim_next, submit_label
+from pipeline.core import registry
+from pipeline.core.datasets import LabelledText, load_dataset
+from pipeline.core.db.engine import make_engine
+from pipeline.core.settings import Settings
+from pipeline.produce import article_messages, produce
+from retraining.data import make_splits
+from retraining.flow import run_flow
+from retraining.gate import evaluate_folder
+from retraining.promotion import promote
+from retraining.train import TrainConfig
+from tests.conftest import free_port
+from tests.integration.helpers import Worker, prediction_counts, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.model]
+NEW_KIND = "soc.religion.christian"
+
+
+@pytest.fixture(scope="module")
+def data(data_dir: Path) -> dict[str, list[LabelledText]]:
+    ng = load_dataset("20newsgroups", split="test", data_dir=data_dir)
+    return {
+        "train": load_dataset("ag_news", split="train", data_dir=data_dir),
+        "test": load_dataset("ag_news", split="test", data_dir=data_dir),
+        "new": [r for r in ng if r.label == NEW_KIND and len(r.body) > 200],
+    }
+
+
+@pytest.fixture
+def env(db: Settings, topics: Settings, tmp_path: Path) -> Settings:
+    return topics.model_copy(
+        update={
+            "pg_database": db.pg_database,
+            "home": tmp_path / "home",
+            "mlflow_tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+            "model_poll_s": 2.0,
+            "retrain_epochs": 1,
+            "eval_limit": 800,
+            "review_uncertain_share": 0.3,
+        }
+    )
+
+
+@pytest.fixture
+def worker() -> Iterator[list[Worker]]:
+    started: list[Worker] = []
+    yield started
+    for w in started:
+        w.stop()
+
+
+def _stream(env: Settings, rows: list[LabelledText], run_id: str) -> None:
+    stats = produce(
+        article_messages(rows, limit=len(rows), loop=False, run_id=run_id),
+        bootstrap=env.kafka_bootstrap,
+        topic=env.topic_articles,
+        rate=0,
+    )
+    assert stats.failed == 0
+    wait_for(lambda: prediction_counts(env, run_id)[1] >= len(rows), 300, f"{run_id} stored")
+
+
+def _review_all(env: Settings, truth: dict[str, str], *, new_name: str | None = None) -> int:
+    """Simulated reviewers label every pending item with the truth: the new kind is "none
+    of these" until it has a name. Returns how many items were labelled."""
+    engine = make_engine(env)
+    done = 0
+    while (task := claim_next(engine, "rev", claim_minutes=5)) is not None:
+        label = truth.get(task.article_id, "")
+        if label == NEW_KIND:
+            label = new_name or NONE_LABEL
+        submit_label(engine, "rev", task.item_id, label or NONE_LABEL, simulated=True)
+        done += 1
+    engine.dispose()
+    return done
+
+
+@pytest.mark.timeout(1500)
+def test_discover_onboard_retrain_and_hot_swap(
+    env: Settings, data: dict[str, list[LabelledText]], worker: list[Worker], tmp_path: Path
+) -> None:
+    engine = make_engine(env)
+    # a four-topic champion (MiniLM, briefly fine-tuned) that a worker follows
+    splits = make_splits(data["train"][:2400], data["test"][:800], seed=13)
+    first = run_flow(
+        env,
+        quantize=False,
+        base="minilm",
+        splits=splits,
+        baseline=False,
+        cfg=TrainConfig(epochs=1, max_steps=40, batch_size=32, seed=13),
+    )
+    assert first.registered_version
+    assert promote(env, first.registered_version, eval_rows=splits.test, engine=engine).passed
+    w = Worker(env, None, free_port(), tmp_path / "worker.log")
+    worker.append(w)
+    w.wait_ready(timeout=180)
+
+    # a stream of AG News with 120 posts of a kind no AG topic covers
+    ag, new = data["test"][1000:1600], data["new"][:160]
+    rows = [*ag, *new[:120]]
+    _stream(env, rows, "ow")
+    truth = {f"ow-{i}": r.label for i, r in enumerate(rows)}
+    marked = _review_all(env, truth)
+    with engine.connect() as conn:
+        none_marked = conn.execute(
+            text("SELECT count(*) FROM review_items WHERE label = :n"), {"n": NONE_LABEL}
+        ).scalar_one()
+    assert marked > 0 and none_marked > 0
+
+    # discovery: the new kind is the top candidate, ≥ 80 % pure
+    found = run_discovery(env, engine)
+    assert found, "no candidate"
+    top = found[0]
+    purity = sum(truth.get(a) == NEW_KIND for a in top.members) / top.size
+    assert purity >= 0.8, (purity, top.terms, top.examples)
+
+    # onboarding: name it; its members come back for review with the name suggested
+    queued = onboarding.accept(
+        engine, top.id, "Religion", admin="admin", known_labels=splits.labels
+    )
+    assert queued >= env.topic_min_labels
+    assert retrain_if_ready(env, engine) is None  # not enough labels yet: nothing trains
+    _review_all(env, truth, new_name="Religion")
+    assert onboarding.labelled_count(engine, "Religion") >= env.topic_min_labels
+
+    # a five-topic champion: warm start, the new class gated on held-out reviewed examples
+    outcome = retrain_if_ready(
+        env, engine, cfg=TrainConfig(epochs=1, max_steps=80, batch_size=32, seed=13)
+    )
+    assert outcome is not None and outcome.status == "promoted", outcome
+    assert outcome.new_class_f1["Religion"] >= env.topic_min_f1, outcome
+    old_rows = splits.test
+    before, _ = evaluate_folder(registry.local_copy(env, first.registered_version), old_rows)
+    after, _ = evaluate_folder(registry.local_copy(env, str(outcome.version)), old_rows)
+    old_macro_after = sum(after.per_class[lbl]["f1"] for lbl in splits.labels) / len(splits.labels)
+    assert old_macro_after >= before.macro_f1 - 0.01, (before.macro_f1, old_macro_after)
+
+    # the worker swaps to five topics; the new kind now gets its own topic
+    wait_for(lambda: w.metric("newsflow_model_info") >= 1 and _serves_five(env), 60, "swap")
+    _stream(env, new[120:160], "ow2")
+    with engine.connect() as conn:
+        religion = conn.execute(
+            text(
+                "SELECT count(*) FROM predictions "
+                "WHERE article_id LIKE 'ow2-%' AND topic = 'Religion'"
+            )
+        ).scalar_one()
+        status = conn.execute(
+            text("SELECT status FROM topics WHERE name = 'Religion'")
+        ).scalar_one()
+    assert religion >= 28, religion  # ≥ 70 % of 40 posts never seen in training
+    assert status == "active"
+    print(
+        f"purity {purity:.2f} size {top.size} terms {top.terms[:6]}; new F1 "
+        f"{outcome.new_class_f1}; old macro-F1 {before.macro_f1:.4f} -> {old_macro_after:.4f}; "
+        f"unseen posts labelled Religion {religion}/40"
+    )
+    engine.dispose()
+
+
+def _serves_five(env: Settings) -> bool:
+    engine = make_engine(env)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT labels FROM model_labels")).scalars().all()
+        return any("Religion" in (labels or []) for labels in rows)
+    finally:
+        engine.dispose()
+
+
+def _candidate(engine: object, members: list[str]) -> int:
+    from monitoring.topics.discovery import Candidate
+
+    c = Candidate(
+        members=members,
+        size=len(members),
+        separation=0.9,
+        nearest_topic="World",
+        cohesion=0.5,
+        none_of_these=len(members),
+        terms=["a"],
+        examples=["t"],
+    )
+    return onboarding.save_discovery(engine, [c], model_version="v1")[0]  # type: ignore[arg-type]
+
+
+def test_bad_topic_requests_change_nothing(db: Settings) -> None:
+    engine = make_engine(db)
+    known = ["World", "Sports", "Business", "Sci/Tech"]
+    cid = _candidate(engine, ["x-1", "x-2"])
+    for bad, why in [
+        ("sports", "exists already"),
+        ("  ", "empty"),
+        ("x" * 65, "at most 64"),
+        ("tab\there", "control"),
+        (NONE_LABEL, "reserved"),
+    ]:
+        with pytest.raises(onboarding.TopicError, match=why):
+            onboarding.accept(engine, cid, bad, admin="a", known_labels=known)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM topics")).scalar_one() == 0
+        assert conn.execute(text("SELECT status FROM topic_candidates")).scalar_one() == "open"
+
+    # a newer discovery replaced the candidate an admin was looking at
+    newer = _candidate(engine, ["x-3"])
+    with pytest.raises(onboarding.CandidateGone, match="newer discovery"):
+        onboarding.accept(engine, cid, "Religion", admin="a", known_labels=known)
+    with pytest.raises(onboarding.CandidateGone, match="does not exist"):
+        onboarding.dismiss(engine, 10**9, admin="a")
+
+    # two admins accept the same candidate at once: one wins, the other is told why
+    results: list[str] = []
+
+    def accept(name: str) -> None:
+        try:
+            onboarding.accept(engine, newer, name, admin=name, known_labels=known)
+            results.append("ok")
+        except onboarding.TopicError as exc:
+            results.append(str(exc))
+
+    threads = [threading.Thread(target=accept, args=(n,)) for n in ("Religion", "Faith")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count("ok") == 1, results
+    assert any("accepted already" in r for r in results), results
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM topics")).scalar_one() == 1
+
+    # onboarding with fewer than N labels: the expanded retraining refuses before training
+    assert onboarding.onboarding_topics(engine) in (["Religion"], ["Faith"])
+    assert retrain_if_ready(db, engine) is None  # 0 of 32 labels: nothing trains
+    engine.dispose()
