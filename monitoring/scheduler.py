@@ -86,7 +86,15 @@ def run_scheduler(settings: Settings) -> None:
 
     def job() -> None:
         try:
-            drift_job(settings, engine)
+            from monitoring.topics.service import onboarding_request, onboarding_train
+
+            request = onboarding_request(settings, engine)  # new topics with all their labels
+            drift_job(
+                settings,
+                engine,
+                request=request,
+                train=onboarding_train if request is not None else None,
+            )
         except Exception:  # the scheduler must keep running
             log.exception("drift job failed")
 

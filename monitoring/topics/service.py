@@ -3,12 +3,18 @@ is in PostgreSQL, and retrain once every onboarding topic has its labels."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Engine
 
 from monitoring.topics import onboarding
 from monitoring.topics.discovery import Embed, discover
 from pipeline.core.settings import Settings
 from retraining.expand import ExpandOutcome
+
+if TYPE_CHECKING:
+    from monitoring.decision import RetrainRequest
+    from monitoring.retrain import RetrainOutcome
 from retraining.train import TrainConfig
 
 
@@ -73,3 +79,35 @@ def retrain_if_ready(
     if outcome.status == "promoted" and outcome.version:
         onboarding.mark_active(engine, topics, version=outcome.version)
     return outcome
+
+
+def onboarding_request(settings: Settings, engine: Engine) -> RetrainRequest | None:
+    """A retraining request once every onboarding topic has its reviewed examples."""
+    from monitoring.decision import RetrainRequest
+
+    topics = onboarding.onboarding_topics(engine)
+    if not topics or any(
+        onboarding.labelled_count(engine, t) < settings.topic_min_labels for t in topics
+    ):
+        return None
+    return RetrainRequest(
+        reason=f"new topics with {settings.topic_min_labels}+ reviewed examples: "
+        + ", ".join(topics),
+        trigger="new_topic",
+        requested_by="onboarding",
+    )
+
+
+def onboarding_train(settings: Settings, *, engine: Engine, **_: object) -> RetrainOutcome:
+    """The training step the scheduler runs for a new-topic request (``maybe_retrain``'s
+    ``train``: its guards and records apply)."""
+    from monitoring.retrain import RetrainOutcome
+
+    outcome = retrain_if_ready(settings, engine)
+    if outcome is None:
+        return RetrainOutcome("skipped", "the onboarding topics no longer have all their labels")
+    if outcome.status == "promoted":
+        return RetrainOutcome("promoted", outcome.reason, outcome.version)
+    if outcome.status == "rejected":
+        return RetrainOutcome("rejected", outcome.reason, outcome.version)
+    return RetrainOutcome("failed", outcome.reason, outcome.version)

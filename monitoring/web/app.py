@@ -3,7 +3,8 @@
 
 Security: `/healthz` and `/login` are open, everything else needs a session cookie
 (HttpOnly, SameSite=Lax, Secure when configured); each session has a CSRF token that every
-POST must carry; failed logins are rate limited; on-call pages need the admin role; responses
+POST must carry; failed logins are rate limited; on-call pages need the admin role (the
+Emerging topics page may be viewed by reviewers, its forms are admin-only); responses
 carry a strict Content-Security-Policy (scripts only from this origin, no inline script).
 Request bodies are capped before they are parsed (64 KiB for forms, 20 MiB for the Label
 Studio upload), and routes that need a session check it before they read the body.
@@ -30,7 +31,7 @@ from sqlalchemy import Engine
 from monitoring.web import review_queue
 from monitoring.web.deps import Denied, NeedLogin, WebContext
 from monitoring.web.limits import MAX_FORM_BYTES, BodyLimit
-from monitoring.web.routes import auth, health, labelstudio, oncall, review
+from monitoring.web.routes import auth, health, labelstudio, oncall, review, topics
 from monitoring.web.security import LoginLimiter
 from pipeline.core.settings import Settings
 
@@ -75,8 +76,9 @@ def create_app(
     app = FastAPI(title="newsflow", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ctx = ctx
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for router in (health.router, auth.router, review.router, oncall.router, labelstudio.router):
-        app.include_router(router)
+    routers = (health, auth, review, oncall, labelstudio, topics)
+    for module in routers:
+        app.include_router(module.router)
 
     # Inner: cap bodies before any route parses them. Outer (added last): headers, so the
     # 413 carries them too.

@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from starlette.datastructures import FormData, UploadFile
 
 from monitoring.web.security import LoginLimiter, same_token
+from monitoring.web.topics_page import DiscoveryJob
 from monitoring.web.users import User, session_user
 from pipeline.core.settings import Settings
 
@@ -59,6 +60,7 @@ class WebContext:
     rng: random.Random
     reports_root: Path
     max_upload_bytes: int
+    discovery: DiscoveryJob = dataclasses.field(default_factory=DiscoveryJob)  # /topics
 
     def page(
         self, name: str, code: int = 200, signed: SignedIn | None = None, **ctx: Any

@@ -168,8 +168,8 @@ def test_trainer_and_two_workers_share_only_the_tracking_server(
 
         # 1. train and promote on the trainer host: both workers swap within poll + 10 s
         time.sleep(5)
-        t0 = time.monotonic()
         _newsflow(trainer, ["models", "register", str(folders["v2"]), "--promote"], trainer_log)
+        t0 = time.monotonic()  # the alias moved as the command ended
         swap_v2 = _wait_swap(workers, "mh-v2", t0)
 
         # 2. the tracking server goes away for 60 s: workers keep serving, nothing is lost
@@ -183,8 +183,8 @@ def test_trainer_and_two_workers_share_only_the_tracking_server(
 
         # 3. back: the next promotion reaches both
         mlflow_server.start(tracking_server)
-        t0 = time.monotonic()
         _newsflow(trainer, ["models", "register", str(folders["v3"]), "--promote"], trainer_log)
+        t0 = time.monotonic()  # the alias moved as the command ended
         swap_v3 = _wait_swap(workers, "mh-v3", t0)
 
         # 4. a version whose artefact was altered on the server: refused, v3 keeps serving

@@ -5,24 +5,34 @@ label 32+ examples; a champion with five topics is trained, gated and hot-swappe
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from monitoring.scheduler import drift_job
 from monitoring.topics import onboarding
-from monitoring.topics.service import retrain_if_ready, run_discovery
-from monitoring.web.review_queue import NONE_LABEL, claim_next, submit_label
+from monitoring.topics.service import (
+    onboarding_request,
+    onboarding_train,
+    retrain_if_ready,
+    run_discovery,
+)
+from monitoring.web.review_queue import NONE_LABEL, claim_next, skip, submit_label
 from pipeline.core import registry
 from pipeline.core.datasets import LabelledText, load_dataset
 from pipeline.core.db.engine import make_engine
+from pipeline.core.model_folder import read_metadata
 from pipeline.core.settings import Settings
 from pipeline.produce import article_messages, produce
 from retraining.data import make_splits
 from retraining.flow import run_flow
-from retraining.gate import evaluate_folder
+from retraining.gate import evaluate_folder, old_classes_macro_f1
 from retraining.promotion import promote
 from retraining.train import TrainConfig
 from tests.conftest import free_port
@@ -76,16 +86,26 @@ def _stream(env: Settings, rows: list[LabelledText], run_id: str) -> None:
     wait_for(lambda: prediction_counts(env, run_id)[1] >= len(rows), 300, f"{run_id} stored")
 
 
-def _review_all(env: Settings, truth: dict[str, str], *, new_name: str | None = None) -> int:
+def _review_all(
+    env: Settings, truth: dict[str, str], *, new_name: str | None = None, max_new: int = 10**6
+) -> int:
     """Simulated reviewers label every pending item with the truth: the new kind is "none
-    of these" until it has a name. Returns how many items were labelled."""
+    of these" until it has a name, then that name on at most ``max_new`` items (the rest of
+    that kind are skipped). Returns how many items were labelled."""
     engine = make_engine(env)
-    done = 0
+    done, named, skipped = 0, 0, set()
     while (task := claim_next(engine, "rev", claim_minutes=5)) is not None:
-        label = truth.get(task.article_id, "")
+        if task.item_id in skipped:
+            break
+        label = truth.get(task.article_id, "") or NONE_LABEL
+        if label == NEW_KIND and new_name is not None and named >= max_new:
+            skip(engine, "rev", task.item_id)
+            skipped.add(task.item_id)
+            continue
         if label == NEW_KIND:
             label = new_name or NONE_LABEL
-        submit_label(engine, "rev", task.item_id, label or NONE_LABEL, simulated=True)
+            named += new_name is not None
+        submit_label(engine, "rev", task.item_id, label, simulated=True)
         done += 1
     engine.dispose()
     return done
@@ -137,24 +157,35 @@ def test_discover_onboard_retrain_and_hot_swap(
     )
     assert queued >= env.topic_min_labels
     assert retrain_if_ready(env, engine) is None  # not enough labels yet: nothing trains
-    _review_all(env, truth, new_name="Religion")
-    assert onboarding.labelled_count(engine, "Religion") >= env.topic_min_labels
+    _review_all(env, truth, new_name="Religion", max_new=46)  # 32 to train, 14 held out
+    assert onboarding.labelled_count(engine, "Religion") == 46
 
-    # a five-topic champion: warm start, the new class gated on held-out reviewed examples
-    outcome = retrain_if_ready(
-        env, engine, cfg=TrainConfig(epochs=1, max_steps=80, batch_size=32, seed=13)
-    )
+    # the scheduler's job: a new-topic request, retraining through the usual guards
+    request = onboarding_request(env, engine)
+    assert request is not None and request.trigger == "new_topic"
+    result, outcome = drift_job(env, engine, request=request, train=onboarding_train, report=False)
+    assert result is not None and result.decision is not None
+    assert "new_topic" in result.decision.triggers
     assert outcome is not None and outcome.status == "promoted", outcome
-    assert outcome.new_class_f1["Religion"] >= env.topic_min_f1, outcome
-    old_rows = splits.test
-    before, _ = evaluate_folder(registry.local_copy(env, first.registered_version), old_rows)
-    after, _ = evaluate_folder(registry.local_copy(env, str(outcome.version)), old_rows)
-    old_macro_after = sum(after.per_class[lbl]["f1"] for lbl in splits.labels) / len(splits.labels)
+    assert outcome.version is not None
+
+    # scored on 40 posts of the new kind nobody labelled and the old classes' test rows
+    unseen = [dataclasses.replace(r, label="Religion") for r in new[120:160]]
+    folder = registry.local_copy(env, outcome.version)
+    after, _ = evaluate_folder(folder, [*splits.test, *unseen])
+    before, _ = evaluate_folder(registry.local_copy(env, first.registered_version), splits.test)
+    old_after, _ = evaluate_folder(folder, splits.test)
+    new_f1 = after.per_class["Religion"]["f1"]
+    old_macro_after = old_classes_macro_f1(old_after, splits.labels)
+    assert new_f1 >= env.topic_min_f1, new_f1
     assert old_macro_after >= before.macro_f1 - 0.01, (before.macro_f1, old_macro_after)
 
     # the worker swaps to five topics; the new kind now gets its own topic
-    wait_for(lambda: w.metric("newsflow_model_info") >= 1 and _serves_five(env), 60, "swap")
+    grown = read_metadata(registry.local_copy(env, str(outcome.version))).version
+    wait_for(lambda: _serving(w) == {grown}, env.model_poll_s + 30, f"worker serving {grown}")
     _stream(env, new[120:160], "ow2")
+    recorded = _labels_recorded(env, grown)
+    assert len(recorded) == 5 and "Religion" in recorded, recorded
     with engine.connect() as conn:
         religion = conn.execute(
             text(
@@ -168,19 +199,30 @@ def test_discover_onboard_retrain_and_hot_swap(
     assert religion >= 28, religion  # ≥ 70 % of 40 posts never seen in training
     assert status == "active"
     print(
-        f"purity {purity:.2f} size {top.size} terms {top.terms[:6]}; new F1 "
-        f"{outcome.new_class_f1}; old macro-F1 {before.macro_f1:.4f} -> {old_macro_after:.4f}; "
-        f"unseen posts labelled Religion {religion}/40"
+        f"purity {purity:.2f} size {top.size} terms {top.terms[:6]}; new-class F1 "
+        f"{new_f1:.3f}; old macro-F1 {before.macro_f1:.4f} -> {old_macro_after:.4f}; "
+        f"unseen posts streamed and labelled Religion {religion}/40"
     )
     engine.dispose()
 
 
-def _serves_five(env: Settings) -> bool:
+def _serving(w: Worker) -> set[str]:
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{w.port}/metrics", timeout=2).read()
+    except OSError:
+        return set()
+    return set(re.findall(r'newsflow_model_info\{version="([^"]+)"\} 1\.0', body.decode()))
+
+
+def _labels_recorded(env: Settings, version: str) -> list[str]:
     engine = make_engine(env)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT labels FROM model_labels")).scalars().all()
-        return any("Religion" in (labels or []) for labels in rows)
+            return list(
+                conn.execute(
+                    text("SELECT labels FROM model_labels WHERE model_version = :v"), {"v": version}
+                ).scalar_one()
+            )
     finally:
         engine.dispose()
 

@@ -58,3 +58,14 @@ def test_train_options_are_validated() -> None:
         TrainConfig(learning_rate=5)
     with pytest.raises(TrainingError, match="epochs=0"):
         TrainConfig(epochs=0)
+
+
+def test_a_challenger_with_a_new_topic_is_gated_on_the_old_ones() -> None:
+    # three known classes at 0.9; the challenger adds "d", which has no rows in the old
+    # evaluation set (F1 0): diluted, its macro-F1 would be 0.675 and fail
+    grown = _ev([0.9, 0.9, 0.9, 0.0])
+    assert grown.macro_f1 == pytest.approx(0.675)
+    assert gate(grown, _ev([0.9, 0.9, 0.9])).passed
+    forgot = _ev([0.9, 0.9, 0.7, 0.0])  # a known class forgotten: still refused
+    decision = gate(forgot, _ev([0.9, 0.9, 0.9]))
+    assert not decision.passed and "class 'c'" in " ".join(decision.reasons)

@@ -1,0 +1,135 @@
+"""What the "Emerging topics" page needs beyond :mod:`monitoring.topics.onboarding`: the
+labels models already know (names a new topic may not take), the onboarded topics with their
+progress, and discovery run in a background thread (it embeds with MiniLM: ~30 s)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import threading
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from monitoring.topics import onboarding
+from pipeline.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def known_labels(engine: Engine) -> list[str]:
+    """Every label of every model version that served (``model_labels``, written by the
+    sink). Read from Postgres rather than the registry: the request stays fast, and a name
+    any model has used, not only the champion's, is refused."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT DISTINCT unnest(labels) AS label FROM model_labels ORDER BY 1")
+        ).scalars()
+        return [str(r) for r in rows]
+
+
+@dataclasses.dataclass(frozen=True)
+class TopicRow:
+    name: str
+    status: str
+    created_by: str
+    created_at: dt.datetime
+    retrain_version: str | None
+    labelled: int
+    pending: int  # onboarding review items still waiting for a reviewer
+
+    def ready(self, min_labels: int) -> bool:
+        return self.labelled >= min_labels
+
+
+def topic_rows(engine: Engine) -> list[TopicRow]:
+    """Topics people added, newest first, each with its reviewed-label count."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT t.name, t.status, t.created_by, t.created_at, t.retrain_version, "
+                "(SELECT count(*) FROM review_items r WHERE r.suggested_label = t.name "
+                "AND r.status = 'pending') AS pending "
+                "FROM topics t ORDER BY t.created_at DESC, t.name LIMIT 200"
+            )
+        ).all()
+    return [
+        TopicRow(
+            name=str(r.name),
+            status=str(r.status),
+            created_by=str(r.created_by),
+            created_at=r.created_at,
+            retrain_version=r.retrain_version,
+            labelled=onboarding.labelled_count(engine, str(r.name)),
+            pending=int(r.pending),
+        )
+        for r in rows
+    ]
+
+
+def candidate_name(engine: Engine, candidate_id: int) -> str | None:
+    """The name a candidate was accepted as (for the notice after a redirect)."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT name FROM topic_candidates WHERE id = :i"), {"i": candidate_id}
+        ).scalar_one_or_none()
+    return None if found is None else str(found)
+
+
+class DiscoveryJob:
+    """At most one discovery at a time, in a daemon thread; the page shows its state."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.started_at: dt.datetime | None = None
+        self.finished_at: dt.datetime | None = None
+        self.found: int | None = None
+        self.error: str | None = None
+
+    @property
+    def running(self) -> bool:
+        with self._lock:
+            return self._thread is not None and self._thread.is_alive()
+
+    def start(self, settings: Settings, engine: Engine) -> bool:
+        """Start a discovery; False when one is running already."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return False
+            self.started_at, self.finished_at = dt.datetime.now(dt.UTC), None
+            self.found, self.error = None, None
+            self._thread = threading.Thread(
+                target=self._run, args=(settings, engine), name="topic-discovery", daemon=True
+            )
+            self._thread.start()
+            return True
+
+    def join(self, timeout: float | None = None) -> None:
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def _run(self, settings: Settings, engine: Engine) -> None:
+        from monitoring.topics import service  # torch and MiniLM load here, not at import
+
+        found: int | None = None
+        error: str | None = None
+        try:
+            found = len(service.run_discovery(settings, engine))
+        except Exception as exc:  # shown on the page; the app keeps serving
+            log.exception("topic discovery failed")
+            error = f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            self.found, self.error = found, error
+            self.finished_at = dt.datetime.now(dt.UTC)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "running": self.running,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "found": self.found,
+            "error": self.error,
+        }
