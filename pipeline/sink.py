@@ -346,7 +346,10 @@ def _fill_budgeted(
             "p.topic, a.title, (r.assigned_to IS NOT NULL "
             "AND r.assigned_at > now() - make_interval(secs => :s)) AS held "
             "FROM review_items r JOIN predictions p ON p.id = r.prediction_id "
-            "JOIN articles a ON a.id = r.article_id WHERE r.status = 'pending'"
+            "JOIN articles a ON a.id = r.article_id WHERE r.status = 'pending' "
+            # onboarding reviews (an admin's request for a new topic) are outside the budget:
+            # never replaced, renumbered or counted here
+            "AND r.reason <> 'onboarding'"
         ),
         {"s": claim_s},
     ).all()

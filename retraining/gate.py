@@ -62,10 +62,10 @@ def gate(
 
 
 def old_classes_macro_f1(challenger: Evaluation, old: Sequence[str] | dict[str, Any]) -> float:
-    """The challenger's macro-F1 over the champion's classes only (all of its own when it
-    has no others)."""
+    """The challenger's macro-F1 over the champion's classes (a class it no longer has
+    counts 0; one it added is left out)."""
     names = list(old)
-    if not names or set(challenger.per_class) <= set(names):
+    if not names or set(challenger.per_class) == set(names):
         return challenger.macro_f1
     return sum(challenger.per_class.get(n, {}).get("f1", 0.0) for n in names) / len(names)
 

@@ -1,4 +1,4 @@
-"""`newsflow topics discover | candidates | accept | dismiss | list | retrain`."""
+"""`newsflow topics discover | candidates | accept | dismiss | remove | retrain`."""
 
 from __future__ import annotations
 
@@ -94,10 +94,55 @@ def dismiss_cmd(
     console.print(f"candidate {candidate} dismissed")
 
 
+def remove_cmd(
+    name: Annotated[str, typer.Argument(help="a topic of the champion")],
+    into: Annotated[
+        str | None, typer.Option("--into", help="merge into this topic instead of removing")
+    ] = None,
+    by: Annotated[str, typer.Option(help="who decides (recorded)")] = "cli",
+) -> None:
+    """Remove a topic (its examples are dropped), or merge it into another (--into: its
+    examples count as that topic), at the next retraining (`topics retrain` or the
+    scheduler). Both sides must be topics of the champion."""
+    from monitoring.topics.onboarding import TopicError, retire
+    from monitoring.topics.service import champion_labels
+    from pipeline.core.db.engine import make_engine
+
+    settings = settings_or_exit()
+    engine = make_engine(settings)
+    try:
+        retire(engine, name, into=into, admin=by, champion_labels=champion_labels(settings)[1])
+    except TopicError as exc:
+        raise fail(exc, 2) from None
+    finally:
+        engine.dispose()
+    what = f"merged into {into!r}" if into else "removed"
+    console.print(f"topic {name!r} will be {what} at the next retraining")
+
+
+def cancel_cmd(
+    name: Annotated[str, typer.Argument(help="a topic being onboarded")],
+    by: Annotated[str, typer.Option(help="who decides (recorded)")] = "cli",
+) -> None:
+    """Stop onboarding a topic: reviewers no longer see it; its pending reviews are withdrawn."""
+    from monitoring.topics.onboarding import TopicError, cancel
+    from pipeline.core.db.engine import make_engine
+
+    engine = make_engine(settings_or_exit())
+    try:
+        withdrawn = cancel(engine, name, admin=by)
+    except TopicError as exc:
+        raise fail(exc, 2) from None
+    finally:
+        engine.dispose()
+    console.print(f"topic {name!r} cancelled; {withdrawn} pending reviews withdrawn")
+
+
 def retrain_cmd(
     steps: Annotated[int | None, typer.Option(help="stop after N steps (smoke runs)")] = None,
 ) -> None:
-    """Train a champion that also knows the onboarding topics, if each has its labels."""
+    """Train a champion that also knows the onboarding topics (once each has its labels)
+    and no longer has the topics asked to be removed or merged."""
     from monitoring.topics.service import retrain_if_ready
     from pipeline.core.db.engine import make_engine
     from retraining.train import TrainConfig
@@ -140,4 +185,6 @@ def register(topics_app: typer.Typer) -> None:
     topics_app.command("candidates")(candidates_cmd)
     topics_app.command("accept")(accept_cmd)
     topics_app.command("dismiss")(dismiss_cmd)
+    topics_app.command("remove")(remove_cmd)
+    topics_app.command("cancel")(cancel_cmd)
     topics_app.command("retrain")(retrain_cmd)

@@ -51,22 +51,48 @@ class StoredCandidate:
         return dataclasses.asdict(self)
 
 
+_INVISIBLE = frozenset("\u034f\u115f\u1160\u2800\u3164\uffa0")
+
+
+def name_key(name: str) -> str:
+    """What two names are compared by: compatibility-normalised (fullwidth letters, ligatures)
+    and case-folded, so "Ｓｐｏｒｔｓ", "SPORTS" and "sports" are one topic."""
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
 def check_name(name: str, existing: Sequence[str]) -> str:
-    """The cleaned topic name; TopicError when it is empty, too long, not printable, the
-    "none of these" marker, or (whatever its case) a topic that exists."""
+    """The cleaned topic name; TopicError when it is empty, too long, holds invisible or
+    control characters or no letter or digit, is the "none of these" marker, or is (after
+    compatibility normalisation and case folding) a topic that exists."""
     cleaned = unicodedata.normalize("NFC", name).strip()
     if not cleaned:
         raise TopicError("a topic name cannot be empty")
     if len(cleaned) > MAX_NAME:
         raise TopicError(f"a topic name has at most {MAX_NAME} characters (got {len(cleaned)})")
-    if any(not ch.isprintable() for ch in cleaned):
+    if any(
+        not ch.isprintable()
+        or ch in _INVISIBLE
+        or unicodedata.category(ch) == "Cf"
+        or 0xFE00 <= ord(ch) <= 0xFE0F
+        or 0xE0100 <= ord(ch) <= 0xE01EF
+        for ch in cleaned
+    ):
         raise TopicError("a topic name cannot hold control or invisible characters")
-    if cleaned == NONE_LABEL:
+    if not any(ch.isalnum() for ch in cleaned) or unicodedata.category(cleaned[0]) in ("Mn", "Me"):
+        raise TopicError("a topic name needs a letter or digit (and cannot start with a mark)")
+    if name_key(cleaned) == name_key(NONE_LABEL):
         raise TopicError(f"{NONE_LABEL!r} is reserved")
-    taken = {e.casefold(): e for e in existing}
-    if cleaned.casefold() in taken:
-        raise TopicError(f"topic {taken[cleaned.casefold()]!r} exists already")
+    taken = {name_key(e): e for e in existing}
+    if name_key(cleaned) in taken:
+        raise TopicError(f"topic {taken[name_key(cleaned)]!r} exists already")
     return cleaned
+
+
+TOPICS_LOCK = 0x746F7063  # "topc": one change of topics or candidates at a time
+
+
+def _serialise(conn: Connection) -> None:
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": TOPICS_LOCK})
 
 
 def pool(engine: Engine, *, model_version: str | None, low_confidence: int) -> list[PoolItem]:
@@ -224,6 +250,7 @@ def accept(
     items (first in the queue) with ``name`` suggested. Returns how many were queued."""
     try:
         with engine.begin() as conn:
+            _serialise(conn)
             found = _lock_open(conn, candidate_id)
             existing = [*known_labels, *topic_names(conn)]
             cleaned = check_name(name, existing)
@@ -259,6 +286,7 @@ def accept(
 
 def dismiss(engine: Engine, candidate_id: int, *, admin: str) -> None:
     with engine.begin() as conn:
+        _serialise(conn)
         _lock_open(conn, candidate_id)
         conn.execute(
             text(
@@ -302,4 +330,95 @@ def mark_active(engine: Engine, names: Sequence[str], *, version: str) -> None:
                 "WHERE name = ANY(:n) AND status = 'onboarding'"
             ),
             {"v": version, "n": list(names)},
+        )
+
+
+def retire(
+    engine: Engine,
+    name: str,
+    *,
+    into: str | None,
+    admin: str,
+    champion_labels: Sequence[str],
+) -> None:
+    """Ask the next retraining to remove topic ``name`` (``into`` None) or to merge it into
+    ``into``: its examples then count as ``into``. TopicError when either is not a topic of
+    the champion, they are the same, fewer than two topics would remain, or a change of
+    that topic is pending already."""
+    labels = list(champion_labels)
+    if name not in labels:
+        raise TopicError(f"{name!r} is not a topic of the champion ({', '.join(labels)})")
+    if into is not None:
+        if into not in labels:
+            raise TopicError(f"{into!r} is not a topic of the champion ({', '.join(labels)})")
+        if into == name:
+            raise TopicError("a topic cannot be merged into itself")
+    with engine.begin() as conn:
+        _serialise(conn)
+        pending = pending_changes(conn)
+        targets = {t for t in pending.values() if t is not None}
+        busy = name if name in pending or name in targets else into if into in pending else None
+        if busy is not None:
+            raise TopicError(f"a change of {busy!r} is pending already")
+        left = [t for t in labels if t not in pending and t != name]
+        if len(left) < 2:
+            raise TopicError("a model needs at least two topics")
+        status = "merging" if into is not None else "removing"
+        conn.execute(
+            text(
+                "INSERT INTO topics (name, status, merge_into, created_by) "
+                "VALUES (:n, :s, :m, :u) ON CONFLICT (name) DO UPDATE "
+                "SET status = :s, merge_into = :m, created_by = :u"
+            ),
+            {"n": name, "s": status, "m": into, "u": admin},
+        )
+
+
+def pending_changes(db: Engine | Connection) -> dict[str, str | None]:
+    """Topics to remove (→ None) or merge (→ target) at the next retraining."""
+    sql = text("SELECT name, merge_into FROM topics WHERE status IN ('removing', 'merging')")
+    if isinstance(db, Connection):
+        rows = db.execute(sql).all()
+    else:
+        with db.connect() as conn:
+            rows = conn.execute(sql).all()
+    return {str(n): (str(m) if m is not None else None) for n, m in rows}
+
+
+def mark_retired(engine: Engine, names: Sequence[str], *, version: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE topics SET status = CASE status WHEN 'merging' THEN 'merged' "
+                "ELSE 'removed' END, retrain_version = :v "
+                "WHERE name = ANY(:n) AND status IN ('removing', 'merging')"
+            ),
+            {"v": version, "n": list(names)},
+        )
+
+
+def cancel(engine: Engine, name: str, *, admin: str) -> int:
+    """Stop onboarding topic ``name``: it is no longer offered to reviewers and its pending
+    onboarding reviews are withdrawn (labels already given stay). Returns how many."""
+    with engine.begin() as conn:
+        _serialise(conn)
+        found = conn.execute(
+            text("SELECT status FROM topics WHERE name = :n FOR UPDATE"), {"n": name}
+        ).scalar()
+        if found != "onboarding":
+            raise TopicError(
+                f"{name!r} is not a topic being onboarded" + (f" (it is {found})" if found else "")
+            )
+        conn.execute(
+            text("UPDATE topics SET status = 'cancelled', created_by = :u WHERE name = :n"),
+            {"n": name, "u": admin},
+        )
+        return int(
+            conn.execute(
+                text(
+                    "UPDATE review_items SET status = 'withdrawn' WHERE status = 'pending' "
+                    "AND reason = 'onboarding' AND suggested_label = :n"
+                ),
+                {"n": name},
+            ).rowcount
         )

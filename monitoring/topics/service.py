@@ -52,24 +52,34 @@ def run_discovery(
     return onboarding.candidates(engine)
 
 
+def ready_topics(settings: Settings, engine: Engine) -> list[str]:
+    """Onboarding topics with all their reviewed examples (the others keep collecting)."""
+    return [
+        t
+        for t in onboarding.onboarding_topics(engine)
+        if onboarding.labelled_count(engine, t) >= settings.topic_min_labels
+    ]
+
+
 def retrain_if_ready(
     settings: Settings, engine: Engine, *, cfg: TrainConfig | None = None
 ) -> ExpandOutcome | None:
-    """Retrain with the onboarding topics once each has ``topic_min_labels`` reviewed
-    examples; None when there is nothing to onboard or labels are still missing."""
+    """Retrain with the onboarding topics that have ``topic_min_labels`` reviewed examples
+    (the others keep collecting), and without the topics asked to be removed or merged;
+    None when there is nothing to change yet."""
     from retraining.expand import retrain_expanded
     from retraining.flow import load_training_data
 
-    topics = onboarding.onboarding_topics(engine)
-    if not topics:
-        return None
-    if any(onboarding.labelled_count(engine, t) < settings.topic_min_labels for t in topics):
+    topics = ready_topics(settings, engine)
+    retire = onboarding.pending_changes(engine)
+    if not topics and not retire:
         return None
     base = load_training_data(settings, settings.retrain_dataset)
     outcome = retrain_expanded(
         settings,
         engine=engine,
         new_topics=topics,
+        retire=retire,
         base_rows=[*base.train, *base.validation],
         test_rows=base.test,
         cfg=cfg or TrainConfig(epochs=settings.retrain_epochs),
@@ -78,24 +88,30 @@ def retrain_if_ready(
     )
     if outcome.status == "promoted" and outcome.version:
         onboarding.mark_active(engine, topics, version=outcome.version)
+        onboarding.mark_retired(engine, list(retire), version=outcome.version)
     return outcome
 
 
 def onboarding_request(settings: Settings, engine: Engine) -> RetrainRequest | None:
-    """A retraining request once every onboarding topic has its reviewed examples."""
+    """A retraining request once every onboarding topic has its reviewed examples, or a
+    topic is to be removed or merged."""
     from monitoring.decision import RetrainRequest
 
-    topics = onboarding.onboarding_topics(engine)
-    if not topics or any(
-        onboarding.labelled_count(engine, t) < settings.topic_min_labels for t in topics
-    ):
+    topics = ready_topics(settings, engine)
+    retire = onboarding.pending_changes(engine)
+    if not topics and not retire:
         return None
-    return RetrainRequest(
-        reason=f"new topics with {settings.topic_min_labels}+ reviewed examples: "
-        + ", ".join(topics),
-        trigger="new_topic",
-        requested_by="onboarding",
-    )
+    parts = []
+    if topics:
+        parts.append(
+            f"new topics with {settings.topic_min_labels}+ reviewed examples: " + ", ".join(topics)
+        )
+    if retire:
+        parts.append(
+            "topics to "
+            + ", ".join(f"merge {k} into {v}" if v else f"remove {k}" for k, v in retire.items())
+        )
+    return RetrainRequest(reason="; ".join(parts), trigger="new_topic", requested_by="topics")
 
 
 def onboarding_train(settings: Settings, *, engine: Engine, **_: object) -> RetrainOutcome:

@@ -149,6 +149,13 @@ def _task(conn: Connection, item_id: int) -> ReviewTask:
         room = max(0, MAX_KEYS - len(keyed))
         keyed, others = [*keyed, *extra[:room]], [*others, *extra[room:]]
         labels = [*labels, *extra]
+    suggested = row.suggested_label
+    if suggested in others:  # the topic this item was queued for gets a key (the last one)
+        others = [t for t in others if t != suggested]
+        if len(keyed) >= MAX_KEYS:
+            others = [keyed[-1], *others]
+            keyed = keyed[:-1]
+        keyed = [*keyed, suggested]
     return ReviewTask(
         item_id=int(row.id),
         round=int(row.round),

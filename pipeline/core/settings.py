@@ -73,6 +73,7 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
+        allow_inf_nan=False,  # no setting means infinity (intervals would overflow)
     )
 
     environment: Literal["development", "test", "production"] = "development"
@@ -202,7 +203,10 @@ class Settings(BaseSettings):
         description="at most this share of the uncertainty slots pending for one topic",
     )
     review_expire_hours: float = Field(
-        default=24.0, gt=0, description="pending items older than this expire unreviewed"
+        default=24.0,
+        gt=0,
+        le=24 * 365,
+        description="pending items older than this expire unreviewed",
     )
 
     # Drift monitoring and retraining.
@@ -259,7 +263,10 @@ class Settings(BaseSettings):
         default=0.1, ge=0.0, le=1.0, description="share of labelled items reviewed twice"
     )
     review_claim_minutes: float = Field(
-        default=15.0, gt=0, description="how long a reviewer holds an item before it returns"
+        default=15.0,
+        gt=0,
+        le=60 * 24 * 7,
+        description="how long a reviewer holds an item before it returns",
     )
 
     # Open-world topics: discovery and onboarding.

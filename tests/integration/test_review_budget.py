@@ -189,3 +189,46 @@ def test_stale_items_expire_at_the_next_fill(engine: Engine, data_dir: Path) -> 
     assert _pending(engine) <= 10
     # The held item is still labelled normally.
     review_queue.submit_label(engine, "ann", held.item_id, "World")
+
+
+def test_onboarding_reviews_are_outside_the_budget(engine: Engine, data_dir: Path) -> None:
+    """An admin's onboarding request keeps its items first and unexpired, whatever the fills
+    do; cancelling the topic withdraws them."""
+    from monitoring.topics import onboarding
+    from monitoring.topics.discovery import Candidate
+
+    rows = load_ag_news(data_dir, "test")[:80]
+    rng = random.Random(5)
+    pairs = [_predict(r, rng, "o") for r in rows]
+    policy = ReviewPolicy(budget=Budget(capacity=6, uniform=2, topic_cap=6), expire_hours=24)
+    save_batch(
+        engine=engine, pairs=pairs[:20], policy=policy, rng=rng, model_labels={VERSION: AG_LABELS}
+    )
+    members = [a.id for a, _ in pairs[20:30]]
+    save_batch(engine=engine, pairs=pairs[20:30], policy=policy, rng=rng)
+    cand = Candidate(members, len(members), 0.9, "World", 0.5, 0, ["x"], ["t"])
+    cid = onboarding.save_discovery(engine, [cand], model_version=VERSION)[0]
+    assert onboarding.accept(engine, cid, "Crypto", admin="a", known_labels=AG_LABELS) == 10
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE review_items SET created_at = now() - interval '25 hours'"))
+    save_batch(engine=engine, pairs=pairs[30:], policy=policy, rng=rng)  # expires, renumbers
+    with engine.connect() as conn:
+        onboard = conn.execute(
+            text("SELECT status, priority FROM review_items WHERE reason = 'onboarding'")
+        ).all()
+    assert len(onboard) == 10 and all(s == "pending" and p == -1 for s, p in onboard), onboard
+    first = review_queue.claim_next(engine, REVIEWER, claim_minutes=10)
+    assert first is not None and first.suggested == "Crypto" and "Crypto" in first.keyed
+    assert onboarding.cancel(engine, "Crypto", admin="a") == 10  # the held one included
+    with pytest.raises(onboarding.TopicError, match="not a topic being onboarded"):
+        onboarding.cancel(engine, "Crypto", admin="a")
+    with engine.connect() as conn:
+        assert (
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM review_items "
+                    "WHERE reason = 'onboarding' AND status = 'pending'"
+                )
+            ).scalar_one()
+            == 0
+        )

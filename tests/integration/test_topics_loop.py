@@ -20,6 +20,7 @@ from monitoring.topics import onboarding
 from monitoring.topics.service import (
     onboarding_request,
     onboarding_train,
+    ready_topics,
     retrain_if_ready,
     run_discovery,
 )
@@ -62,6 +63,7 @@ def env(db: Settings, topics: Settings, tmp_path: Path) -> Settings:
             "model_poll_s": 2.0,
             "retrain_epochs": 1,
             "eval_limit": 800,
+            "retrain_cooldown_hours": 0.0,  # two retrainings back to back in this test
             "review_uncertain_share": 0.3,
         }
     )
@@ -198,6 +200,23 @@ def test_discover_onboard_retrain_and_hot_swap(
         ).scalar_one()
     assert religion >= 28, religion  # ≥ 70 % of 40 posts never seen in training
     assert status == "active"
+
+    # removing a topic works the same way: asked for, retrained, gated, swapped
+    onboarding.retire(
+        engine, "Religion", into=None, admin="admin", champion_labels=read_metadata(folder).labels
+    )
+    request = onboarding_request(env, engine)
+    assert request is not None and "remove Religion" in request.reason
+    _, removal = drift_job(env, engine, request=request, train=onboarding_train, report=False)
+    assert removal is not None and removal.status == "promoted", removal
+    smaller = read_metadata(registry.local_copy(env, str(removal.version)))
+    assert sorted(smaller.labels) == sorted(splits.labels)
+    wait_for(lambda: _serving(w) == {smaller.version}, env.model_poll_s + 30, "swap back")
+    with engine.connect() as conn:
+        assert (
+            conn.execute(text("SELECT status FROM topics WHERE name = 'Religion'")).scalar_one()
+            == "removed"
+        )
     print(
         f"purity {purity:.2f} size {top.size} terms {top.terms[:6]}; new-class F1 "
         f"{new_f1:.3f}; old macro-F1 {before.macro_f1:.4f} -> {old_macro_after:.4f}; "
@@ -253,6 +272,12 @@ def test_bad_topic_requests_change_nothing(db: Settings) -> None:
         ("x" * 65, "at most 64"),
         ("tab\there", "control"),
         (NONE_LABEL, "reserved"),
+        ("__NONE__", "reserved"),
+        ("\uff33\uff50\uff4f\uff52\uff54\uff53", "exists already"),  # fullwidth "Sports"
+        ("Sports\ufe0f", "invisible"),
+        ("\u3164", "invisible"),
+        ("\u0301", "letter or digit"),
+        ("...", "letter or digit"),
     ]:
         with pytest.raises(onboarding.TopicError, match=why):
             onboarding.accept(engine, cid, bad, admin="a", known_labels=known)
@@ -289,5 +314,22 @@ def test_bad_topic_requests_change_nothing(db: Settings) -> None:
 
     # onboarding with fewer than N labels: the expanded retraining refuses before training
     assert onboarding.onboarding_topics(engine) in (["Religion"], ["Faith"])
+    assert ready_topics(db, engine) == [] and onboarding_request(db, engine) is None
     assert retrain_if_ready(db, engine) is None  # 0 of 32 labels: nothing trains
+
+    # removing or merging: only the champion's topics, never into itself, two must remain
+    two = ["World", "Sports"]
+    for name, into, why in [
+        ("Nope", None, "not a topic of the champion"),
+        ("World", "Nope", "not a topic of the champion"),
+        ("World", "World", "into itself"),
+        ("World", None, "at least two topics"),
+    ]:
+        with pytest.raises(onboarding.TopicError, match=why):
+            onboarding.retire(engine, name, into=into, admin="a", champion_labels=two)
+    onboarding.retire(engine, "Business", into="World", admin="a", champion_labels=known)
+    with pytest.raises(onboarding.TopicError, match="pending already"):
+        onboarding.retire(engine, "World", into=None, admin="a", champion_labels=known)
+    assert onboarding.pending_changes(engine) == {"Business": "World"}
+
     engine.dispose()

@@ -69,3 +69,18 @@ def test_a_challenger_with_a_new_topic_is_gated_on_the_old_ones() -> None:
     forgot = _ev([0.9, 0.9, 0.7, 0.0])  # a known class forgotten: still refused
     decision = gate(forgot, _ev([0.9, 0.9, 0.9]))
     assert not decision.passed and "class 'c'" in " ".join(decision.reasons)
+
+
+def test_retired_topics_are_relabelled_and_the_head_grows_by_name() -> None:
+    import torch
+
+    from pipeline.core.datasets import LabelledText
+    from retraining.expand import grow_state, relabel
+
+    rows = [LabelledText(str(i), "", f"t{i}", lab) for i, lab in enumerate("ABCA")]
+    out = relabel(rows, {"A": "B", "C": None})
+    assert [r.label for r in out] == ["B", "B", "B"] and [r.id for r in out] == ["0", "1", "3"]
+    state = {"head.weight": torch.tensor([[1.0], [2.0], [3.0]]), "head.bias": torch.zeros(3)}
+    grown = grow_state(state, ["A", "B", "C"], ["B", "New", "C"])
+    assert grown["head.weight"][0].item() == 2.0 and grown["head.weight"][2].item() == 3.0
+    assert abs(grown["head.weight"][1].item()) < 0.2  # a fresh row for the new topic

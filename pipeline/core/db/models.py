@@ -217,6 +217,7 @@ class TopicRow(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), default="onboarding")
+    merge_into: Mapped[str | None] = mapped_column(String(64))
     candidate_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("topic_candidates.id"))
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

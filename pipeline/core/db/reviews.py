@@ -93,6 +93,7 @@ def expire_stale_reviews(conn: Connection, *, older_than_s: float, claim_s: floa
         conn.execute(
             text(
                 "UPDATE review_items SET status = 'expired' WHERE status = 'pending' "
+                "AND reason <> 'onboarding' "  # an admin's request: reviewed, never expired
                 "AND created_at < now() - make_interval(secs => :old) "
                 "AND (assigned_at IS NULL OR assigned_at <= now() - make_interval(secs => :c))"
             ),

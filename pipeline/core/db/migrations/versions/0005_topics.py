@@ -44,8 +44,10 @@ def upgrade() -> None:
     op.create_table(
         "topics",
         sa.Column("name", sa.String(64), primary_key=True),
-        # onboarding (collecting labels) | active (in the champion) | removed
+        # onboarding (collecting labels) | active (in the champion) | removing | merging
+        # (asked for; the next retraining does it) | removed | merged
         sa.Column("status", sa.String(16), nullable=False, server_default="onboarding"),
+        sa.Column("merge_into", sa.String(64), nullable=True),
         sa.Column(
             "candidate_id", sa.BigInteger, sa.ForeignKey("topic_candidates.id"), nullable=True
         ),
