@@ -39,6 +39,7 @@ FORWARDED = (  # never a secret: those reach children through the inherited envi
     "mlflow_host",
     "mlflow_port",
     "registry_timeout_s",
+    "ort_threads",
     "reports_dir",
     "review_second_share",
     "web_login_attempts",

@@ -198,7 +198,7 @@ def test_reviewed_accuracy_drop_counts_only_the_uniform_sample(
     evidence = result.decision.evidence
     assert result.decision.triggers == ("reviewed_accuracy_drop",), result.decision
     assert evidence.reviewed_n == 200 and evidence.reviewed_accuracy == pytest.approx(0.7)
-    assert result.reviewed_n == 300  # the page's all-reviewed figure is unchanged
+    assert result.reviewed_n == 200  # the shown reviewed accuracy counts the uniform slice only
     assert outcome is not None and len(train.calls) == 1
 
 
