@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -38,6 +39,14 @@ class Worker:
                 if head == name or head.startswith(name + "{"):
                     total += float(value)
         return total
+
+    def serving(self) -> set[str]:
+        """The model versions this worker reports serving (``newsflow_model_info`` = 1)."""
+        try:
+            body = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2).read()
+        except OSError:
+            return set()
+        return set(re.findall(r'newsflow_model_info\{version="([^"]+)"\} 1\.0', body.decode()))
 
     def wait_ready(self, timeout: float = 60) -> None:
         wait_for(lambda: self.metric("newsflow_model_info") >= 1, timeout, f"worker {self.log}")

@@ -4,11 +4,9 @@ serves the artefacts over HTTP. Models move only through the server."""
 
 from __future__ import annotations
 
-import re
 import shutil
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -74,14 +72,6 @@ def _newsflow(settings: Settings, args: list[str], log: Path) -> None:
     assert proc.wait(240) == 0, log.read_text()[-3000:]
 
 
-def _serving(w: Worker) -> set[str]:
-    try:
-        body = urllib.request.urlopen(f"http://127.0.0.1:{w.port}/metrics", timeout=2).read()
-    except OSError:
-        return set()
-    return set(re.findall(r'newsflow_model_info\{version="([^"]+)"\} 1\.0', body.decode()))
-
-
 def _stream_stats(env: Settings, run_id: str) -> tuple[int, dict[str, int], list[tuple[str, str]]]:
     """(articles delivered more than once, predictions per model version, refusals)."""
     engine = make_engine(env)
@@ -111,7 +101,7 @@ def _stream_stats(env: Settings, run_id: str) -> tuple[int, dict[str, int], list
 
 
 def _serves(w: Worker, version: str) -> Callable[[], bool]:
-    return lambda: _serving(w) == {version}
+    return lambda: w.serving() == {version}
 
 
 def _wait_swap(workers: list[Worker], version: str, since: float) -> list[float]:
@@ -179,7 +169,7 @@ def test_trainer_and_two_workers_share_only_the_tracking_server(
         during = prediction_counts(env, run_id)[1]
         assert during > before + 60 * 20, (before, during)  # still storing at the offered rate
         assert all(w.proc.poll() is None for w in workers)
-        assert all(_serving(w) == {"mh-v2"} for w in workers)
+        assert all(w.serving() == {"mh-v2"} for w in workers)
 
         # 3. back: the next promotion reaches both
         mlflow_server.start(tracking_server)
@@ -198,7 +188,7 @@ def test_trainer_and_two_workers_share_only_the_tracking_server(
         producer.join(300)
         assert produced == {"sent": total, "failed": 0}
         wait_for(lambda: prediction_counts(env, run_id)[1] >= total, 240, "every article stored")
-        assert all(_serving(w) == {"mh-v3"} for w in workers)
+        assert all(w.serving() == {"mh-v3"} for w in workers)
         stats = _stream_stats(env, run_id)  # before any worker stops (a stop hands over
         # partitions whose last offsets are not committed yet: counted redeliveries)
     finally:

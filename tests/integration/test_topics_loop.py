@@ -6,9 +6,7 @@ label 32+ examples; a champion with five topics is trained, gated and hot-swappe
 from __future__ import annotations
 
 import dataclasses
-import re
 import threading
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,7 +182,7 @@ def test_discover_onboard_retrain_and_hot_swap(
 
     # the worker swaps to five topics; the new kind now gets its own topic
     grown = read_metadata(registry.local_copy(env, str(outcome.version))).version
-    wait_for(lambda: _serving(w) == {grown}, env.model_poll_s + 30, f"worker serving {grown}")
+    wait_for(lambda: w.serving() == {grown}, env.model_poll_s + 30, f"worker serving {grown}")
     _stream(env, new[120:160], "ow2")
     recorded = _labels_recorded(env, grown)
     assert len(recorded) == 5 and "Religion" in recorded, recorded
@@ -211,7 +209,7 @@ def test_discover_onboard_retrain_and_hot_swap(
     assert removal is not None and removal.status == "promoted", removal
     smaller = read_metadata(registry.local_copy(env, str(removal.version)))
     assert sorted(smaller.labels) == sorted(splits.labels)
-    wait_for(lambda: _serving(w) == {smaller.version}, env.model_poll_s + 30, "swap back")
+    wait_for(lambda: w.serving() == {smaller.version}, env.model_poll_s + 30, "swap back")
     with engine.connect() as conn:
         assert (
             conn.execute(text("SELECT status FROM topics WHERE name = 'Religion'")).scalar_one()
@@ -223,14 +221,6 @@ def test_discover_onboard_retrain_and_hot_swap(
         f"unseen posts streamed and labelled Religion {religion}/40"
     )
     engine.dispose()
-
-
-def _serving(w: Worker) -> set[str]:
-    try:
-        body = urllib.request.urlopen(f"http://127.0.0.1:{w.port}/metrics", timeout=2).read()
-    except OSError:
-        return set()
-    return set(re.findall(r'newsflow_model_info\{version="([^"]+)"\} 1\.0', body.decode()))
 
 
 def _labels_recorded(env: Settings, version: str) -> list[str]:
