@@ -116,6 +116,7 @@ def retrain_expanded(
     min_labels: int,
     min_f1: float,
     retire: Mapping[str, str | None] | None = None,
+    quantize: bool = True,
     held_share: float = 0.3,
     base_per_class: int = 600,
     seed: int = 13,
@@ -172,6 +173,7 @@ def retrain_expanded(
         splits=splits,
         cfg=cfg,
         baseline=False,
+        quantize=quantize,
         init_from=init_from,
         tags={
             "trigger": "new_topic" if new_topics else "retire_topic",

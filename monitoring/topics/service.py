@@ -62,7 +62,7 @@ def ready_topics(settings: Settings, engine: Engine) -> list[str]:
 
 
 def retrain_if_ready(
-    settings: Settings, engine: Engine, *, cfg: TrainConfig | None = None
+    settings: Settings, engine: Engine, *, cfg: TrainConfig | None = None, quantize: bool = True
 ) -> ExpandOutcome | None:
     """Retrain with the onboarding topics that have ``topic_min_labels`` reviewed examples
     (the others keep collecting), and without the topics asked to be removed or merged;
@@ -80,6 +80,7 @@ def retrain_if_ready(
         engine=engine,
         new_topics=topics,
         retire=retire,
+        quantize=quantize,
         base_rows=[*base.train, *base.validation],
         test_rows=base.test,
         cfg=cfg or TrainConfig(epochs=settings.retrain_epochs),
@@ -114,12 +115,15 @@ def onboarding_request(settings: Settings, engine: Engine) -> RetrainRequest | N
     return RetrainRequest(reason="; ".join(parts), trigger="new_topic", requested_by="topics")
 
 
-def onboarding_train(settings: Settings, *, engine: Engine, **_: object) -> RetrainOutcome:
+def onboarding_train(
+    settings: Settings, *, engine: Engine, quantize: bool = True, **_: object
+) -> RetrainOutcome:
     """The training step the scheduler runs for a new-topic request (``maybe_retrain``'s
-    ``train``: its guards and records apply)."""
+    ``train``: its guards and records apply). ``quantize=False``: fp32 only (tests with
+    briefly trained models, too unsure for the int8 parity gate)."""
     from monitoring.retrain import RetrainOutcome
 
-    outcome = retrain_if_ready(settings, engine)
+    outcome = retrain_if_ready(settings, engine, quantize=quantize)
     if outcome is None:
         return RetrainOutcome("skipped", "the onboarding topics no longer have all their labels")
     if outcome.status == "promoted":
