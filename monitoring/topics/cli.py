@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
+from sqlalchemy import Engine
 
 from pipeline.cli import console, fail, settings_or_exit
+from pipeline.core.settings import Settings
+
+
+@contextlib.contextmanager
+def _engine(settings: Settings) -> Iterator[Engine]:
+    """One engine for one command, disposed afterwards."""
+    from pipeline.core.db.engine import make_engine
+
+    engine = make_engine(settings)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def discover_cmd(
@@ -18,16 +34,13 @@ def discover_cmd(
     """Cluster the articles reviewers marked "none of these" and the least confident
     predictions; store and print the ranked candidates (replaces earlier open ones)."""
     from monitoring.topics.service import run_discovery
-    from pipeline.core.db.engine import make_engine
 
     settings = settings_or_exit()
-    engine = make_engine(settings)
-    try:
-        found = run_discovery(settings, engine)
-    except Exception as exc:
-        raise fail(exc) from None
-    finally:
-        engine.dispose()
+    with _engine(settings) as engine:
+        try:
+            found = run_discovery(settings, engine)
+        except Exception as exc:
+            raise fail(exc) from None
     _table(found)
     if json_path:
         json_path.write_text(json.dumps([c.to_json() for c in found], indent=2) + "\n")
@@ -38,13 +51,9 @@ def candidates_cmd(
 ) -> None:
     """The open candidates of the latest discovery, best first."""
     from monitoring.topics.onboarding import candidates
-    from pipeline.core.db.engine import make_engine
 
-    engine = make_engine(settings_or_exit())
-    try:
+    with _engine(settings_or_exit()) as engine:
         found = candidates(engine)
-    finally:
-        engine.dispose()
     if as_json:
         typer.echo(json.dumps([c.to_json() for c in found], indent=2))
     else:
@@ -61,18 +70,15 @@ def accept_cmd(
     retrain` (or the scheduler) trains a champion that knows it."""
     from monitoring.topics.onboarding import TopicError, accept
     from monitoring.topics.service import champion_labels
-    from pipeline.core.db.engine import make_engine
 
     settings = settings_or_exit()
-    engine = make_engine(settings)
-    try:
-        queued = accept(
-            engine, candidate, name, admin=by, known_labels=champion_labels(settings)[1]
-        )
-    except TopicError as exc:
-        raise fail(exc, 2) from None
-    finally:
-        engine.dispose()
+    with _engine(settings) as engine:
+        try:
+            queued = accept(
+                engine, candidate, name, admin=by, known_labels=champion_labels(settings)[1]
+            )
+        except TopicError as exc:
+            raise fail(exc, 2) from None
     console.print(f"topic {name.strip()!r}: {queued} articles queued for review")
 
 
@@ -82,15 +88,12 @@ def dismiss_cmd(
 ) -> None:
     """Dismiss a candidate (nothing is queued)."""
     from monitoring.topics.onboarding import TopicError, dismiss
-    from pipeline.core.db.engine import make_engine
 
-    engine = make_engine(settings_or_exit())
-    try:
-        dismiss(engine, candidate, admin=by)
-    except TopicError as exc:
-        raise fail(exc, 2) from None
-    finally:
-        engine.dispose()
+    with _engine(settings_or_exit()) as engine:
+        try:
+            dismiss(engine, candidate, admin=by)
+        except TopicError as exc:
+            raise fail(exc, 2) from None
     console.print(f"candidate {candidate} dismissed")
 
 
@@ -106,16 +109,13 @@ def remove_cmd(
     scheduler). Both sides must be topics of the champion."""
     from monitoring.topics.onboarding import TopicError, retire
     from monitoring.topics.service import champion_labels
-    from pipeline.core.db.engine import make_engine
 
     settings = settings_or_exit()
-    engine = make_engine(settings)
-    try:
-        retire(engine, name, into=into, admin=by, champion_labels=champion_labels(settings)[1])
-    except TopicError as exc:
-        raise fail(exc, 2) from None
-    finally:
-        engine.dispose()
+    with _engine(settings) as engine:
+        try:
+            retire(engine, name, into=into, admin=by, champion_labels=champion_labels(settings)[1])
+        except TopicError as exc:
+            raise fail(exc, 2) from None
     what = f"merged into {into!r}" if into else "removed"
     console.print(f"topic {name!r} will be {what} at the next retraining")
 
@@ -126,15 +126,12 @@ def cancel_cmd(
 ) -> None:
     """Stop onboarding a topic: reviewers no longer see it; its pending reviews are withdrawn."""
     from monitoring.topics.onboarding import TopicError, cancel
-    from pipeline.core.db.engine import make_engine
 
-    engine = make_engine(settings_or_exit())
-    try:
-        withdrawn = cancel(engine, name, admin=by)
-    except TopicError as exc:
-        raise fail(exc, 2) from None
-    finally:
-        engine.dispose()
+    with _engine(settings_or_exit()) as engine:
+        try:
+            withdrawn = cancel(engine, name, admin=by)
+        except TopicError as exc:
+            raise fail(exc, 2) from None
     console.print(f"topic {name!r} cancelled; {withdrawn} pending reviews withdrawn")
 
 
@@ -144,19 +141,16 @@ def retrain_cmd(
     """Train a champion that also knows the onboarding topics (once each has its labels)
     and no longer has the topics asked to be removed or merged."""
     from monitoring.topics.service import retrain_if_ready
-    from pipeline.core.db.engine import make_engine
     from retraining.train import TrainConfig
 
     settings = settings_or_exit()
-    engine = make_engine(settings)
-    try:
-        outcome = retrain_if_ready(
-            settings, engine, cfg=TrainConfig(epochs=settings.retrain_epochs, max_steps=steps)
-        )
-    except Exception as exc:
-        raise fail(exc) from None
-    finally:
-        engine.dispose()
+    with _engine(settings) as engine:
+        try:
+            outcome = retrain_if_ready(
+                settings, engine, cfg=TrainConfig(epochs=settings.retrain_epochs, max_steps=steps)
+            )
+        except Exception as exc:
+            raise fail(exc) from None
     if outcome is None:
         console.print("nothing to do: no onboarding topic has all its reviewed examples yet")
         return

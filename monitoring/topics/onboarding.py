@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from monitoring.topics.discovery import Candidate, PoolItem
 from monitoring.web.review_queue import NONE_LABEL
+from pipeline.core.db.access import Db, connected
 
 ONBOARDING_ROUND = 10  # review_items.round of onboarding reviews (1 = sampled, 2 = second)
 MAX_NAME = 64
@@ -374,14 +375,12 @@ def retire(
         )
 
 
-def pending_changes(db: Engine | Connection) -> dict[str, str | None]:
+def pending_changes(db: Db) -> dict[str, str | None]:
     """Topics to remove (→ None) or merge (→ target) at the next retraining."""
-    sql = text("SELECT name, merge_into FROM topics WHERE status IN ('removing', 'merging')")
-    if isinstance(db, Connection):
-        rows = db.execute(sql).all()
-    else:
-        with db.connect() as conn:
-            rows = conn.execute(sql).all()
+    with connected(db) as conn:
+        rows = conn.execute(
+            text("SELECT name, merge_into FROM topics WHERE status IN ('removing', 'merging')")
+        ).all()
     return {str(n): (str(m) if m is not None else None) for n, m in rows}
 
 
