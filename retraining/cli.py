@@ -34,6 +34,24 @@ def train_cmd(
             "(needs network)"
         ),
     ] = "minilm",
+    train_source: Annotated[
+        str,
+        typer.Option(
+            help="ag_news training rows: sample (5,557 rows, quick) or union (50,867 rows of "
+            "public samples; with the default --text-format, the 25,709 title+desc rows)"
+        ),
+    ] = "sample",
+    text_format: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="union rows to keep, repeatable: title+desc (default; the test split's form), "
+            "desc-lower, desc-tokenized, normalized, or all"
+        ),
+    ] = None,
+    train_rows: Annotated[
+        int | None,
+        typer.Option(min=8, help="stratified cut to N training rows (learning curves)"),
+    ] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 3,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 1e-4,
@@ -72,6 +90,7 @@ def train_cmd(
 
     from retraining.flow import load_training_data, run_flow
     from retraining.train import TrainConfig
+    from retraining.training_data import DataChoice
 
     settings = settings_or_exit()
     try:
@@ -87,10 +106,22 @@ def train_cmd(
             seed=seed,
             max_steps=max_steps,
         )
-        splits = load_training_data(settings, dataset)
+        choice = DataChoice(
+            source=train_source,  # type: ignore[arg-type]  # validated by DataChoice
+            formats=tuple(text_format or ("title+desc",)),
+            max_rows=train_rows,
+            seed=seed,
+        )
+        splits = load_training_data(settings, dataset, choice=choice)
     except NewsflowError as exc:
         raise fail(exc, 2) from None
-    console.print(f"data: {splits.summary()}")
+    card = splits.card or {}
+    console.print(
+        f"data: {splits.summary()}; removed before the split: "
+        f"{card.get('removed_by_format', 0)} by format, {card.get('removed_duplicates', 0)} "
+        f"duplicates, {card.get('removed_leak_exact', 0)} equal to a test row, "
+        f"{card.get('removed_leak_description', 0)} ending with a test description"
+    )
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -9,6 +9,7 @@ import random
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 from pipeline.core.datasets import LabelledText
 from retraining.errors import TrainingError
@@ -31,6 +32,7 @@ class Splits:
     labels: list[str]
     removed_within_train: int
     removed_overlap_test: int
+    card: dict[str, Any] | None = None  # retraining.training_data.DataCard, when built
 
     def summary(self) -> dict[str, int]:
         return {

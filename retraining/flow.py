@@ -23,6 +23,7 @@ from retraining.base_models import resolve_base_model
 from retraining.data import Splits, make_splits
 from retraining.evaluate import evaluate_probs, fit_temperature, tfidf_baseline, write_report
 from retraining.train import TrainConfig, fine_tune, predict_logits
+from retraining.training_data import DataChoice, choose_rows, data_card_markdown
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -49,6 +50,7 @@ class FlowSummary(TypedDict):
     parity_ok: bool
     parity: dict[str, Any]
     splits: dict[str, Any]
+    data_card: dict[str, Any] | None  # retraining.training_data.DataCard + split counts
     per_class: dict[str, Any]
     model_dir: str
     report_dir: str
@@ -67,9 +69,13 @@ class FlowResult:
 
 
 def load_training_data(
-    settings: Settings, dataset: str, extra: Sequence[LabelledText] = ()
+    settings: Settings,
+    dataset: str,
+    extra: Sequence[LabelledText] = (),
+    choice: DataChoice | None = None,
 ) -> Splits:
-    train = load_dataset(dataset, split="train", data_dir=settings.data_dir)
+    """Training rows chosen by ``choice`` (format filter, de-duplication, leakage check
+    against the test split, row cap), then split; the dataset card rides on the splits."""
     test: list[LabelledText] | None = None
     if dataset in {"ag_news", "20newsgroups", "20ng"}:
         test = load_dataset(dataset, split="test", data_dir=settings.data_dir)
@@ -77,7 +83,12 @@ def load_training_data(
             import random
 
             test = random.Random(0).sample(test, settings.eval_limit)
-    return make_splits([*train, *extra], test)
+    choice = choice or DataChoice()
+    train, card = choose_rows(settings.data_dir, dataset, choice, test or [])
+    splits = make_splits([*train, *extra], test, seed=choice.seed)
+    if extra:
+        card.notes.append(f"{len(extra)} reviewed rows added")
+    return dataclasses.replace(splits, card={**card.as_dict(), "splits": splits.summary()})
 
 
 def run_flow(
@@ -193,6 +204,7 @@ def run_flow(
         "parity_ok": parity.ok,
         "parity": dataclasses.asdict(parity),
         "splits": splits.summary(),
+        "data_card": splits.card,
         "per_class": ev.per_class,
         "model_dir": str(model_dir),
         "report_dir": str(report_dir),
@@ -291,6 +303,10 @@ def _log_to_mlflow(
         }
         mlflow.log_metrics({**flat, "parity_ok": float(parity_ok)})
         mlflow.log_artifacts(str(report_dir), artifact_path="report")
+        card = summary.get("data_card")
+        if card:
+            mlflow.log_dict(card, "dataset_card.json")
+            mlflow.log_text(data_card_markdown(card), "dataset_card.md")
         mlflow.log_artifacts(str(model_dir), artifact_path=registry.MODEL_ARTIFACT)
         if state_path is not None and state_path.exists():
             mlflow.log_artifact(str(state_path), artifact_path="torch")
