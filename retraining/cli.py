@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import TaskID
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from pipeline.cli import console, fail, settings_or_exit
@@ -52,6 +52,15 @@ def train_cmd(
         int | None,
         typer.Option(min=8, help="stratified cut to N training rows (learning curves)"),
     ] = None,
+    validation: Annotated[
+        str | None,
+        typer.Option(
+            metavar="time|random",
+            help="the validation split (early stopping, temperature): time = the newest 10% "
+            "of each label (default for 20newsgroups: the later test period is what the "
+            "temperature must hold on), random = a stratified random 10% (default elsewhere)",
+        ),
+    ] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 3,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 1e-4,
@@ -83,17 +92,78 @@ def train_cmd(
         ),
     ] = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="write the summary here")] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="continue the newest checkpoint of this same run (same base, labels, data and "
+            "options) where it stopped, instead of starting over",
+        ),
+    ] = False,
+    resume_from: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            help="continue from this checkpoint file (step-N.pt) or the newest one in this "
+            "folder (implies --resume)",
+        ),
+    ] = None,
+    checkpoint_minutes: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="checkpoints are written under NEWSFLOW_HOME/checkpoints at every epoch end "
+            "and, inside an epoch, at most every N minutes (0: epoch ends only)",
+        ),
+    ] = 30.0,
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            metavar="VERSION",
+            help="distil from this registered model version (see `newsflow models list`): "
+            "its calibrated soft labels on every training row are computed once with the ONNX "
+            "runtime, then the student (--base) learns from them and from the gold labels",
+        ),
+    ] = None,
+    distill_alpha: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="with --teacher: weight of the distillation loss (alpha * T² * KL); "
+            "1 - alpha goes to cross-entropy on the gold labels",
+        ),
+    ] = 0.5,
+    distill_temperature: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            max=100.0,
+            help="with --teacher: temperature T softening teacher and student distributions",
+        ),
+    ] = 2.0,
 ) -> None:
     """Fine-tune a base encoder, evaluate and calibrate it, export ONNX (fp32 + int8, and fp16
-    with --fp16), check parity, log everything to MLflow and register a version."""
+    with --fp16), check parity, log everything to MLflow and register a version. Interrupted
+    runs continue with --resume; --teacher distils a registered version into the base."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from retraining.distill import DistillConfig
+    from retraining.errors import TrainingError
     from retraining.flow import load_training_data, run_flow
+    from retraining.time_split import describe_validation
     from retraining.train import TrainConfig
     from retraining.training_data import DataChoice
 
     settings = settings_or_exit()
+    if teacher is None and (distill_alpha != 0.5 or distill_temperature != 2.0):
+        raise fail(ValueError("--distill-alpha and --distill-temperature need --teacher"), 2)
     try:
+        distill = (
+            DistillConfig(teacher, alpha=distill_alpha, temperature=distill_temperature)
+            if teacher is not None
+            else None
+        )
         cfg = TrainConfig(
             epochs=epochs,
             batch_size=batch_size,
@@ -112,7 +182,14 @@ def train_cmd(
             max_rows=train_rows,
             seed=seed,
         )
-        splits = load_training_data(settings, dataset, choice=choice)
+        if validation not in (None, "time", "random"):
+            raise TrainingError(f"--validation must be time or random, not {validation!r}")
+        splits = load_training_data(
+            settings,
+            dataset,
+            choice=choice,
+            validation=validation,  # type: ignore[arg-type]  # checked above
+        )
     except NewsflowError as exc:
         raise fail(exc, 2) from None
     card = splits.card or {}
@@ -122,6 +199,7 @@ def train_cmd(
         f"duplicates, {card.get('removed_leak_exact', 0)} equal to a test row, "
         f"{card.get('removed_leak_description', 0)} ending with a test description"
     )
+    console.print(f"validation: {describe_validation(splits.validation_info)}")
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -130,10 +208,6 @@ def train_cmd(
         console=console,
     ) as bar:
         task = bar.add_task("training", total=None)
-
-        def progress(msg: str, step: int, total: int) -> None:
-            bar.update(task, description=msg, completed=step, total=total)
-
         try:
             result = run_flow(
                 settings,
@@ -144,11 +218,25 @@ def train_cmd(
                 register=register,
                 baseline=baseline,
                 fp16=fp16,
-                progress=progress,
+                progress=bar_progress(bar, task),
+                resume=resume_from or ("auto" if resume else None),
+                checkpoint_minutes=checkpoint_minutes or None,
+                distill=distill,
             )
         except NewsflowError as exc:
             raise fail(exc) from None
     s = result.summary
+    if s["resumed_from"]:
+        console.print(f"resumed from {s['resumed_from']} ({s['train_steps']} steps in all)")
+    if s["teacher"]:
+        t = s["teacher"]
+        nan = float("nan")
+        acc, agree = t["test_accuracy"], t["student_agreement"]
+        console.print(
+            f"teacher version {t['version']} ({t['model_version']}): test accuracy "
+            f"{nan if acc is None else acc:.4f}, student agreement "
+            f"{nan if agree is None else agree:.4f} (alpha {t['alpha']}, T {t['temperature']})"
+        )
     if register and promote and result.registered_version:
         decision = _promote(settings, result.registered_version, splits.test)
         s["promotion"] = {"passed": decision.passed, "reasons": decision.reasons}
@@ -164,6 +252,23 @@ def train_cmd(
         json_path.write_text(json.dumps(s, indent=2, default=str))
     if not s["parity_ok"]:
         raise typer.Exit(1)
+
+
+def bar_progress(bar: Progress, task: TaskID) -> Callable[[str, int, int], None]:
+    """run_flow's progress callback on a rich bar. The first report, and every new phase
+    (another total, or a count that went back: teacher soft labels, then training), resets
+    the bar at that count, so the ETA is measured only on work done in this process: a
+    resumed run starts at the checkpoint's step, not at 0."""
+    last: dict[str, int] = {}
+
+    def progress(msg: str, step: int, total: int) -> None:
+        if last.get("total") != total or step < last.get("step", 0):
+            bar.reset(task, total=total, completed=step, description=msg)
+        else:
+            bar.update(task, description=msg, completed=step, total=total)
+        last.update(step=step, total=total)
+
+    return progress
 
 
 def _promote(

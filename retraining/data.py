@@ -9,10 +9,13 @@ import random
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pipeline.core.datasets import LabelledText
 from retraining.errors import TrainingError
+from retraining.time_split import TimeOrder, time_split
+
+Validation = Literal["random", "time"]  # how the validation split is drawn
 
 _NON_WORD = re.compile(r"[^0-9a-z]+")
 
@@ -33,6 +36,9 @@ class Splits:
     removed_within_train: int
     removed_overlap_test: int
     card: dict[str, Any] | None = None  # retraining.training_data.DataCard, when built
+    validation_info: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: {"mode": "random"}
+    )  # how the validation rows were chosen (retraining.time_split.time_split's info)
 
     def summary(self) -> dict[str, int]:
         return {
@@ -82,8 +88,14 @@ def make_splits(
     validation_share: float = 0.1,
     test_share: float = 0.15,
     seed: int = 13,
+    validation: Validation = "random",
+    time_order: TimeOrder = "published",
 ) -> Splits:
-    """Validate, dedupe and split. Without a separate ``test`` set, one is split off."""
+    """Validate, dedupe and split. Without a separate ``test`` set, one is split off.
+    ``validation="time"``: the newest ``validation_share`` of each label, ordered by
+    ``time_order``, is the validation set (:mod:`retraining.time_split`)."""
+    if validation not in ("random", "time"):
+        raise TrainingError(f"unknown validation split {validation!r}: use time or random")
     if not train:
         raise TrainingError("the training set is empty")
     rows, within = dedupe(train)
@@ -105,5 +117,10 @@ def make_splits(
     thin = [lbl for lbl, n in counts.items() if n < 2]
     if thin:
         raise TrainingError(f"labels with fewer than two training rows: {thin}")
-    train_rows, val_rows = stratified_split(rows, validation_share, seed)
-    return Splits(train_rows, val_rows, list(test_rows), labels, within, overlap)
+    if validation == "time":
+        timed = time_split(rows, validation_share, order=time_order, seed=seed)
+        train_rows, val_rows, info = timed.train, timed.validation, timed.info
+    else:
+        train_rows, val_rows = stratified_split(rows, validation_share, seed)
+        info = {"mode": "random", "share": validation_share, "seed": seed}
+    return Splits(train_rows, val_rows, list(test_rows), labels, within, overlap, None, info)

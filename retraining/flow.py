@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,9 +20,15 @@ from pipeline.core.datasets import LabelledText, load_dataset
 from pipeline.core.model_folder import INT8, ReferenceDistribution, read_metadata, write_metadata
 from pipeline.core.runtime import softmax
 from pipeline.core.settings import Settings
+from retraining import checkpoint as ckpt
 from retraining.base_models import resolve_base_model
-from retraining.data import Splits, make_splits
+from retraining.data import Splits, Validation, make_splits
+from retraining.distill import DistillConfig, load_teacher
+from retraining.distill import mlflow_record as distill_mlflow_record
+from retraining.errors import TrainingError
 from retraining.evaluate import evaluate_probs, fit_temperature, tfidf_baseline, write_report
+from retraining.model_card import describe_version, log_card, measure_speed, write_model_card
+from retraining.time_split import default_order
 from retraining.train import TrainConfig, fine_tune, predict_logits
 from retraining.training_data import DataChoice, choose_rows, data_card_markdown
 
@@ -54,9 +61,13 @@ class FlowSummary(TypedDict):
     per_class: dict[str, Any]
     model_dir: str
     report_dir: str
+    card_dir: NotRequired[str]  # retraining.model_card: model_card.md / .json and figures
     registered_version: str | None
     run_id: str | None
     warm_start: bool
+    train_steps: int
+    resumed_from: str | None  # the checkpoint the training continued (`--resume`)
+    teacher: dict[str, Any] | None  # retraining.distill.Teacher.summary (`--teacher`)
     promotion: NotRequired[dict[str, Any]]  # set by `newsflow train --promote`
 
 
@@ -73,9 +84,12 @@ def load_training_data(
     dataset: str,
     extra: Sequence[LabelledText] = (),
     choice: DataChoice | None = None,
+    validation: Validation | None = None,
 ) -> Splits:
     """Training rows chosen by ``choice`` (format filter, de-duplication, leakage check
-    against the test split, row cap), then split; the dataset card rides on the splits."""
+    against the test split, row cap), then split; the dataset card rides on the splits.
+    ``validation``: ``time`` (the newest posts of each label; default for 20 Newsgroups,
+    whose test period follows its training period) or ``random`` (default elsewhere)."""
     test: list[LabelledText] | None = None
     if dataset in {"ag_news", "20newsgroups", "20ng"}:
         test = load_dataset(dataset, split="test", data_dir=settings.data_dir)
@@ -85,10 +99,24 @@ def load_training_data(
             test = random.Random(0).sample(test, settings.eval_limit)
     choice = choice or DataChoice()
     train, card = choose_rows(settings.data_dir, dataset, choice, test or [])
-    splits = make_splits([*train, *extra], test, seed=choice.seed)
+    validation = validation or ("time" if dataset in {"20newsgroups", "20ng"} else "random")
+    splits = make_splits(
+        [*train, *extra],
+        test,
+        seed=choice.seed,
+        validation=validation,
+        time_order=default_order(train),
+    )
     if extra:
         card.notes.append(f"{len(extra)} reviewed rows added")
-    return dataclasses.replace(splits, card={**card.as_dict(), "splits": splits.summary()})
+    return dataclasses.replace(
+        splits,
+        card={
+            **card.as_dict(),
+            "splits": splits.summary(),
+            "validation": splits.validation_info,
+        },
+    )
 
 
 def run_flow(
@@ -106,18 +134,36 @@ def run_flow(
     tags: dict[str, str] | None = None,
     progress: Progress | None = None,
     init_from: Path | None = None,
+    resume: ckpt.Resume | None = None,
+    checkpoints: bool = True,
+    checkpoint_minutes: float | None = None,
+    distill: DistillConfig | None = None,
+    card_speed: bool = True,
 ) -> FlowResult:
     """Fine-tune, evaluate, export, log and register. ``init_from`` (a state dict saved by
     an earlier run, e.g. the champion's) warm-starts the classifier instead of the base
     encoder with a fresh head. ``fp16`` also exports ``model.fp16.onnx`` for GPU workers
-    (about half the fp32 size again in the registry), gated on argmax agreement with fp32."""
+    (about half the fp32 size again in the registry), gated on argmax agreement with fp32.
+
+    ``checkpoints``: checkpoint at every epoch end (and every ``checkpoint_minutes`` inside
+    an epoch) under ``home/checkpoints/<run key>``, removed when the flow succeeds.
+    ``resume``: continue from ``"auto"`` (the newest checkpoint of this same run) or a
+    checkpoint file or folder. ``distill``: learn from a registered teacher version's soft
+    labels. Bad checkpoints and teachers are TrainingErrors before any training step.
+
+    A model card (:mod:`retraining.model_card`) is written next to the model folder, logged
+    as ``card/…`` and summarised in the registered version's description; ``card_speed``
+    times the served graph for it (a few seconds; off in tests)."""
     from retraining.export import parity_check, write_model_folder
-    from retraining.modeling import load_base
+    from retraining.modeling import check_max_length, load_base
 
     cfg = cfg or TrainConfig()
+    if resume not in (None, "auto") and not Path(str(resume)).expanduser().exists():
+        raise TrainingError(f"checkpoint {resume} does not exist")
     splits = splits or load_training_data(settings, dataset, extra_rows)
     base_path = resolve_base_model(base, settings)
     model, tokenizer = load_base(base_path, len(splits.labels))  # fails before any training
+    check_max_length(model.config, cfg.max_length)
     if init_from is not None:
         _load_state(model, init_from)
     index = {lbl: i for i, lbl in enumerate(splits.labels)}
@@ -126,7 +172,44 @@ def run_flow(
     te_x = [r.text for r in splits.test]
     te_y = np.array([index[r.label] for r in splits.test], dtype=np.int64)
 
-    outcome = fine_tune(model, tokenizer, tr_x, tr_y, va_x, va_y, cfg, progress=progress)
+    teacher = load_teacher(settings, distill, splits.labels) if distill else None
+    identity = ckpt.training_identity(
+        base_model=base,
+        model=model,
+        tokenizer=tokenizer,
+        labels=splits.labels,
+        cfg=cfg,
+        train_texts=tr_x,
+        train_y=tr_y,
+        val_texts=va_x,
+        val_y=va_y,
+        teacher=teacher.record() if teacher else None,
+        init_from=init_from,
+    )
+    run_dir = ckpt.run_dir(settings.home, identity)
+    state = None
+    if resume is not None:  # checked in full (size, hash, identity) before any step
+        state = ckpt.load(ckpt.find(settings.home, identity, resume), identity)
+    soft = (
+        teacher.soft_targets(tr_x, splits.labels, cache_dir=run_dir, progress=progress)
+        if teacher
+        else None
+    )
+    every_s = checkpoint_minutes * 60 if checkpoint_minutes else None
+    writer = ckpt.Checkpointing(run_dir, identity, every_s=every_s) if checkpoints else None
+    outcome = fine_tune(
+        model,
+        tokenizer,
+        tr_x,
+        tr_y,
+        va_x,
+        va_y,
+        cfg,
+        progress=progress,
+        checkpoint=writer,
+        resume=state,
+        soft_targets=soft,
+    )
     val_logits = predict_logits(model, tokenizer, va_x, max_length=cfg.max_length)
     temperature = fit_temperature(val_logits, np.asarray(va_y, dtype=np.int64))
     test_logits = predict_logits(model, tokenizer, te_x, max_length=cfg.max_length)
@@ -211,9 +294,26 @@ def run_flow(
         "registered_version": None,
         "run_id": None,
         "warm_start": init_from is not None,
+        "train_steps": outcome.steps,
+        "resumed_from": outcome.resumed_from,
+        "teacher": teacher.summary(te_x, te_y, probs, splits.labels) if teacher else None,
     }
     state_path = work / TORCH_STATE
     _save_state(model, state_path)
+    card_dir = work / "card"
+    write_model_card(
+        card_dir,
+        summary=summary,
+        config=dataclasses.asdict(cfg),
+        evaluation=ev,
+        raw_probs=softmax(test_logits),
+        probs=probs,
+        y=te_y,
+        validation=splits.validation_info,
+        speed=measure_speed(model_dir, te_x, threads=settings.ort_threads) if card_speed else None,
+        report_dir=report_dir,
+    )
+    summary["card_dir"] = str(card_dir)
     registered = None
     if register:
         registered = _log_to_mlflow(
@@ -226,7 +326,10 @@ def run_flow(
             parity.ok,
             tags or {},
             state_path,
+            card_dir=card_dir,
         )
+    # the run is complete: its checkpoints and cached teacher soft labels are not needed
+    shutil.rmtree(run_dir, ignore_errors=True)
     return FlowResult(summary, model_dir, registered, splits)
 
 
@@ -275,6 +378,8 @@ def _log_to_mlflow(
     parity_ok: bool,
     tags: dict[str, str],
     state_path: Path | None = None,
+    *,
+    card_dir: Path | None = None,
 ) -> str | None:
     import mlflow
 
@@ -293,6 +398,13 @@ def _log_to_mlflow(
         mlflow.log_params(
             {**dataclasses.asdict(cfg), **{f"split_{k}": v for k, v in summary["splits"].items()}}
         )
+        if summary.get("teacher"):
+            teacher_params, teacher_metrics = distill_mlflow_record(summary["teacher"] or {})
+            mlflow.log_params(teacher_params)
+            mlflow.log_metrics(teacher_metrics)
+            mlflow.set_tag("teacher_version", teacher_params["teacher_version"])
+        if summary.get("resumed_from"):
+            mlflow.set_tag("resumed_from", str(summary["resumed_from"]))
         for row in history:
             step = int(row["epoch"])
             mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=step)
@@ -303,6 +415,8 @@ def _log_to_mlflow(
         }
         mlflow.log_metrics({**flat, "parity_ok": float(parity_ok)})
         mlflow.log_artifacts(str(report_dir), artifact_path="report")
+        if card_dir is not None and card_dir.exists():
+            log_card(card_dir)
         card = summary.get("data_card")
         if card:
             mlflow.log_dict(card, "dataset_card.json")
@@ -327,4 +441,6 @@ def _log_to_mlflow(
         folder=model_dir,
     )
     summary["registered_version"] = version
+    if card_dir is not None and card_dir.exists():
+        describe_version(settings, version, card_dir, run_id)
     return version

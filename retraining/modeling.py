@@ -52,3 +52,28 @@ def load_base(name_or_path: str, num_labels: int) -> tuple[MeanPoolClassifier, A
     if not getattr(tokenizer, "is_fast", False):
         raise TrainingError(f"{name_or_path} has no fast tokenizer (tokenizer.json)")
     return MeanPoolClassifier(encoder, num_labels), tokenizer
+
+
+_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "mpnet", "camembert"}  # positions start at pad + 1
+
+
+def position_limit(config: Any) -> int | None:
+    """The longest input (in tokens) the encoder's position table can take, if it has one."""
+    table = getattr(config, "max_position_embeddings", None)
+    if not isinstance(table, int):
+        return None
+    if getattr(config, "model_type", "") in _OFFSET_POSITIONS:
+        return table - int(getattr(config, "pad_token_id", 1) or 1) - 1
+    return table
+
+
+def check_max_length(config: Any, max_length: int) -> None:
+    """Refuse a ``max_length`` the base cannot embed, before any training step."""
+    from retraining.errors import TrainingError
+
+    limit = position_limit(config)
+    if limit is not None and max_length > limit:
+        raise TrainingError(
+            f"max_length {max_length} is longer than this base model takes ({limit} tokens, "
+            f"{getattr(config, 'model_type', '?')}); use --max-length {limit} or less"
+        )

@@ -1,5 +1,7 @@
 """Fine-tuning loop: AdamW, linear warm-up and decay, gradient clipping, early stopping on
-validation macro-F1, dynamic padding with length-grouped batches, optional class weights."""
+validation macro-F1, dynamic padding with length-grouped batches, optional class weights,
+optional distillation from a teacher's soft labels, checkpoints to resume an interrupted run
+(:mod:`retraining.checkpoint`)."""
 
 from __future__ import annotations
 
@@ -12,12 +14,15 @@ import random
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from retraining.errors import TrainingError
+
+if TYPE_CHECKING:
+    from retraining.checkpoint import Checkpointing
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +74,60 @@ class TrainOutcome:
     best_epoch: int
     best_val_macro_f1: float
     history: list[dict[str, float]]
-    seconds: float
+    seconds: float  # training time, including the interrupted run's when resumed
     epoch_seconds: list[float]
+    steps: int = 0  # optimizer steps, all runs together
+    resumed_from: str | None = None  # the checkpoint file this run continued
+
+
+def check_distill_options(alpha: float, temperature: float) -> None:
+    bad = []
+    if not 0 <= alpha <= 1:
+        bad.append(f"distill alpha={alpha!r} (0..1)")
+    if not 0 < temperature <= 100:
+        bad.append(f"distill temperature={temperature!r} (above 0, at most 100)")
+    if bad:
+        raise TrainingError("invalid distillation options: " + ", ".join(bad))
+
+
+@dataclasses.dataclass(frozen=True)
+class SoftTargets:
+    """A teacher's soft labels for distillation: ``probs[i]`` is its calibrated distribution
+    over the student's labels (same order) for training row ``i``, at ``temperature``."""
+
+    probs: npt.NDArray[np.float32]
+    alpha: float = 0.5  # weight of the distillation term; 1 - alpha goes to the gold labels
+    temperature: float = 2.0
+
+    def __post_init__(self) -> None:
+        check_distill_options(self.alpha, self.temperature)
+
+    def tensor(self, rows: int, n_labels: int) -> Any:
+        import torch
+
+        if self.probs.shape != (rows, n_labels):
+            raise TrainingError(
+                f"soft labels have shape {self.probs.shape}, the training set needs "
+                f"{(rows, n_labels)}"
+            )
+        return torch.as_tensor(np.asarray(self.probs, dtype=np.float32))
+
+
+def distill_loss(
+    student_logits: Any,
+    teacher_probs: Any,
+    gold: Any,
+    ce: Callable[[Any, Any], Any],
+    alpha: float,
+    temperature: float,
+) -> Any:
+    """``alpha * T² * KL(teacher ‖ student at T) + (1 - alpha) * CE(student, gold)``
+    (Hinton et al.; T² keeps the soft term's gradients on the scale of the hard one)."""
+    import torch.nn.functional as F
+
+    log_p = F.log_softmax(student_logits / temperature, dim=-1)
+    kl = F.kl_div(log_p, teacher_probs, reduction="batchmean")
+    return alpha * temperature**2 * kl + (1 - alpha) * ce(student_logits, gold)
 
 
 Encoded = list[list[int]]
@@ -146,12 +203,18 @@ def predict_logits(
 
 
 _LAYER = re.compile(r"\.layers?\.(\d+)\.")
+# "bias" also matches MPNet's relative_attention_bias table: no weight decay on it either
+# (as in the Hugging Face Trainer's default grouping).
 _NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm", "norm.weight")
+# Position tables shared by every layer and applied before the first one go with the
+# embeddings: MPNet's relative position bias (``encoder.relative_attention_bias``).
+_EMBEDDING_LIKE = ("embeddings", "relative_attention_bias")
 
 
 def layer_depth(name: str, n_layers: int) -> int:
-    """0 for embeddings, i + 1 for encoder layer i, n_layers + 1 for everything above."""
-    if "embeddings" in name:
+    """0 for embeddings (and MPNet's shared relative position bias), i + 1 for encoder
+    layer i, n_layers + 1 for everything above (pooler, head)."""
+    if any(k in name for k in _EMBEDDING_LIKE):
         return 0
     m = _LAYER.search(name)
     return int(m.group(1)) + 1 if m else n_layers + 1
@@ -185,9 +248,21 @@ def fine_tune(
     cfg: TrainConfig,
     *,
     progress: Callable[[str, int, int], None] | None = None,
+    checkpoint: Checkpointing | None = None,
+    resume: dict[str, Any] | None = None,
+    soft_targets: SoftTargets | None = None,
 ) -> TrainOutcome:
+    """Fine-tune ``model`` in place and return it with the best epoch's weights.
+
+    ``checkpoint``: write a checkpoint at every epoch end (and inside epochs when it says so).
+    ``resume``: a checkpoint read and checked by :func:`retraining.checkpoint.load`; the run
+    continues at its step with the same schedule, batch order and RNG states, so it ends
+    where an uninterrupted run would. ``soft_targets``: distil from a teacher's soft labels
+    (loss :func:`distill_loss`)."""
     import torch
     from sklearn.metrics import f1_score
+
+    from retraining.checkpoint import cpu_state, restore, rng_states
 
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -211,6 +286,10 @@ def fine_tune(
             counts.sum() / (n_labels * np.maximum(counts, 1)), dtype=torch.float32, device=device
         )
     loss_fn = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+    soft = None if soft_targets is None else soft_targets.tensor(len(ids), n_labels)
+    alpha, temperature = (
+        (soft_targets.alpha, soft_targets.temperature) if soft_targets else (0.0, 1.0)
+    )
     opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.learning_rate)
     steps_per_epoch = math.ceil(len(ids) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
@@ -226,23 +305,81 @@ def fine_tune(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     with_types = getattr(model.config, "type_vocab_size", 0) > 1
     pad = tokenizer.pad_token_id or 0
-    best_f1, best_epoch, best_state, bad_epochs = -1.0, 0, None, 0
+    best_f1, best_epoch, bad_epochs = -1.0, 0, 0
+    best_state: dict[str, Any] | None = None
     history: list[dict[str, float]] = []
     epoch_seconds: list[float] = []
     step = 0
+    first_epoch, finished, seconds_before = 1, False, 0.0
+    partial: dict[str, Any] | None = None
+    if resume is not None:
+        point = restore(resume, model, opt, sched, rng, total=total)
+        step, first_epoch, finished, partial = (
+            point.step,
+            point.next_epoch,
+            point.finished,
+            point.partial,
+        )
+        history, epoch_seconds, seconds_before = point.history, point.epoch_seconds, point.seconds
+        best_f1, best_epoch, bad_epochs = point.best_f1, point.best_epoch, point.bad_epochs
+        best_state = point.best_state
+        log.info("resuming %s at step %d of %d (epoch %d)", point.path, step, total, first_epoch)
+        if progress:
+            progress(f"resumed at step {step} (epoch {first_epoch}/{cfg.epochs})", step, total)
     start = time.monotonic()
-    for epoch in range(1, cfg.epochs + 1):
-        t0 = time.monotonic()
+
+    def snapshot(epoch: int, part: dict[str, Any] | None = None) -> None:
+        """Checkpoint the loop: after epoch ``epoch`` ends, or inside it (``part``)."""
+        if checkpoint is None:
+            return
+        checkpoint.write(
+            {
+                "step": step,
+                "epoch": epoch,
+                "epoch_done": part is None,
+                "finished": finished,
+                "partial": part,
+                "total_steps": total,
+                "model": cpu_state(model.state_dict()),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "rng": rng_states(rng, device),
+                "history": history,
+                "epoch_seconds": epoch_seconds,
+                "best": {
+                    "f1": best_f1,
+                    "epoch": best_epoch,
+                    "bad_epochs": bad_epochs,
+                    "state": None if best_state is None else cpu_state(best_state),
+                },
+                "seconds": seconds_before + time.monotonic() - start,
+            }
+        )
+
+    for epoch in range(first_epoch, cfg.epochs + 1):
+        if finished:  # resumed from the checkpoint of a run that had ended
+            break
         model.train()
-        running = 0.0
-        batches = length_grouped_batches(lengths, cfg.batch_size, rng)
-        for bi, batch in enumerate(batches):
+        if partial is not None:  # resumed inside this epoch: its batches, from the next one
+            batches, first_batch = partial["batches"], int(partial["next_batch"])
+            running, t0 = float(partial["running"]), time.monotonic() - partial["elapsed"]
+            partial = None
+        else:
+            batches, first_batch = length_grouped_batches(lengths, cfg.batch_size, rng), 0
+            running, t0 = 0.0, time.monotonic()
+        for bi in range(first_batch, len(batches)):
             if step >= total:
                 break
+            batch = batches[bi]
             feed = {k: v.to(device) for k, v in collate(ids, types, batch, pad, with_types).items()}
             with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=use_bf16):
                 logits = model(**feed)
-            loss = loss_fn(logits.float(), y[batch].to(device))
+            gold = y[batch].to(device)
+            if soft is None:
+                loss = loss_fn(logits.float(), gold)
+            else:
+                teacher = soft[batch].to(device)
+                loss = distill_loss(logits.float(), teacher, gold, loss_fn, alpha, temperature)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -250,6 +387,10 @@ def fine_tune(
             sched.step()
             step += 1
             running += loss.item()
+            inside = bi + 1 < len(batches) and step < total  # an epoch end checkpoints anyway
+            if checkpoint is not None and inside and checkpoint.due():
+                part = {"batches": batches, "next_batch": bi + 1, "running": running}
+                snapshot(epoch, {**part, "elapsed": time.monotonic() - t0})
             if progress:
                 progress(f"epoch {epoch}/{cfg.epochs} loss {running / (bi + 1):.3f}", step, total)
         epoch_seconds.append(time.monotonic() - t0)
@@ -273,13 +414,20 @@ def fine_tune(
             best_state = copy.deepcopy(model.state_dict())
         else:
             bad_epochs += 1
-            if bad_epochs > cfg.patience:
-                break
-        if step >= total:
+        finished = bad_epochs > cfg.patience or step >= total
+        snapshot(epoch)
+        if finished:
             break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.to("cpu").eval()
     return TrainOutcome(
-        model, best_epoch, best_f1, history, time.monotonic() - start, epoch_seconds
+        model,
+        best_epoch,
+        best_f1,
+        history,
+        seconds_before + time.monotonic() - start,
+        epoch_seconds,
+        steps=step,
+        resumed_from=None if resume is None else str(resume.get("path", "")),
     )

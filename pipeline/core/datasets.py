@@ -12,15 +12,21 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime as dt
+import email.utils
 import gzip
 import io
 import json
+import logging
 import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Literal
 
 from pipeline.core.errors import NewsflowError
+
+log = logging.getLogger(__name__)
 
 
 class DatasetError(NewsflowError):
@@ -33,6 +39,7 @@ class LabelledText:
     title: str
     body: str
     label: str
+    published: dt.datetime | None = None  # UTC; None where the source gives no usable date
 
     @property
     def text(self) -> str:
@@ -132,15 +139,75 @@ def strip_newsgroup_post(text: str) -> tuple[str, str]:
     return subject, re.sub(r"\s+", " ", body).strip()
 
 
+DateStatus = Literal["ok", "missing", "garbled"]
+_HEADER_LINE = re.compile(r"[A-Za-z][\w-]*:")
+_COMMENT = re.compile(r"\([^()]*\)")  # "(PDT)", "(Central Europe)" after the zone
+
+
+def parse_date(value: str) -> dt.datetime | None:
+    """An RFC 2822 date (``Mon, 5 Apr 1993 14:03:11 -0500``, two-digit years, zone names such
+    as EST or GMT, a trailing comment) as an aware UTC datetime; None when it cannot be read
+    or lies outside 1970-2099. Without a known zone (``-0000``, ``MET``) it is taken as UTC,
+    without a time (``5 Apr 1993``) as midnight UTC."""
+    cleaned = " ".join(_COMMENT.sub(" ", value).split())
+    if not cleaned:
+        return None
+    if ":" not in cleaned:
+        cleaned += " 00:00:00 +0000"
+    try:
+        when = email.utils.parsedate_to_datetime(cleaned)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    when = when.astimezone(dt.UTC)
+    return when if 1970 <= when.year < 2100 else None
+
+
+def parse_post_date(text: str) -> tuple[dt.datetime | None, DateStatus]:
+    """The ``Date:`` header of a raw post (headers = the lines before the first blank line,
+    folded continuation lines joined), with whether it was ``missing`` or ``garbled``. A
+    ``Date:`` line in the body (a quoted or forwarded message) is not the post's date."""
+    parts = _HEADER_END.split(text, maxsplit=1)
+    if len(parts) < 2 or not _HEADER_LINE.match(parts[0].lstrip()):
+        return None, "missing"
+    value: str | None = None
+    for line in parts[0].splitlines():
+        if value is not None and line[:1] in (" ", "\t"):
+            value += " " + line.strip()  # a folded header continues the previous one
+            continue
+        if value is not None:
+            break
+        if line.lower().startswith("date:"):
+            value = line[5:].strip()
+    if value is None:
+        return None, "missing"
+    when = parse_date(value)
+    return when, "ok" if when is not None else "garbled"
+
+
 def load_20newsgroups(data_dir: Path, split: Split, *, strip: bool = True) -> list[LabelledText]:
+    """Posts with their ``Date:`` header as ``published`` (None where missing or garbled;
+    the "bydate" files here carry none: that version drops the header)."""
     path = data_dir / "20newsgroups" / f"{split}.jsonl.gz"
     rows: list[LabelledText] = []
+    dates: Counter[str] = Counter()
     for i, obj in enumerate(_read_jsonl(path)):
         text, label = obj.get("text"), obj.get("label")
         if not isinstance(text, str) or not isinstance(label, str):
             raise DatasetError(f"{path}:{i + 1}: needs string fields text and label")
         title, body = strip_newsgroup_post(text) if strip else ("", text)
-        rows.append(LabelledText(f"20ng-{split}-{i}", title, body, label))
+        published, status = parse_post_date(text)
+        dates[status] += 1
+        rows.append(LabelledText(f"20ng-{split}-{i}", title, body, label, published))
+    log.info(
+        "20newsgroups %s: %d posts, %d dated, %d without a Date header, %d with a garbled one",
+        split,
+        len(rows),
+        dates["ok"],
+        dates["missing"],
+        dates["garbled"],
+    )
     return rows
 
 

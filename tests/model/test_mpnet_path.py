@@ -290,3 +290,22 @@ def test_installed_all_mpnet_base_v2_exports_truncated(
     assert report.int8_agreement is not None and report.int8_agreement >= 0.75
     print(f"all-mpnet-base-v2 (2 layers, random head) int8 agreement: {report.int8_agreement}")
     assert read_metadata(out).input_names == ["input_ids", "attention_mask"]
+
+
+def test_max_length_beyond_the_position_table_is_refused_before_training() -> None:
+    from transformers import AutoConfig
+
+    from retraining.base_models import minilm_folder
+    from retraining.errors import TrainingError
+    from retraining.modeling import check_max_length, position_limit
+    from retraining.tiny import build_tiny_encoder
+
+    mpnet = build_tiny_encoder("mpnet")[0].config
+    assert position_limit(mpnet) == mpnet.max_position_embeddings - 2
+    check_max_length(mpnet, position_limit(mpnet))
+    with pytest.raises(TrainingError, match="longer than this base model takes"):
+        check_max_length(mpnet, mpnet.max_position_embeddings)
+    bert = AutoConfig.from_pretrained(str(minilm_folder()))
+    assert position_limit(bert) == 512
+    with pytest.raises(TrainingError, match="--max-length 512 or less"):
+        check_max_length(bert, 513)

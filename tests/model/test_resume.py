@@ -1,0 +1,312 @@
+"""Model tier: checkpoints and `newsflow train --resume` with a tiny random encoder: an
+interrupted run resumed from its checkpoint ends exactly where an uninterrupted one does, and
+every checkpoint that would not continue the same run is refused before a training step."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.core.settings import Settings
+from retraining import checkpoint as ck
+from retraining.errors import TrainingError
+from retraining.train import TrainConfig, fine_tune
+from tests.model.synthetic import LABELS, make_rows
+
+pytestmark = pytest.mark.model
+
+CFG = TrainConfig(epochs=2, batch_size=8, learning_rate=1e-3, warmup_share=0.25, patience=5)
+
+TRAIN, VAL = make_rows(32, 1), make_rows(8, 2)  # 4 steps per epoch at batch size 8
+TR_X, TR_Y = [r.text for r in TRAIN], [LABELS.index(r.label) for r in TRAIN]
+VA_X, VA_Y = [r.text for r in VAL], [LABELS.index(r.label) for r in VAL]
+
+
+def fresh(base: Path) -> tuple[Any, Any]:
+    import torch
+
+    from retraining.modeling import load_base
+
+    torch.manual_seed(0)
+    return load_base(str(base), len(LABELS))
+
+
+def identity_of(
+    base: Path,
+    *,
+    cfg: TrainConfig = CFG,
+    labels: list[str] = LABELS,
+    train: tuple[list[str], list[int]] = (TR_X, TR_Y),
+) -> dict[str, Any]:
+    model, tok = fresh(base)
+    return ck.training_identity(
+        base_model=base.name,
+        model=model,
+        tokenizer=tok,
+        labels=labels,
+        cfg=cfg,
+        train_texts=train[0],
+        train_y=train[1],
+        val_texts=VA_X,
+        val_y=VA_Y,
+    )
+
+
+class Recording(ck.Checkpointing):
+    """Keeps each checkpoint's learning rates and the last model state."""
+
+    lrs: dict[int, list[float]]
+    last_model: dict[str, Any]
+
+    def write(self, payload: dict[str, Any]) -> Path:
+        if not hasattr(self, "lrs"):
+            self.lrs = {}
+        self.lrs[payload["step"]] = list(payload["scheduler"]["_last_lr"])
+        self.last_model = {k: v.clone() for k, v in payload["model"].items()}
+        return super().write(payload)
+
+
+class Stop(Exception):
+    pass
+
+
+def stop_at(step: int) -> Any:
+    def progress(msg: str, done: int, total: int) -> None:
+        if done == step:
+            raise Stop(msg)
+
+    return progress
+
+
+def without_time(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in history]
+
+
+def test_resumed_run_ends_where_an_uninterrupted_one_does(bert_base: Path, tmp_path: Path) -> None:
+    import torch
+
+    identity = identity_of(bert_base)
+    model, tok = fresh(bert_base)
+    straight = Recording(tmp_path / "straight", identity, every_s=0)  # every step
+    done = fine_tune(model, tok, TR_X, TR_Y, VA_X, VA_Y, CFG, checkpoint=straight)
+    assert done.steps == 8 and len(done.history) == 2
+    assert sorted(straight.lrs) == list(range(1, 9))
+
+    # (a) stopped in epoch 2, resumed from the epoch-1 checkpoint; (b) stopped at step 6,
+    # resumed from the checkpoint written inside epoch 2
+    for name, every_s, stop, expect in (("epoch", None, 5, 4), ("inside", 0.0, 6, 6)):
+        where = tmp_path / name
+        model, tok = fresh(bert_base)
+        with pytest.raises(Stop):
+            fine_tune(
+                model,
+                tok,
+                TR_X,
+                TR_Y,
+                VA_X,
+                VA_Y,
+                CFG,
+                checkpoint=ck.Checkpointing(where, identity, every_s=every_s),
+                progress=stop_at(stop),
+            )
+        path = ck.find(tmp_path, identity, where)
+        assert path.name == f"step-{expect:08d}.pt"
+        assert [p.name for p in where.glob("*.pt")] == [path.name]  # older ones removed
+        payload = ck.load(path, identity)
+        assert payload["epoch_done"] is (name == "epoch")
+
+        model, tok = fresh(bert_base)
+        calls: list[tuple[str, int, int]] = []
+        again = Recording(where, identity, every_s=0)
+        resumed = fine_tune(
+            model,
+            tok,
+            TR_X,
+            TR_Y,
+            VA_X,
+            VA_Y,
+            CFG,
+            checkpoint=again,
+            resume=payload,
+            progress=lambda m, s, t, calls=calls: calls.append((m, s, t)),
+        )
+        # the bar starts at the checkpoint's step, then counts on from there
+        assert calls[0][1:] == (expect, 8) and calls[0][0].startswith("resumed at step")
+        assert [c[1] for c in calls[1:]] == list(range(expect + 1, 9))
+        assert resumed.steps == done.steps == 8
+        assert resumed.resumed_from == str(path)
+        assert without_time(resumed.history) == without_time(done.history)
+        for step, lr in again.lrs.items():
+            assert lr == pytest.approx(straight.lrs[step], rel=1e-12), step
+        for key, value in straight.last_model.items():
+            torch.testing.assert_close(again.last_model[key], value, rtol=0, atol=1e-6)
+        final = dict(resumed.model.state_dict())
+        for key, value in done.model.state_dict().items():
+            torch.testing.assert_close(final[key], value, rtol=0, atol=1e-6)
+
+
+def test_a_finished_checkpoint_resumes_without_training(bert_base: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3, max_steps=2)
+    identity = identity_of(bert_base, cfg=cfg)
+    model, tok = fresh(bert_base)
+    fine_tune(
+        model, tok, TR_X, TR_Y, VA_X, VA_Y, cfg, checkpoint=ck.Checkpointing(tmp_path, identity)
+    )
+    payload = ck.load(ck.find(tmp_path, identity, tmp_path), identity)
+    assert payload["finished"] is True
+    model, tok = fresh(bert_base)
+    calls: list[int] = []
+    out = fine_tune(
+        model,
+        tok,
+        TR_X,
+        TR_Y,
+        VA_X,
+        VA_Y,
+        cfg,
+        resume=payload,
+        progress=lambda m, s, t: calls.append(s),
+    )
+    assert out.steps == 2 and calls == [2] and len(out.history) == 1
+
+
+def test_checkpoints_of_another_run_are_refused(
+    bert_base: Path, roberta_base: Path, tmp_path: Path
+) -> None:
+    cfg = TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3, max_steps=1)
+    identity = identity_of(bert_base, cfg=cfg)
+    home = tmp_path / "home"
+    model, tok = fresh(bert_base)
+    writer = ck.Checkpointing(ck.run_dir(home, identity), identity)
+    fine_tune(model, tok, TR_X, TR_Y, VA_X, VA_Y, cfg, checkpoint=writer)
+    path = ck.find(home, identity, "auto")
+    assert ck.load(path, identity)["step"] == 1
+    # the device may change between the two runs: it changes neither data order nor schedule
+    assert ck.load(path, identity_of(bert_base, cfg=TrainConfig(**{**vars(cfg), "device": "cpu"})))
+
+    other_cfg = TrainConfig(**{**vars(cfg), "epochs": 3, "learning_rate": 2e-3})
+    cases = {
+        "base model: the checkpoint was trained from 'tiny-bert' (BertModel": identity_of(
+            roberta_base, cfg=cfg
+        ),
+        "labels: checkpoint ['Business'": identity_of(
+            bert_base, cfg=cfg, labels=["Business", "Sci/Tech", "Sports", "Health"]
+        ),
+        "training data: checkpoint 32 train": identity_of(
+            bert_base, cfg=cfg, train=(TR_X[:-1], TR_Y[:-1])
+        ),
+        "training options: epochs 1 -> 3, learning_rate 0.001 -> 0.002": identity_of(
+            bert_base, cfg=other_cfg
+        ),
+    }
+    for match, other in cases.items():
+        with pytest.raises(TrainingError, match=re.escape(match)):
+            ck.load(path, other)
+        with pytest.raises(TrainingError, match="no checkpoint to resume") as info:
+            ck.find(home, other, "auto")
+        assert "differs in" in str(info.value)  # names why the existing one does not fit
+
+    # corrupt and truncated files, with and without the sidecar
+    flipped = tmp_path / "flipped" / path.name
+    flipped.parent.mkdir()
+    shutil.copy(path, flipped)
+    shutil.copy(path.with_suffix(".json"), flipped.with_suffix(".json"))
+    data = bytearray(flipped.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    flipped.write_bytes(bytes(data))
+    with pytest.raises(TrainingError, match="is corrupt: its SHA-256 differs"):
+        ck.load(flipped, identity)
+    cut = tmp_path / "cut" / path.name
+    cut.parent.mkdir()
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    shutil.copy(path.with_suffix(".json"), cut.with_suffix(".json"))
+    with pytest.raises(TrainingError, match="truncated or corrupt"):
+        ck.load(cut, identity)
+    cut.with_suffix(".json").unlink()
+    with pytest.raises(TrainingError, match="corrupt or truncated"):
+        ck.load(cut, identity)
+    with pytest.raises(TrainingError, match="does not exist"):
+        ck.find(home, identity, tmp_path / "no-such.pt")
+    with pytest.raises(TrainingError, match="no checkpoint to resume"):
+        ck.find(tmp_path / "empty-home", identity, "auto")
+
+
+def test_flow_resumes_and_refuses_before_training(
+    bert_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from retraining import flow
+    from retraining.data import make_splits
+
+    settings = Settings().model_copy(update={"home": tmp_path / "home"})
+    splits = make_splits([*TRAIN, *VAL, *make_rows(8, 3)], make_rows(12, 4))
+    quick: dict[str, Any] = dict(register=False, baseline=False, quantize=False, card_speed=False)
+    per_epoch = -(-len(splits.train) // CFG.batch_size)
+    with pytest.raises(Stop):
+        flow.run_flow(
+            settings,
+            base=str(bert_base),
+            cfg=CFG,
+            splits=splits,
+            progress=stop_at(per_epoch + 1),
+            **quick,
+        )
+    (run_dir,) = (settings.home / "checkpoints").iterdir()
+    saved = f"step-{per_epoch:08d}.pt"
+    assert [p.name for p in run_dir.glob("*.pt")] == [saved]  # the end of epoch 1
+
+    # a corrupt checkpoint or a missing path: refused before any training step
+    original = flow.fine_tune
+    monkeypatch.setattr(flow, "fine_tune", lambda *a, **k: pytest.fail("training started"))
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    for resume, match in ((bad, "corrupt or truncated"), (tmp_path / "nope.pt", "does not exist")):
+        with pytest.raises(TrainingError, match=match):
+            flow.run_flow(
+                settings, base=str(bert_base), cfg=CFG, splits=splits, resume=resume, **quick
+            )
+    monkeypatch.setattr(flow, "fine_tune", original)
+
+    result = flow.run_flow(
+        settings, base=str(bert_base), cfg=CFG, splits=splits, resume="auto", **quick
+    )
+    assert result.summary["resumed_from"] == str(run_dir / saved)
+    assert result.summary["train_steps"] == 2 * per_epoch
+    assert not run_dir.exists()  # a completed run removes its checkpoints
+
+
+def test_progress_bar_starts_at_the_checkpoint_step() -> None:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from retraining.cli import bar_progress
+
+    with Progress(console=Console(file=io.StringIO())) as bar:
+        task = bar.add_task("training", total=None)
+        progress = bar_progress(bar, task)
+        progress("teacher soft labels", 500, 500)
+        progress("resumed at step 40", 40, 100)  # a new phase: the clock restarts at 40
+        state = bar.tasks[0]
+        assert (state.completed, state.total) == (40, 100)
+        assert not state._progress  # no sample claims 40 steps were done just now
+        progress("epoch 2/2", 41, 100)
+        progress("epoch 2/2", 42, 100)
+        assert [s.completed for s in state._progress] == [1, 1]
+        assert state.completed == 42
+
+
+def test_cli_refuses_a_missing_checkpoint_path(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from retraining.cli import register
+
+    app = typer.Typer()
+    register(app)
+    got = CliRunner().invoke(app, ["train", "--resume-from", str(tmp_path / "missing.pt")])
+    assert got.exit_code == 2
+    assert "does not exist" in got.output
