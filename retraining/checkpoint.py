@@ -318,6 +318,8 @@ def load(path: Path, identity: dict[str, Any]) -> dict[str, Any]:
             raise TrainingError(f"checkpoint {path} is corrupt: its SHA-256 differs from {sidecar}")
         if "identity" in meta:  # refuse another run before reading a large file
             _check_identity(path, meta["identity"], identity)
+    else:  # no SHA-256 to compare with: at least the zip's own CRC-32 of every record
+        _check_crc(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -332,6 +334,25 @@ def load(path: Path, identity: dict[str, Any]) -> dict[str, Any]:
     _check_identity(path, payload["identity"], identity)
     payload["path"] = str(path)
     return payload
+
+
+def _check_crc(path: Path) -> None:
+    """torch.load does not check the CRC-32s of its zip archive: a flipped byte in a tensor
+    would load silently, so a checkpoint without its sidecar is tested here."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise TrainingError(
+            f"checkpoint {path} is corrupt or truncated: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
+    if bad is not None:
+        raise TrainingError(
+            f"checkpoint {path} is corrupt: its record {bad} fails its CRC-32 check (and there "
+            f"is no {path.with_suffix(SIDECAR).name} to compare its SHA-256 with)"
+        )
 
 
 def _check_identity(path: Path, saved: Any, identity: dict[str, Any]) -> None:

@@ -149,7 +149,7 @@ def train_cmd(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from retraining.distill import DistillConfig
-    from retraining.errors import TrainingError
+    from retraining.errors import InputError, TrainingError
     from retraining.flow import load_training_data, run_flow
     from retraining.time_split import describe_validation
     from retraining.train import TrainConfig
@@ -223,6 +223,8 @@ def train_cmd(
                 checkpoint_minutes=checkpoint_minutes or None,
                 distill=distill,
             )
+        except InputError as exc:  # found before any training step
+            raise fail(exc, 2) from None
         except NewsflowError as exc:
             raise fail(exc) from None
     s = result.summary

@@ -17,6 +17,7 @@ from typing import Any, NotRequired, TypedDict
 import numpy as np
 
 from pipeline.core.datasets import LabelledText, load_dataset
+from pipeline.core.errors import NewsflowError
 from pipeline.core.model_folder import INT8, ReferenceDistribution, read_metadata, write_metadata
 from pipeline.core.runtime import softmax
 from pipeline.core.settings import Settings
@@ -25,7 +26,7 @@ from retraining.base_models import resolve_base_model
 from retraining.data import Splits, Validation, make_splits
 from retraining.distill import DistillConfig, load_teacher
 from retraining.distill import mlflow_record as distill_mlflow_record
-from retraining.errors import TrainingError
+from retraining.errors import InputError, TrainingError
 from retraining.evaluate import evaluate_probs, fit_temperature, tfidf_baseline, write_report
 from retraining.model_card import describe_version, log_card, measure_speed, write_model_card
 from retraining.time_split import default_order
@@ -158,38 +159,47 @@ def run_flow(
     from retraining.modeling import check_max_length, load_base
 
     cfg = cfg or TrainConfig()
-    if resume not in (None, "auto") and not Path(str(resume)).expanduser().exists():
-        raise TrainingError(f"checkpoint {resume} does not exist")
-    splits = splits or load_training_data(settings, dataset, extra_rows)
-    base_path = resolve_base_model(base, settings)
-    model, tokenizer = load_base(base_path, len(splits.labels))  # fails before any training
-    check_max_length(model.config, cfg.max_length)
-    if init_from is not None:
-        _load_state(model, init_from)
-    index = {lbl: i for i, lbl in enumerate(splits.labels)}
-    tr_x, tr_y = [r.text for r in splits.train], [index[r.label] for r in splits.train]
-    va_x, va_y = [r.text for r in splits.validation], [index[r.label] for r in splits.validation]
-    te_x = [r.text for r in splits.test]
-    te_y = np.array([index[r.label] for r in splits.test], dtype=np.int64)
+    try:  # everything checked before the first step: bad input, exit code 2 in the CLI
+        if resume not in (None, "auto") and not Path(str(resume)).expanduser().exists():
+            raise TrainingError(f"checkpoint {resume} does not exist")
+        splits = splits or load_training_data(settings, dataset, extra_rows)
+        base_path = resolve_base_model(base, settings)
+        _seed_torch(cfg.seed)  # the new head's initial weights: the same for the same --seed
+        model, tokenizer = load_base(base_path, len(splits.labels))  # fails before any training
+        check_max_length(model.config, cfg.max_length)
+        if init_from is not None:
+            _load_state(model, init_from)
+        index = {lbl: i for i, lbl in enumerate(splits.labels)}
+        tr_x, tr_y = [r.text for r in splits.train], [index[r.label] for r in splits.train]
+        va_x, va_y = (
+            [r.text for r in splits.validation],
+            [index[r.label] for r in splits.validation],
+        )
+        te_x = [r.text for r in splits.test]
+        te_y = np.array([index[r.label] for r in splits.test], dtype=np.int64)
 
-    teacher = load_teacher(settings, distill, splits.labels) if distill else None
-    identity = ckpt.training_identity(
-        base_model=base,
-        model=model,
-        tokenizer=tokenizer,
-        labels=splits.labels,
-        cfg=cfg,
-        train_texts=tr_x,
-        train_y=tr_y,
-        val_texts=va_x,
-        val_y=va_y,
-        teacher=teacher.record() if teacher else None,
-        init_from=init_from,
-    )
-    run_dir = ckpt.run_dir(settings.home, identity)
-    state = None
-    if resume is not None:  # checked in full (size, hash, identity) before any step
-        state = ckpt.load(ckpt.find(settings.home, identity, resume), identity)
+        teacher = load_teacher(settings, distill, splits.labels) if distill else None
+        identity = ckpt.training_identity(
+            base_model=base,
+            model=model,
+            tokenizer=tokenizer,
+            labels=splits.labels,
+            cfg=cfg,
+            train_texts=tr_x,
+            train_y=tr_y,
+            val_texts=va_x,
+            val_y=va_y,
+            teacher=teacher.record() if teacher else None,
+            init_from=init_from,
+        )
+        run_dir = ckpt.run_dir(settings.home, identity)
+        state = None
+        if resume is not None:  # checked in full (size, hash, identity) before any step
+            state = ckpt.load(ckpt.find(settings.home, identity, resume), identity)
+    except InputError:
+        raise
+    except NewsflowError as exc:
+        raise InputError(str(exc)) from exc
     soft = (
         teacher.soft_targets(tr_x, splits.labels, cache_dir=run_dir, progress=progress)
         if teacher
@@ -348,6 +358,12 @@ def _save_state(model: Any, path: Path) -> None:
     import torch
 
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+
+
+def _seed_torch(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
 
 
 def _load_state(model: Any, path: Path) -> None:

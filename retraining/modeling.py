@@ -47,8 +47,11 @@ def load_base(name_or_path: str, num_labels: int) -> tuple[MeanPoolClassifier, A
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, use_fast=True)
         encoder = AutoModel.from_pretrained(name_or_path)
-    except (OSError, ValueError) as exc:
-        raise TrainingError(f"cannot load base model {name_or_path!r}: {exc}") from exc
+    except Exception as exc:  # a damaged folder raises anything: RuntimeError (weights that
+        # do not fit config.json), SafetensorError (truncated weights), OSError, ValueError
+        raise TrainingError(
+            f"cannot load base model {name_or_path!r}: {type(exc).__name__}: {str(exc)[:500]}"
+        ) from exc
     if not getattr(tokenizer, "is_fast", False):
         raise TrainingError(f"{name_or_path} has no fast tokenizer (tokenizer.json)")
     return MeanPoolClassifier(encoder, num_labels), tokenizer

@@ -123,7 +123,10 @@ class DataCard:
             "",
             "Files: "
             + "; ".join(
-                f"{f['path']} ({f['rows']} rows, sha256 {f['sha256'][:12]}…)" for f in self.files
+                f"{f['path']} ("
+                + ("" if f.get("rows") is None else f"{f['rows']} rows, ")
+                + f"sha256 {f['sha256'][:12]}…)"
+                for f in self.files
             ),
         ]
         lines += [f"- {n}" for n in self.notes]
@@ -213,18 +216,32 @@ def dedupe_rows(rows: Sequence[LabelledText]) -> tuple[list[LabelledText], int]:
 
 
 def stratified_cap(rows: Sequence[LabelledText], max_rows: int, seed: int) -> list[LabelledText]:
-    """At most ``max_rows`` rows, each label keeping its share (rounded, at least 2)."""
+    """Exactly ``max_rows`` rows (all when there are fewer), each label keeping its share
+    (largest remainders), at least 2 per label: fewer than 2 per label is a TrainingError."""
     if len(rows) <= max_rows:
         return list(rows)
     by_label: dict[str, list[LabelledText]] = defaultdict(list)
     for r in rows:
         by_label[r.label].append(r)
+    if max_rows < 2 * len(by_label):
+        raise TrainingError(
+            f"--train-rows {max_rows} is too few for {len(by_label)} labels: the cut keeps at "
+            f"least 2 rows per label, {2 * len(by_label)} in all"
+        )
+    exact = {lbl: len(g) * max_rows / len(rows) for lbl, g in by_label.items()}
+    quota = {lbl: min(len(by_label[lbl]), max(2, int(exact[lbl]))) for lbl in by_label}
+    while sum(quota.values()) > max_rows:  # the floor of 2 took too many: the most over gives
+        over = max((lbl for lbl in quota if quota[lbl] > 2), key=lambda k: quota[k] - exact[k])
+        quota[over] -= 1
+    while sum(quota.values()) < max_rows:  # the rest to the largest remainders
+        room = [lbl for lbl in sorted(quota) if quota[lbl] < len(by_label[lbl])]
+        quota[max(room, key=lambda k: exact[k] - quota[k])] += 1
     rng = random.Random(seed)
     out: list[LabelledText] = []
     for label in sorted(by_label):
         group = by_label[label][:]
         rng.shuffle(group)
-        out += group[: max(2, round(len(group) * max_rows / len(rows)))]
+        out += group[: quota[label]]
     rng.shuffle(out)
     return out
 
@@ -250,9 +267,11 @@ def choose_rows(
     else:
         if choice.source == "union":
             raise TrainingError("--train-source union exists only for --dataset ag_news")
-        unsupported = choice.formats != ("title+desc",)
-        if unsupported and dataset == "ag_news":
-            raise TrainingError("--text-format applies to --train-source union only")
+        if choice.formats != ("title+desc",):  # any dataset: never ignored silently
+            raise TrainingError(
+                f"--text-format applies to --train-source union only (--dataset ag_news), "
+                f"not to {dataset!r}"
+            )
         rows = load_dataset(dataset, split="train", data_dir=data_dir)
         files = _files_of(data_dir, dataset, len(rows))
         read, formats_read, formats_kept = len(rows), {"as given": len(rows)}, []

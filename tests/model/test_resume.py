@@ -310,3 +310,97 @@ def test_cli_refuses_a_missing_checkpoint_path(tmp_path: Path) -> None:
     got = CliRunner().invoke(app, ["train", "--resume-from", str(tmp_path / "missing.pt")])
     assert got.exit_code == 2
     assert "does not exist" in got.output
+
+
+def test_a_checkpoint_without_its_sidecar_is_crc_checked(tmp_path: Path) -> None:
+    """torch.load does not check the zip's CRC-32s: a flipped byte in a tensor of a
+    checkpoint whose .json was not copied along loaded silently (a diverging resume)."""
+    import torch
+
+    identity = {"format": ck.FORMAT, "base_model": "x"}
+    path = ck.save(
+        tmp_path / "run",
+        {
+            "step": 3,
+            "epoch": 1,
+            "epoch_done": True,
+            "finished": False,
+            "identity": identity,
+            "model": {"w": torch.arange(200_000, dtype=torch.float32)},
+        },
+    )
+    lone = tmp_path / "lone" / path.name
+    lone.parent.mkdir()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside the tensor's record
+    lone.write_bytes(bytes(data))
+    with pytest.raises(TrainingError, match="fails its CRC-32 check"):
+        ck.load(lone, identity)
+    lone.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(TrainingError, match="corrupt or truncated"):
+        ck.load(lone, identity)
+
+
+def test_the_same_seed_gives_the_same_initial_head(
+    bert_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The classifier head was drawn from torch's unseeded RNG before fine_tune seeded it,
+    so two runs with the same --seed differed."""
+    from retraining import flow
+    from retraining.data import make_splits
+
+    settings = Settings().model_copy(update={"home": tmp_path / "home"})
+    splits = make_splits([*TRAIN, *VAL], make_rows(8, 4))
+    heads: list[Any] = []
+
+    def capture(model: Any, *a: Any, **k: Any) -> Any:
+        heads.append(model.head.weight.detach().clone())
+        raise Stop
+
+    monkeypatch.setattr(flow, "fine_tune", capture)
+    for seed in (5, 5, 6):
+        with pytest.raises(Stop):
+            flow.run_flow(
+                settings,
+                base=str(bert_base),
+                cfg=TrainConfig(seed=seed),
+                splits=splits,
+                register=False,
+                checkpoints=False,
+            )
+    assert heads[0].equal(heads[1]) and not heads[0].equal(heads[2])
+
+
+def test_bad_input_found_by_the_flow_exits_with_code_2(tmp_path: Path, bert_base: Path) -> None:
+    """A damaged base folder (weights that do not fit its config) was a RuntimeError
+    traceback; a bad base, checkpoint or teacher found by the flow exited with 1, not 2."""
+    import typer
+    from typer.testing import CliRunner
+
+    from retraining.cli import register
+    from retraining.errors import InputError
+    from retraining.modeling import load_base
+
+    bad = tmp_path / "bad-base"
+    shutil.copytree(bert_base, bad)
+    config = (bad / "config.json").read_text()
+    (bad / "config.json").write_text(re.sub(r'"hidden_size": \d+', '"hidden_size": 48', config))
+    with pytest.raises(TrainingError, match=r"cannot load base model .*RuntimeError"):
+        load_base(str(bad), 4)
+    cut = tmp_path / "cut-base"
+    shutil.copytree(bert_base, cut)
+    (cut / "model.safetensors").write_bytes((cut / "model.safetensors").read_bytes()[:100])
+    with pytest.raises(TrainingError, match=r"cannot load base model .*SafetensorError"):
+        load_base(str(cut), 4)
+
+    data = tmp_path / "rows.csv"
+    data.write_text("text,label\n" + "".join(f"{r.text},{r.label}\n" for r in TRAIN + VAL))
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner(env={"NEWSFLOW_HOME": str(tmp_path / "home")})
+    args = ["train", "--dataset", str(data), "--no-register", "--no-baseline"]
+    for extra in (["--base", str(bad)], ["--base", str(tmp_path / "none")]):
+        got = runner.invoke(app, [*args, *extra])
+        assert got.exit_code == 2, got.output
+        assert isinstance(got.exception, SystemExit) and "error:" in got.output
+    assert issubclass(InputError, TrainingError)

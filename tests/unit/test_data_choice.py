@@ -202,3 +202,46 @@ def test_real_union_file(data_dir: Path) -> None:
     assert card_all.rows_kept == 50_817
     _, card_sample = choose_rows(data_dir, "ag_news", DataChoice(), test)
     assert card_sample.rows_read == 5_557 and card_sample.removed_leak_description == 24
+
+
+def test_text_format_is_refused_for_every_dataset_but_the_union(tmp_path: Path) -> None:
+    """--text-format with 20 Newsgroups or a CSV was ignored silently: refused instead."""
+    for dataset in ("20newsgroups", str(tmp_path / "rows.csv")):
+        with pytest.raises(TrainingError, match="--train-source union only"):
+            choose_rows(tmp_path, dataset, DataChoice(formats=("desc-lower",)), [])
+
+
+def test_row_cap_keeps_exactly_max_rows_or_refuses_too_few() -> None:
+    """The cap kept 401 of --train-rows 400 (rounding) and 40 of 8 for 20 labels (at least
+    2 per label): it now keeps exactly max_rows, and refuses fewer than 2 per label."""
+    rows = [
+        LabelledText(str(i), "", f"story {i}", lbl)
+        for i, lbl in enumerate(["A"] * 61 + ["B"] * 61 + ["C"] * 41 + ["D"] * 2)
+    ]
+    for cap in (8, 9, 10, 33, 100, 164):
+        capped = stratified_cap(rows, cap, seed=3)
+        counts = {lbl: sum(r.label == lbl for r in capped) for lbl in "ABCD"}
+        assert len(capped) == cap and min(counts.values()) >= 2, (cap, counts)
+    with pytest.raises(TrainingError, match="--train-rows 7 is too few for 4 labels"):
+        stratified_cap(rows, 7, seed=3)
+
+
+def test_dataset_card_leaves_out_unknown_file_row_counts() -> None:
+    card = {
+        "dataset": "ag_news",
+        "source": "sample",
+        "files": [{"path": "ag_news/a.csv.gz", "rows": None, "sha256": "ab" * 32}],
+        "rows_read": 3,
+        "formats_read": {"as given": 3},
+        "formats_kept": [],
+        "removed_by_format": 0,
+        "removed_duplicates": 0,
+        "removed_leak_exact": 0,
+        "removed_leak_description": 0,
+        "removed_by_max_rows": 0,
+        "rows_kept": 3,
+        "labels_kept": {"A": 3},
+        "test_rows": 0,
+    }
+    text = data_card_markdown(card)
+    assert "None rows" not in text and "ag_news/a.csv.gz (sha256 abababababab" in text
