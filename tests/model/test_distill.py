@@ -127,7 +127,7 @@ def test_distillation_pulls_the_student_to_the_teacher(
         return float(np.mean(pred == target)), float(np.mean(pred == gold))
 
     with_teacher, with_gold = agreement()
-    cfg = TrainConfig(epochs=3, batch_size=16, learning_rate=5e-3, warmup_share=0, patience=9)
+    cfg = TrainConfig(epochs=6, batch_size=16, learning_rate=5e-3, warmup_share=0, patience=9)
     soft = teacher.soft_targets(TR_X, LABELS)
     fine_tune(model, tok, TR_X, TR_Y, TR_X[:8], TR_Y[:8], cfg, soft_targets=soft)
     after_teacher, after_gold = agreement()
