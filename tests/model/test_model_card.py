@@ -22,6 +22,7 @@ from retraining.model_card import (
     short_description,
     write_model_card,
 )
+from tests.model.synthetic import write_bert_base
 
 pytestmark = [pytest.mark.model]
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
@@ -104,25 +105,10 @@ def test_card_files_speed_and_description(tiny_bert: Path, tmp_path: Path) -> No
 def test_flow_logs_the_card_and_describes_the_version(
     base_settings: Settings, data_dir: Path, tmp_path: Path
 ) -> None:
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from retraining.base_models import minilm_folder
     from retraining.flow import load_training_data, run_flow
     from retraining.train import TrainConfig
 
-    base = tmp_path / "tiny-bert"
-    tok = AutoTokenizer.from_pretrained(str(minilm_folder()))
-    BertModel(
-        BertConfig(
-            vocab_size=tok.vocab_size,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=130,
-        )
-    ).save_pretrained(base)
-    tok.save_pretrained(base)
+    base = write_bert_base(tmp_path / "tiny-bert")
     s = _settings(base_settings, tmp_path).model_copy(
         update={"data_dir": data_dir, "eval_limit": 200}
     )

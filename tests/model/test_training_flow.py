@@ -22,6 +22,7 @@ from retraining.errors import TrainingError
 from retraining.flow import run_flow
 from retraining.promotion import promote, rollback
 from retraining.train import TrainConfig
+from tests.model.synthetic import write_bert_base
 
 pytestmark = [pytest.mark.model, pytest.mark.integration]
 
@@ -29,23 +30,7 @@ pytestmark = [pytest.mark.model, pytest.mark.integration]
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random BERT saved as a plain Hugging Face folder (what `--base DIR` takes)."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from retraining.base_models import minilm_folder
-
-    out = tmp_path_factory.mktemp("base") / "tiny-bert"
-    tok = AutoTokenizer.from_pretrained(str(minilm_folder()))
-    cfg = BertConfig(
-        vocab_size=tok.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=130,
-    )
-    BertModel(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return write_bert_base(tmp_path_factory.mktemp("base") / "tiny-bert")
 
 
 def test_flow_registers_promotes_and_rolls_back(
