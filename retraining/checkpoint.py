@@ -108,7 +108,7 @@ def training_identity(
     options = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in FREE_OPTIONS}
     return {
         "format": FORMAT,
-        "base_model": base_model,
+        "base_model": _base_name(base_model),
         "base": base_fingerprint(model, tokenizer),
         "labels": list(labels),
         "train_config": options,
@@ -462,3 +462,10 @@ def restore(
         seconds=float(payload.get("seconds", 0.0)),
         path=path,
     )
+
+
+def _base_name(base_model: str) -> str:
+    """A local folder by its resolved path (``/x/``, ``/x`` and ``./x`` are one base); a
+    short name (``minilm``, ``mpnet-base``) or hub name as given."""
+    path = Path(base_model).expanduser()
+    return str(path.resolve()) if path.is_dir() else base_model
