@@ -20,11 +20,15 @@ Validation = Literal["random", "time"]  # how the validation split is drawn
 _NON_WORD = re.compile(r"[^0-9a-z]+")
 
 
+def words(text: str) -> list[str]:
+    """The text's lower-cased runs of letters and digits (punctuation and spacing dropped)."""
+    return _NON_WORD.sub(" ", text.lower()).split()
+
+
 def text_key(text: str) -> str:
     """Hash of the text lower-cased with punctuation and whitespace removed, so copies that
     differ only in case, spacing or punctuation collide."""
-    norm = _NON_WORD.sub(" ", text.lower()).strip()
-    return hashlib.blake2b(norm.encode(), digest_size=12).hexdigest()
+    return hashlib.blake2b(" ".join(words(text)).encode(), digest_size=12).hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -223,7 +223,8 @@ def run_flow(
     val_logits = predict_logits(model, tokenizer, va_x, max_length=cfg.max_length)
     temperature = fit_temperature(val_logits, np.asarray(va_y, dtype=np.int64))
     test_logits = predict_logits(model, tokenizer, te_x, max_length=cfg.max_length)
-    raw_eval = evaluate_probs(softmax(test_logits), te_y, splits.labels)
+    raw_probs = softmax(test_logits)
+    raw_eval = evaluate_probs(raw_probs, te_y, splits.labels)
     probs = softmax(test_logits, temperature)
     ev = evaluate_probs(probs, te_y, splits.labels)
 
@@ -316,7 +317,7 @@ def run_flow(
         summary=summary,
         config=dataclasses.asdict(cfg),
         evaluation=ev,
-        raw_probs=softmax(test_logits),
+        raw_probs=raw_probs,
         probs=probs,
         y=te_y,
         validation=splits.validation_info,

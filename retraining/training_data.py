@@ -23,13 +23,13 @@ import gzip
 import hashlib
 import io
 import random
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.core.datasets import AG_LABELS, DatasetError, LabelledText, load_dataset
+from retraining.data import dedupe, words
 from retraining.errors import TrainingError
 
 UNION_FILE = "train_union50867.csv.gz"
@@ -48,7 +48,6 @@ FORMAT_ALIASES = {
 }
 MIN_DESCRIPTION_CHARS = 30  # shorter descriptions ("AP - ...") are too generic to call leakage
 Source = Literal["sample", "union"]
-_NON_WORD = re.compile(r"[^0-9a-z]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,10 +139,6 @@ class UnionRow:
     source: str
 
 
-def words(text: str) -> list[str]:
-    return _NON_WORD.sub(" ", text.lower()).split()
-
-
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -202,17 +197,6 @@ def remove_test_leaks(
         else:
             kept.append(r)
     return kept, exact, desc
-
-
-def dedupe_rows(rows: Sequence[LabelledText]) -> tuple[list[LabelledText], int]:
-    seen: set[str] = set()
-    out = []
-    for r in rows:
-        key = " ".join(words(r.text))
-        if key not in seen:
-            seen.add(key)
-            out.append(r)
-    return out, len(rows) - len(out)
 
 
 def stratified_cap(rows: Sequence[LabelledText], max_rows: int, seed: int) -> list[LabelledText]:
@@ -276,7 +260,7 @@ def choose_rows(
         files = _files_of(data_dir, dataset, len(rows))
         read, formats_read, formats_kept = len(rows), {"as given": len(rows)}, []
     removed_format = read - len(rows)
-    rows, dups = dedupe_rows(rows)
+    rows, dups = dedupe(rows)
     rows, leak_exact, leak_desc = remove_test_leaks(rows, test)
     before_cap = len(rows)
     if choice.max_rows is not None:

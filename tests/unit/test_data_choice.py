@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from pipeline.core.datasets import DatasetError, LabelledText
+from retraining.data import dedupe
 from retraining.errors import TrainingError
 from retraining.training_data import (
     UNION_FILE,
     DataChoice,
     choose_rows,
     data_card_markdown,
-    dedupe_rows,
     read_union,
     remove_test_leaks,
     stratified_cap,
@@ -178,7 +178,7 @@ def test_leaks_dedupe_and_cap_helpers() -> None:
         rows, [LabelledText("x", "", "Story number 3 about A!", "A")]
     )
     assert (exact, desc, len(kept)) == (1, 0, 99)
-    doubled, removed = dedupe_rows([*rows, *rows[:5]])
+    doubled, removed = dedupe([*rows, *rows[:5]])
     assert removed == 5 and len(doubled) == 100
     capped = stratified_cap(rows, 20, seed=1)
     counts = {lbl: sum(r.label == lbl for r in capped) for lbl in "ABC"}
