@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from pipeline.core.db.scratch import drop_database
 from pipeline.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,8 +59,7 @@ def empty_db(stack: Settings) -> Iterator[Settings]:
     try:
         yield stack.model_copy(update={"pg_database": name})
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(admin, name)
         admin.dispose()
 
 

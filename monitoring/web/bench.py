@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
+from pipeline.core.db.scratch import drop_database
 from pipeline.core.settings import Settings
 from pipeline.stack.processes import free_port
 
@@ -162,6 +163,5 @@ def run_web_bench(
             time.sleep(0.3)
         engine.dispose()
         if not keep:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            drop_database(admin, name)
         admin.dispose()

@@ -41,6 +41,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from pipeline.batch import Classified, RawMessage, store, validate_batch
 from pipeline.core.datasets import LabelledText
+from pipeline.core.db.scratch import drop_database
 from pipeline.core.records import CleanArticle, Prediction
 from pipeline.core.settings import Settings
 from pipeline.produce import article_messages
@@ -339,8 +340,7 @@ def scratch_database(settings: Settings, name: str, *, keep: bool = False) -> It
             yield scratch
         finally:
             if not keep:
-                with admin.connect() as conn:
-                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                drop_database(admin, name)
     finally:
         admin.dispose()
 

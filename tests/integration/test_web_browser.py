@@ -21,6 +21,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from monitoring.web.seed import NEWSGROUPS_LABELS, seed_review_items, shuffle_probabilities
 from monitoring.web.users import add_user
+from pipeline.core.db.scratch import drop_database
 from pipeline.core.settings import Settings
 from tests.conftest import REPO, free_port
 
@@ -120,8 +121,7 @@ def _serve(stack: Settings, home: Path, seed: Callable[[Settings, Engine], int])
     finally:
         stop_process(proc)
         engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(admin, name)
         admin.dispose()
 
 
