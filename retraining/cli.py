@@ -246,7 +246,8 @@ def train_cmd(
     console.print(
         f"accuracy {s['accuracy']:.4f}  macro-F1 {s['macro_f1']:.4f}  ECE {s['ece']:.4f} "
         f"(uncalibrated {s['ece_uncalibrated']:.4f})  int8 accuracy "
-        f"{s['served_int8_accuracy'] or float('nan'):.4f}  TF-IDF+LR "
+        f"{s['served_int8_accuracy'] or float('nan'):.4f} (agrees with torch on "
+        f"{s['int8_test_agreement'] or float('nan'):.4f})  TF-IDF+LR "
         f"{s['tfidf_lr_accuracy'] or float('nan'):.4f}  {fp16_note}parity_ok {s['parity_ok']}  "
         f"train {s['train_seconds']:.0f}s  version {s['registered_version']}"
     )

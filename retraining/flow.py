@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 
 
+INT8_CHOICE_TEXTS = 1000  # validation texts the int8 recipe is chosen on
+
+
 class FlowSummary(TypedDict):
     """What one training run measured and produced (also `newsflow train --json`)."""
 
@@ -50,6 +53,8 @@ class FlowSummary(TypedDict):
     ece_uncalibrated: float
     temperature: float
     served_int8_accuracy: float | None
+    int8_test_agreement: float | None  # served int8 argmax vs torch's, on every test row
+    int8_choice: dict[str, Any] | None  # retraining.int8_recipe.Int8Choice.as_dict
     fp16_agreement: float | None  # fp16 vs fp32 graph argmax agreement; None: no fp16 graph
     tfidf_lr_accuracy: float | None
     train_seconds: float
@@ -156,6 +161,7 @@ def run_flow(
     as ``card/…`` and summarised in the registered version's description; ``card_speed``
     times the served graph for it (a few seconds; off in tests)."""
     from retraining.export import parity_check, write_model_folder
+    from retraining.int8_recipe import argmax_agreement, choose_int8
     from retraining.modeling import check_max_length, load_base
 
     cfg = cfg or TrainConfig()
@@ -262,18 +268,32 @@ def run_flow(
         int8=quantize,
         fp16=fp16,
     )
+    int8_choice = None
+    if quantize:  # as much int8 as keeps torch's answers (retraining.int8_recipe)
+        pick = np.sort(rng.permutation(len(va_x))[:INT8_CHOICE_TEXTS])
+        int8_choice = choose_int8(model_dir, [va_x[i] for i in pick], val_logits[pick])
+        log.info(
+            "int8: %d MatMuls kept fp32, agreement with torch %.4f on %d validation texts "
+            "(tried %s)",
+            len(int8_choice.fp32_matmuls),
+            int8_choice.agreement,
+            int8_choice.n,
+            int8_choice.tried,
+        )
     parity_texts = te_x[:300]
     parity = parity_check(model, tokenizer, model_dir, parity_texts, max_length=cfg.max_length)
     _record_parity(model_dir, parity.int8_agreement, parity.fp16_agreement)
     for failure in parity.failures():
         log.error("parity: %s", failure)
 
-    served_acc = None
+    served_acc = test_agreement = None
     if (model_dir / INT8).exists():
         from retraining.gate import evaluate_folder
 
-        served_eval, _ = evaluate_folder(model_dir, splits.test)
+        served_eval, served_probs = evaluate_folder(model_dir, splits.test)
         served_acc = served_eval.accuracy
+        test_agreement = argmax_agreement(served_probs, test_logits)
+        _record_metrics(model_dir, {"int8_test_agreement": test_agreement})
     base_acc = tfidf_baseline(tr_x + va_x, tr_y + va_y, te_x, te_y.tolist()) if baseline else None
     report_dir = work / "report"
     write_report(ev, probs, te_y, report_dir, title=dataset)
@@ -290,6 +310,8 @@ def run_flow(
         "ece_uncalibrated": raw_eval.ece,
         "temperature": temperature,
         "served_int8_accuracy": served_acc,
+        "int8_test_agreement": test_agreement,
+        "int8_choice": int8_choice.as_dict() if int8_choice else None,
         "fp16_agreement": parity.fp16_agreement,
         "tfidf_lr_accuracy": base_acc,
         "train_seconds": outcome.seconds,
@@ -346,8 +368,11 @@ def run_flow(
 
 def _record_parity(folder: Path, int8: float | None, fp16: float | None) -> None:
     """Keep the graphs' measured agreement in metadata.json, so a worker can log it."""
+    _record_metrics(folder, {"int8_agreement": int8, "fp16_agreement": fp16})
+
+
+def _record_metrics(folder: Path, extra: dict[str, float | None]) -> None:
     meta = read_metadata(folder)
-    extra = {"int8_agreement": int8, "fp16_agreement": fp16}
     meta.metrics.update({k: v for k, v in extra.items() if v is not None})
     write_metadata(folder, meta)
 

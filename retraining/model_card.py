@@ -227,6 +227,10 @@ def write_model_card(
             "reliability_after": after,
         },
         "parity": summary.get("parity"),
+        "int8": {
+            "test_agreement": summary.get("int8_test_agreement"),
+            **(summary.get("int8_choice") or {}),
+        },
         "parity_ok": summary.get("parity_ok"),
         "serving": dataclasses.asdict(speed) if speed is not None else None,
         "files": [CARD_MD, CARD_JSON, CONFUSION_PNG, RELIABILITY_PNG],
@@ -325,6 +329,7 @@ def card_markdown(card: Mapping[str, Any]) -> str:
         "",
     ]
     parity = card.get("parity") or {}
+    int8 = card.get("int8") or {}
     lines += [
         f"fp32 graph vs torch: max |logit diff| {_num(parity.get('fp32_max_abs_diff'), '.2e')}, "
         f"argmax equal {parity.get('fp32_argmax_equal')}; int8 argmax agreement with torch "
@@ -332,6 +337,11 @@ def card_markdown(card: Mapping[str, Any]) -> str:
         f"{_num(parity.get('fp16_agreement'))}"
         + (f" (checked on {parity['fp16_checked_on']})" if parity.get("fp16_checked_on") else "")
         + f"; {parity.get('n', '?')} test texts; parity ok: {card.get('parity_ok')}.",
+        "",
+        f"int8 graph: argmax agreement with torch {_num(int8.get('test_agreement'))} on every "
+        f"test row; {int8.get('int8_fp32_matmuls', '?')} FFN down-projections kept in fp32 "
+        f"(chosen on {int8.get('int8_validation_n', '?')} validation texts, agreement "
+        f"{_num(int8.get('int8_validation_agreement'))}; tried {int8.get('int8_tried')}).",
         "",
         "## Serving speed",
         "",

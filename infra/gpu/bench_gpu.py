@@ -181,7 +181,8 @@ def with_fp16(folder: Path, work: Path) -> Path:
 
 
 def fp16_check(folder: Path, texts: Sequence[str], providers: list[str]) -> dict[str, Any]:
-    from retraining.export import FP16_MIN_AGREEMENT, argmax_agreement
+    from retraining.export import FP16_MIN_AGREEMENT
+    from retraining.int8_recipe import argmax_agreement
 
     ref = Classifier.load(folder, precision="fp32", providers=[CPU], warmup=False).logits(texts)
     clf = Classifier.load(

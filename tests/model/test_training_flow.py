@@ -14,6 +14,7 @@ from pipeline.core.datasets import load_dataset
 from pipeline.core.db.engine import make_engine
 from pipeline.core.db.models import ModelEventRow
 from pipeline.core.errors import ModelError
+from pipeline.core.model_folder import read_metadata
 from pipeline.core.runtime import Classifier
 from pipeline.core.settings import Settings
 from retraining.base_models import resolve_base_model
@@ -50,6 +51,13 @@ def test_flow_registers_promotes_and_rolls_back(
     assert first.registered_version == "1"
     assert 0 <= summary["accuracy"] <= 1 and 0 <= summary["ece"] <= 1
     assert summary["tfidf_lr_accuracy"] > 0.25
+    choice = summary["int8_choice"]  # the int8 recipe was chosen on validation texts
+    assert choice is not None and choice["int8_validation_n"] == len(splits.validation)
+    assert choice["int8_tried"][0][0] == 0 and 0 <= choice["int8_validation_agreement"] <= 1
+    agreement = summary["int8_test_agreement"]
+    assert agreement is not None and 0 < agreement <= 1
+    meta = read_metadata(first.model_dir)
+    assert meta.metrics["int8_test_agreement"] == agreement
     report = Path(summary["report_dir"])
     for name in ("confusion_matrix.png", "confusion_matrix.csv", "reliability.png"):
         assert (report / name).stat().st_size > 0

@@ -1,0 +1,80 @@
+"""Model tier: the int8 recipe search (retraining.int8_recipe) on tiny random encoders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from pipeline.core.model_folder import FP32, INT8
+from pipeline.core.runtime import Classifier
+from retraining.export import torch_logits
+from retraining.int8_recipe import choose_int8, down_projections
+from retraining.tiny import build_tiny, write_tiny_model_folder
+
+pytestmark = pytest.mark.model
+LABELS = ("World", "Sports", "Business", "Sci/Tech")
+TEXTS = [
+    "Stocks rally as the central bank cuts rates",
+    "The team won the match with a late goal",
+    "NASA launches a new probe to study the outer planets",
+    "Oil prices climb after the cartel agrees to cut output",
+    "Election results delayed as the count goes on",
+    "x",
+] * 5
+
+
+def _float_matmuls(graph: Path) -> set[str]:
+    model = onnx.load(str(graph))
+    return {n.name for n in model.graph.node if n.op_type == "MatMul"}
+
+
+@pytest.mark.parametrize("arch", ["bert", "mpnet", "roberta"])
+def test_down_projections_are_the_ffn_outputs(arch: str, tmp_path: Path) -> None:
+    folder = write_tiny_model_folder(tmp_path / arch, arch)  # type: ignore[arg-type]
+    downs = down_projections(folder / FP32)
+    assert len(downs) == 2  # one per layer of the 2-layer tiny config
+    assert all("output" in name and "attention" not in name for name in downs)
+    assert "layer.0" in downs[0] and "layer.1" in downs[1]
+
+
+def test_a_graph_that_agrees_is_kept_at_once(tmp_path: Path) -> None:
+    model, tok = build_tiny("bert", LABELS)
+    folder = write_tiny_model_folder(tmp_path / "m", "bert")
+    ref = torch_logits(model, tok, TEXTS, 128)
+    choice = choose_int8(folder, TEXTS, ref, target=0.0)
+    assert choice.tried == [(0, choice.agreement)] and choice.fp32_matmuls == []
+    assert not (set(down_projections(folder / FP32)) & _float_matmuls(folder / INT8))
+
+
+def test_an_unreachable_target_tries_every_step_and_keeps_the_best(tmp_path: Path) -> None:
+    model, tok = build_tiny("mpnet", LABELS)
+    folder = write_tiny_model_folder(tmp_path / "m", "mpnet")
+    ref = torch_logits(model, tok, TEXTS, 128)
+    choice = choose_int8(folder, TEXTS, ref, target=1.01)
+    downs = down_projections(folder / FP32)
+    assert [n for n, _ in choice.tried] == [0, len(downs)]
+    assert choice.agreement == max(a for _, a in choice.tried)
+    kept = set(choice.fp32_matmuls)
+    assert kept <= _float_matmuls(folder / INT8)  # the graph on disk is the chosen one
+    got = Classifier.load(folder, precision="int8", warmup=False).logits(TEXTS)
+    assert float(np.mean(got.argmax(1) == ref.argmax(1))) == choice.agreement
+
+
+def test_agreement_is_measured_against_the_reference(tmp_path: Path) -> None:
+    """A reference whose argmax is everywhere another class gives agreement 0, and the search
+    keeps trying (it cannot pass), ending with the fewest-fp32 graph on a tie."""
+    model, tok = build_tiny("bert", LABELS)
+    folder = write_tiny_model_folder(tmp_path / "m", "bert")
+    ref = torch_logits(model, tok, TEXTS, 128)
+    wrong = np.roll(np.eye(len(LABELS))[ref.argmax(1)], 1, axis=1)
+    choice = choose_int8(folder, TEXTS, wrong, target=0.5)
+    assert choice.agreement == 0.0 and len(choice.tried) == 2 and choice.fp32_matmuls == []
+
+
+def test_mismatched_reference_is_refused(tmp_path: Path) -> None:
+    folder = write_tiny_model_folder(tmp_path / "m", "bert")
+    with pytest.raises(ValueError, match="one reference row"):
+        choose_int8(folder, TEXTS, np.zeros((3, 4)))
