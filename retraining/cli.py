@@ -246,8 +246,8 @@ def train_cmd(
     console.print(
         f"accuracy {s['accuracy']:.4f}  macro-F1 {s['macro_f1']:.4f}  ECE {s['ece']:.4f} "
         f"(uncalibrated {s['ece_uncalibrated']:.4f})  int8 accuracy "
-        f"{s['served_int8_accuracy'] or float('nan'):.4f} (agrees with torch on "
-        f"{s['int8_test_agreement'] or float('nan'):.4f})  TF-IDF+LR "
+        f"{_or_nan(s['served_int8_accuracy']):.4f} (agrees with torch on "
+        f"{_or_nan(s['int8_test_agreement']):.4f})  TF-IDF+LR "
         f"{s['tfidf_lr_accuracy'] or float('nan'):.4f}  {fp16_note}parity_ok {s['parity_ok']}  "
         f"train {s['train_seconds']:.0f}s  version {s['registered_version']}"
     )
@@ -255,6 +255,10 @@ def train_cmd(
         json_path.write_text(json.dumps(s, indent=2, default=str))
     if not s["parity_ok"]:
         raise typer.Exit(1)
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
 def bar_progress(bar: Progress, task: TaskID) -> Callable[[str, int, int], None]:

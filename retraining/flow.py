@@ -265,7 +265,7 @@ def run_flow(
         base_model=base,
         metrics=metrics,
         reference=reference,
-        int8=quantize,
+        int8=False,  # written by choose_int8 below
         fp16=fp16,
     )
     int8_choice = None
@@ -290,7 +290,7 @@ def run_flow(
     if (model_dir / INT8).exists():
         from retraining.gate import evaluate_folder
 
-        served_eval, served_probs = evaluate_folder(model_dir, splits.test)
+        served_eval, served_probs = evaluate_folder(model_dir, splits.test, precision="int8")
         served_acc = served_eval.accuracy
         test_agreement = argmax_agreement(served_probs, test_logits)
         _record_metrics(model_dir, {"int8_test_agreement": test_agreement})

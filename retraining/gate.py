@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.datasets import LabelledText
+from pipeline.core.model_folder import Precision
 from pipeline.core.runtime import Classifier
 from retraining.errors import TrainingError
 from retraining.evaluate import Evaluation, evaluate_probs
@@ -70,9 +71,12 @@ def old_classes_macro_f1(challenger: Evaluation, old: Sequence[str] | dict[str, 
     return sum(challenger.per_class.get(n, {}).get("f1", 0.0) for n in names) / len(names)
 
 
-def evaluate_folder(folder: Path, rows: Sequence[LabelledText]) -> tuple[Evaluation, np.ndarray]:
-    """Score a model folder (ONNX runtime, as served) on labelled rows."""
-    clf = Classifier.load(folder)
+def evaluate_folder(
+    folder: Path, rows: Sequence[LabelledText], *, precision: Precision = "auto"
+) -> tuple[Evaluation, np.ndarray]:
+    """Score a model folder (ONNX runtime, as served; ``precision`` picks another graph) on
+    labelled rows."""
+    clf = Classifier.load(folder, precision=precision)
     index = {lbl: i for i, lbl in enumerate(clf.labels)}
     unknown = sorted({r.label for r in rows} - set(index))
     if unknown:

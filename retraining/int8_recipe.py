@@ -64,7 +64,8 @@ def quantize_int8(src: Path, dst: Path, *, keep_fp32: Sequence[str] = ()) -> Non
     per-channel gave 99.5 % on a fine-tuned MiniLM); ``keep_fp32``: MatMul nodes left alone."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    logging.disable(logging.WARNING)  # its per-tensor chatter goes to the root logger
+    before = logging.root.manager.disable
+    logging.disable(max(before, logging.WARNING))  # its per-tensor chatter goes to the root
     try:
         quantize_dynamic(
             str(src),
@@ -74,13 +75,17 @@ def quantize_int8(src: Path, dst: Path, *, keep_fp32: Sequence[str] = ()) -> Non
             nodes_to_exclude=list(keep_fp32),
         )
     finally:
-        logging.disable(logging.NOTSET)
+        logging.disable(before)
 
 
 def argmax_agreement(candidate: np.ndarray, reference: np.ndarray) -> float:
-    """Share of rows whose argmax matches; rows with NaN/inf logits count as disagreeing."""
+    """Share of rows whose argmax matches; rows with NaN/inf logits on either side count as
+    disagreeing."""
+    if candidate.ndim != 2 or candidate.shape != reference.shape:
+        raise ValueError(f"logits of shape {candidate.shape} vs {reference.shape}")
     same = candidate.argmax(1) == reference.argmax(1)
-    return float(np.mean(same & np.isfinite(candidate).all(1)))
+    finite = np.isfinite(candidate).all(1) & np.isfinite(reference).all(1)
+    return float(np.mean(same & finite))
 
 
 def choose_int8(
@@ -95,14 +100,13 @@ def choose_int8(
     ``target`` agreement with ``reference`` (torch's logits for ``texts``)."""
     from pipeline.core.runtime import Classifier
 
-    if not texts or len(texts) != len(reference):
-        raise ValueError("choose_int8 needs texts and one reference row per text")
+    if isinstance(texts, str) or not texts or len(texts) != len(reference):
+        raise ValueError("choose_int8 needs a list of texts and one reference row per text")
+    if not steps:
+        raise ValueError("choose_int8 needs at least one step")
     downs = down_projections(folder / FP32)
-    plans: list[list[str]] = []
-    for step in steps:
-        keep = downs if step is None else downs[len(downs) - min(step, len(downs)) :]
-        if not plans or len(keep) > len(plans[-1]):
-            plans.append(keep)
+    counts = sorted({len(downs) if s is None else min(max(s, 0), len(downs)) for s in steps})
+    plans = [downs[len(downs) - n :] if n else [] for n in counts]  # fewest fp32 first
     tried: list[tuple[int, float]] = []
     best: tuple[float, list[str]] | None = None
     for keep in plans:

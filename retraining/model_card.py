@@ -338,11 +338,16 @@ def card_markdown(card: Mapping[str, Any]) -> str:
         + (f" (checked on {parity['fp16_checked_on']})" if parity.get("fp16_checked_on") else "")
         + f"; {parity.get('n', '?')} test texts; parity ok: {card.get('parity_ok')}.",
         "",
-        f"int8 graph: argmax agreement with torch {_num(int8.get('test_agreement'))} on every "
-        f"test row; {int8.get('int8_fp32_matmuls', '?')} FFN down-projections kept in fp32 "
-        f"(chosen on {int8.get('int8_validation_n', '?')} validation texts, agreement "
-        f"{_num(int8.get('int8_validation_agreement'))}; tried {int8.get('int8_tried')}).",
-        "",
+    ]
+    if int8.get("int8_tried"):
+        lines += [
+            f"int8 graph: argmax agreement with torch {_num(int8.get('test_agreement'))} on "
+            f"every test row; {int8['int8_fp32_matmuls']} FFN down-projections kept in fp32 "
+            f"(chosen on {int8['int8_validation_n']} validation texts, agreement "
+            f"{_num(int8['int8_validation_agreement'])}; tried {int8['int8_tried']}).",
+            "",
+        ]
+    lines += [
         "## Serving speed",
         "",
     ]

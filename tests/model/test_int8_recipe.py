@@ -11,7 +11,7 @@ import pytest
 from pipeline.core.model_folder import FP32, INT8
 from pipeline.core.runtime import Classifier
 from retraining.export import torch_logits
-from retraining.int8_recipe import choose_int8, down_projections
+from retraining.int8_recipe import argmax_agreement, choose_int8, down_projections
 from retraining.tiny import build_tiny, write_tiny_model_folder
 
 pytestmark = pytest.mark.model
@@ -78,3 +78,24 @@ def test_mismatched_reference_is_refused(tmp_path: Path) -> None:
     folder = write_tiny_model_folder(tmp_path / "m", "bert")
     with pytest.raises(ValueError, match="one reference row"):
         choose_int8(folder, TEXTS, np.zeros((3, 4)))
+
+
+def test_non_finite_rows_on_either_side_disagree() -> None:
+    """Found by attack: a NaN reference row counted as agreeing (NumPy's argmax of NaN)."""
+    cand = np.array([[5.0, 0, 0, 0]] * 3)
+    ref = np.array([[np.nan, 0, 0, 0], [np.nan] * 4, [1.0, 0, 0, 0]])
+    assert argmax_agreement(cand, ref) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="shape"):
+        argmax_agreement(cand, ref[:, 0])
+
+
+def test_steps_are_tried_fewest_fp32_first_and_none_is_refused(tmp_path: Path) -> None:
+    model, tok = build_tiny("bert", LABELS)
+    folder = write_tiny_model_folder(tmp_path / "m", "bert")
+    ref = torch_logits(model, tok, TEXTS, 128)
+    choice = choose_int8(folder, TEXTS, ref, target=1.01, steps=(None, 0, 1, 1))
+    assert [n for n, _ in choice.tried] == [0, 1, 2]
+    with pytest.raises(ValueError, match="at least one step"):
+        choose_int8(folder, TEXTS, ref, steps=())
+    with pytest.raises(ValueError, match="list of texts"):
+        choose_int8(folder, "abc", ref[:3])
