@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 
 
-INT8_CHOICE_TEXTS = 1000  # validation texts the int8 recipe is chosen on
+INT8_CHOICE_TEXTS = 2000  # validation texts the int8 recipe is chosen on
 
 
 class FlowSummary(TypedDict):

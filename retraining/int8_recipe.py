@@ -8,13 +8,16 @@ in all 12 99.6 %, in the last 3 98.3 % (speed: 53, 34, 29 and 49 texts/s here).
 
 So the export tries, in order, no fp32 MatMul, then the down-projections of the last 3, 6 and
 all layers, and keeps the first graph whose agreement with torch on validation texts reaches
-the target (or, failing that, the best; ties go to the faster graph). Each try costs one
-quantisation and one int8 pass over the texts, so a graph that passes at once costs one."""
+the target by one standard error (or, failing that, the best; ties go to the faster graph).
+The margin matters: a 3,600-row mpnet-base run agreed on exactly 99.0 % of its 400 validation
+texts with no fp32 MatMul, and on 98.2 % of 2,000 test texts. Each try costs one quantisation
+and one int8 pass over the texts, so a graph that passes at once costs one."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,6 +34,7 @@ class Int8Choice:
     fp32_matmuls: list[str]  # node names left in fp32 in the chosen graph
     agreement: float  # argmax agreement with the reference on the texts given
     n: int
+    required: float  # the agreement a graph had to reach to stop the search
     tried: list[tuple[int, float]]  # (fp32 MatMul count, agreement) in the order tried
 
     def as_dict(self) -> dict[str, object]:
@@ -38,6 +42,7 @@ class Int8Choice:
             "int8_fp32_matmuls": len(self.fp32_matmuls),
             "int8_validation_agreement": self.agreement,
             "int8_validation_n": self.n,
+            "int8_required": self.required,
             "int8_tried": [list(t) for t in self.tried],
         }
 
@@ -88,6 +93,11 @@ def argmax_agreement(candidate: np.ndarray, reference: np.ndarray) -> float:
     return float(np.mean(same & finite))
 
 
+def required_agreement(target: float, n: int) -> float:
+    """``target`` plus one standard error of a share measured on ``n`` texts."""
+    return target + math.sqrt(max(target * (1 - target), 0.0) / max(n, 1))
+
+
 def choose_int8(
     folder: Path,
     texts: Sequence[str],
@@ -97,7 +107,8 @@ def choose_int8(
     steps: Sequence[int | None] = LAYER_STEPS,
 ) -> Int8Choice:
     """Write ``folder``'s int8 graph, keeping as few down-projections in fp32 as reach
-    ``target`` agreement with ``reference`` (torch's logits for ``texts``)."""
+    ``target`` agreement with ``reference`` (torch's logits for ``texts``), by a standard
+    error (:func:`required_agreement`)."""
     from pipeline.core.runtime import Classifier
 
     if isinstance(texts, str) or not texts or len(texts) != len(reference):
@@ -107,6 +118,7 @@ def choose_int8(
     downs = down_projections(folder / FP32)
     counts = sorted({len(downs) if s is None else min(max(s, 0), len(downs)) for s in steps})
     plans = [downs[len(downs) - n :] if n else [] for n in counts]  # fewest fp32 first
+    required = required_agreement(target, len(texts))
     tried: list[tuple[int, float]] = []
     best: tuple[float, list[str]] | None = None
     for keep in plans:
@@ -116,9 +128,11 @@ def choose_int8(
         tried.append((len(keep), agreement))
         if best is None or agreement > best[0]:
             best = (agreement, keep)
-        if agreement >= target:
+        if agreement >= required:
             break
     assert best is not None
     if tried[-1] != (len(best[1]), best[0]):  # the last graph written is not the best one
         quantize_int8(folder / FP32, folder / INT8, keep_fp32=best[1])
-    return Int8Choice(fp32_matmuls=best[1], agreement=best[0], n=len(texts), tried=tried)
+    return Int8Choice(
+        fp32_matmuls=best[1], agreement=best[0], n=len(texts), required=required, tried=tried
+    )

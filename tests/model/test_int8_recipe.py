@@ -11,7 +11,12 @@ import pytest
 from pipeline.core.model_folder import FP32, INT8
 from pipeline.core.runtime import Classifier
 from retraining.export import torch_logits
-from retraining.int8_recipe import argmax_agreement, choose_int8, down_projections
+from retraining.int8_recipe import (
+    argmax_agreement,
+    choose_int8,
+    down_projections,
+    required_agreement,
+)
 from retraining.tiny import build_tiny, write_tiny_model_folder
 
 pytestmark = pytest.mark.model
@@ -99,3 +104,10 @@ def test_steps_are_tried_fewest_fp32_first_and_none_is_refused(tmp_path: Path) -
         choose_int8(folder, TEXTS, ref, steps=())
     with pytest.raises(ValueError, match="list of texts"):
         choose_int8(folder, "abc", ref[:3])
+
+
+def test_the_bar_is_the_target_plus_a_standard_error() -> None:
+    """396 of 400 (0.990) does not pass a 0.99 target: one standard error is 0.005."""
+    assert required_agreement(0.99, 400) == pytest.approx(0.995, abs=1e-4) > 0.990
+    assert required_agreement(0.99, 2000) == pytest.approx(0.99 + (0.0099 / 2000) ** 0.5)
+    assert required_agreement(1.01, 10) == 1.01 and required_agreement(0.0, 10) == 0.0
