@@ -250,31 +250,69 @@ def _wait_recovered(
     return None
 
 
-def _drain_topic(settings: Settings, topic: str, idle_s: float = 3.0) -> list[tuple[str, bytes]]:
-    """Every (key, value) on ``topic``, read from the start with a throwaway group."""
-    from confluent_kafka import Consumer
+def _drain_topic(
+    settings: Settings, topic: str, timeout_s: float = 300.0
+) -> list[tuple[str, bytes]]:
+    """Every (key, value) on ``topic``, read from the start up to the end offsets it has now.
+
+    Partitions are assigned directly, with no consumer group: a group waits for its
+    coordinator, which after a broker restart took longer than the 3 s of silence the old
+    subscribe-and-wait-for-idle reader allowed, so it read nothing and reported every
+    prediction missing (seen once on this machine, kafka_restart case)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
     c = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"faults-check-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
+            "group.id": f"faults-check-{uuid.uuid4().hex[:8]}",  # never joined: assign only
             "enable.auto.commit": False,
         }
     )
-    c.subscribe([topic])
-    out: list[tuple[str, bytes]] = []
-    last = time.monotonic()
-    deadline = time.monotonic() + 300
-    while time.monotonic() - last < idle_s and time.monotonic() < deadline:
-        msg = c.poll(0.5)
-        if msg is None or msg.error():
-            continue
-        last = time.monotonic()
-        key = msg.key()
-        out.append((key.decode("utf-8", "replace") if key else "", msg.value() or b""))
-    c.close()
-    return out
+    deadline = time.monotonic() + timeout_s
+    try:
+        ends: dict[int, int] = {}
+        while True:  # the leaders may still be coming back after a restart
+            try:
+                meta = c.list_topics(topic, timeout=10)
+                partitions = sorted(meta.topics[topic].partitions)
+                if not partitions:
+                    raise KafkaException(f"{topic} has no partitions yet")
+                ends = {}
+                for p in partitions:
+                    low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                    if high > low:
+                        ends[p] = high
+                break
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        out: list[tuple[str, bytes]] = []
+        while ends and time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is None:  # control records can sit at the end: ask where we are
+                for tp in c.position([TopicPartition(topic, p) for p in list(ends)]):
+                    if tp.offset >= ends[tp.partition]:
+                        del ends[tp.partition]
+                continue
+            if msg.error():
+                continue
+            part, offset = msg.partition(), msg.offset()
+            if part is None or offset is None:
+                continue
+            if part in ends and offset < ends[part]:
+                key = msg.key()
+                out.append((key.decode("utf-8", "replace") if key else "", msg.value() or b""))
+                if offset >= ends[part] - 1:
+                    del ends[part]
+        if ends:
+            raise TimeoutError(
+                f"{topic}: partitions {sorted(ends)} not read to their end in {timeout_s:.0f} s"
+            )
+        return out
+    finally:
+        c.close()
 
 
 def _topic_check(settings: Settings, result: CaseResult, prefix: str, valid: int) -> None:
