@@ -248,7 +248,7 @@ def train_cmd(
         f"(uncalibrated {s['ece_uncalibrated']:.4f})  int8 accuracy "
         f"{_or_nan(s['served_int8_accuracy']):.4f} (agrees with torch on "
         f"{_or_nan(s['int8_test_agreement']):.4f})  TF-IDF+LR "
-        f"{s['tfidf_lr_accuracy'] or float('nan'):.4f}  {fp16_note}parity_ok {s['parity_ok']}  "
+        f"{_or_nan(s['tfidf_lr_accuracy']):.4f}  {fp16_note}parity_ok {s['parity_ok']}  "
         f"train {s['train_seconds']:.0f}s  version {s['registered_version']}"
     )
     if json_path:
