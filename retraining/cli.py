@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated
@@ -218,7 +219,9 @@ def train_cmd(
                 register=register,
                 baseline=baseline,
                 fp16=fp16,
-                progress=bar_progress(bar, task),
+                progress=bar_progress(
+                    bar, task, plain=None if console.is_terminal else console.print
+                ),
                 resume=resume_from or ("auto" if resume else None),
                 checkpoint_minutes=checkpoint_minutes or None,
                 distill=distill,
@@ -261,21 +264,53 @@ def _or_nan(value: float | None) -> float:
     return float("nan") if value is None else value
 
 
-def bar_progress(bar: Progress, task: TaskID) -> Callable[[str, int, int], None]:
+def bar_progress(
+    bar: Progress,
+    task: TaskID,
+    *,
+    plain: Callable[[str], None] | None = None,
+    every_s: float = 60.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> Callable[[str, int, int], None]:
     """run_flow's progress callback on a rich bar. The first report, and every new phase
     (another total, or a count that went back: teacher soft labels, then training), resets
     the bar at that count, so the ETA is measured only on work done in this process: a
-    resumed run starts at the checkpoint's step, not at 0."""
-    last: dict[str, int] = {}
+    resumed run starts at the checkpoint's step, not at 0.
+
+    A bar draws nothing when the output is not a terminal (``nohup``, a service, CI), so a
+    two-hour CPU run would log nothing until it ends; ``plain`` then gets one line per phase
+    and at most one every ``every_s`` seconds, with the rate and ETA of this process."""
+    last: dict[str, float] = {}
 
     def progress(msg: str, step: int, total: int) -> None:
-        if last.get("total") != total or step < last.get("step", 0):
+        new_phase = last.get("total") != total or step < last.get("step", 0)
+        if new_phase:
             bar.reset(task, total=total, completed=step, description=msg)
+            last.update(start=clock(), start_step=step, said=-every_s)
         else:
             bar.update(task, description=msg, completed=step, total=total)
         last.update(step=step, total=total)
+        now = clock()
+        if plain is not None and (new_phase or step >= total or now - last["said"] >= every_s):
+            last["said"] = now
+            done = step - int(last["start_step"])
+            plain(plain_progress(msg, step, total, now - last["start"], done))
 
     return progress
+
+
+def plain_progress(msg: str, step: int, total: int, elapsed_s: float, done: int) -> str:
+    """One progress line: ``msg: 300/1,430 (21%), 0.33/s, ETA 57 min``."""
+    line = f"{msg}: {step:,}/{total:,}"
+    if total > 0:
+        line += f" ({100 * step / total:.0f}%)"
+    if done > 0 and elapsed_s > 0:
+        rate = done / elapsed_s
+        line += f", {rate:.2f}/s"
+        if total > step:
+            eta = (total - step) / rate
+            line += f", ETA {eta / 60:.0f} min" if eta >= 90 else f", ETA {eta:.0f} s"
+    return line
 
 
 def _promote(

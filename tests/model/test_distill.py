@@ -213,6 +213,7 @@ def test_cli_passes_the_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
     def fake_flow(settings: Settings, **kwargs: Any) -> Any:
         seen.update(kwargs)
+        kwargs["progress"]("epoch 1/1", 3, 10)
         raise TrainingError("stopped by the test")
 
     monkeypatch.setattr(flow, "run_flow", fake_flow)
@@ -226,6 +227,7 @@ def test_cli_passes_the_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     distil = ["--teacher", "3", "--distill-alpha", "0.8", "--distill-temperature", "4"]
     got = runner.invoke(app, [*args, *distil, "--resume", "--checkpoint-minutes", "5"])
     assert got.exit_code == 1 and "stopped by the test" in got.output
+    assert "epoch 1/1: 3/10 (30%)" in got.output  # not a terminal: a plain progress line
     assert seen["distill"] == DistillConfig("3", alpha=0.8, temperature=4.0)
     assert (seen["resume"], seen["checkpoint_minutes"]) == ("auto", 5.0)
     ckpt = tmp_path / "step-00000004.pt"

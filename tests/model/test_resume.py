@@ -411,3 +411,26 @@ def test_a_base_folder_is_the_same_base_with_or_without_a_trailing_slash(bert_ba
 
     assert _base_name(f"{bert_base}/") == _base_name(str(bert_base)) == str(bert_base.resolve())
     assert _base_name("minilm") == "minilm"
+
+
+def test_progress_prints_plain_lines_when_no_bar_can_be_drawn() -> None:
+    """Under nohup or a service the bar draws nothing: one line per phase and one a minute."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from retraining.cli import bar_progress
+
+    now = [0.0]
+    lines: list[str] = []
+    with Progress(console=Console(file=io.StringIO())) as bar:
+        task = bar.add_task("training", total=None)
+        progress = bar_progress(bar, task, plain=lines.append, every_s=60, clock=lambda: now[0])
+        progress("resumed at step 100", 100, 1100)
+        for step in range(101, 1101):
+            now[0] += 1.0  # one step a second
+            progress("epoch 1/1", step, 1100)
+    assert lines[0] == "resumed at step 100: 100/1,100 (9%)"
+    # every 60 s: steps 160, 220, ... and the last step; the rate counts only this process
+    assert lines[1] == "epoch 1/1: 160/1,100 (15%), 1.00/s, ETA 16 min"
+    assert len(lines) == 1 + 1000 // 60 + 1
+    assert lines[-1] == "epoch 1/1: 1,100/1,100 (100%), 1.00/s"
