@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -278,21 +279,25 @@ def bar_progress(
     resumed run starts at the checkpoint's step, not at 0.
 
     A bar draws nothing when the output is not a terminal (``nohup``, a service, CI), so a
-    two-hour CPU run would log nothing until it ends; ``plain`` then gets one line per phase
-    and at most one every ``every_s`` seconds, with the rate and ETA of this process."""
+    two-hour CPU run would log nothing until it ends; ``plain`` then gets one line per phase,
+    at most one every ``every_s`` seconds and one when the phase first reaches its total, with
+    the rate and ETA of this process."""
     last: dict[str, float] = {}
 
     def progress(msg: str, step: int, total: int) -> None:
         new_phase = last.get("total") != total or step < last.get("step", 0)
         if new_phase:
             bar.reset(task, total=total, completed=step, description=msg)
-            last.update(start=clock(), start_step=step, said=-every_s)
+            last.update(start=clock(), start_step=step, said=-math.inf, said_done=0)
         else:
             bar.update(task, description=msg, completed=step, total=total)
         last.update(step=step, total=total)
+        if plain is None:
+            return
         now = clock()
-        if plain is not None and (new_phase or step >= total or now - last["said"] >= every_s):
-            last["said"] = now
+        finished = 0 < total <= step and not last["said_done"]
+        if new_phase or finished or now - last["said"] >= every_s:
+            last.update(said=now, said_done=last["said_done"] or finished)
             done = step - int(last["start_step"])
             plain(plain_progress(msg, step, total, now - last["start"], done))
 
@@ -300,16 +305,20 @@ def bar_progress(
 
 
 def plain_progress(msg: str, step: int, total: int, elapsed_s: float, done: int) -> str:
-    """One progress line: ``msg: 300/1,430 (21%), 0.33/s, ETA 57 min``."""
-    line = f"{msg}: {step:,}/{total:,}"
+    """One progress line: ``msg: 300/1,430 (20%), 0.33/s, ETA 57 min`` (a rate below one a
+    second as seconds per step, an ETA past 90 minutes in hours; a total of 0 is unknown)."""
+    line = f"{msg}: {step:,}/{total:,}" if total > 0 else f"{msg}: {step:,}"
     if total > 0:
-        line += f" ({100 * step / total:.0f}%)"
+        line += f" ({math.floor(100 * min(step, total) / total)}%)"
     if done > 0 and elapsed_s > 0:
         rate = done / elapsed_s
-        line += f", {rate:.2f}/s"
+        line += f", {rate:.2f}/s" if rate >= 1 else f", {1 / rate:.1f} s each"
         if total > step:
             eta = (total - step) / rate
-            line += f", ETA {eta / 60:.0f} min" if eta >= 90 else f", ETA {eta:.0f} s"
+            if eta >= 90 * 60:
+                line += f", ETA {eta / 3600:.1f} h"
+            else:
+                line += f", ETA {eta / 60:.0f} min" if eta >= 90 else f", ETA {eta:.0f} s"
     return line
 
 

@@ -17,10 +17,15 @@ import argparse
 import dataclasses
 import json
 import math
+import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+MAX_BYTES = 10_000_000  # a train summary is a few kB
+_NAME = re.compile(r"[\w.@/+-]{1,200}")  # base names, folders, hub names; no table breakers
 
 
 class CurveError(ValueError):
@@ -41,35 +46,61 @@ class Point:
 
     @property
     def half_width(self) -> float:
-        """Half the 95 % normal interval of ``accuracy`` on ``test_rows`` rows."""
+        """Half the 95 % normal interval of ``accuracy`` on ``test_rows`` rows (clipped to
+        [0, 1] in the plot)."""
         a = self.accuracy
         return 1.96 * math.sqrt(a * (1 - a) / self.test_rows)
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The 95 % interval as (below, above) distances, kept inside [0, 1]."""
+        h = self.half_width
+        return min(h, self.accuracy), min(h, 1 - self.accuracy)
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "a huge integer"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _number(obj: dict[str, Any], key: str, where: str, *, optional: bool = False) -> Any:
     value = obj.get(key)
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise CurveError(f"{where}: {key!r} must be a finite number, not {value!r}")
+    ok = False
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            ok = math.isfinite(value) and abs(value) < 1e15
+        except OverflowError:  # an integer too large for a float
+            ok = False
+    if not ok:
+        raise CurveError(f"{where}: {key!r} must be a finite number, not {_short(value)}")
     return value
 
 
 def read_point(path: Path) -> Point:
     """One run's point; :class:`CurveError` with the file's name when it is not a summary."""
     where = str(path)
+    if not path.is_file():  # a folder, a fifo (would block), a device, a dangling link
+        raise CurveError(f"{where}: not a regular file")
+    if path.stat().st_size > MAX_BYTES:
+        raise CurveError(f"{where}: {path.stat().st_size:,} bytes, not a train summary")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CurveError(f"{where}: cannot read a JSON summary ({exc})") from None
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: JSON, UTF-8, digits
+        raise CurveError(f"{where}: cannot read a JSON summary ({_short(str(exc))})") from None
     if not isinstance(data, dict):
         raise CurveError(f"{where}: not a newsflow train --json summary (no object)")
     splits, epochs = data.get("splits"), data.get("epoch_seconds")
     base, dataset = data.get("base_model"), data.get("dataset")
     if not isinstance(splits, dict) or not isinstance(epochs, list) or not epochs:
         raise CurveError(f"{where}: not a newsflow train --json summary (no splits/epochs)")
+    for i, _ in enumerate(epochs):
+        _number({"epoch_seconds": epochs[i]}, "epoch_seconds", f"{where}: epoch {i + 1}")
     if not isinstance(base, str) or not isinstance(dataset, str):
         raise CurveError(f"{where}: base_model and dataset must be strings")
+    if not _NAME.fullmatch(base) or not _NAME.fullmatch(dataset):
+        raise CurveError(f"{where}: base_model and dataset must be plain names, not {_short(base)}")
     train, test = _number(splits, "train", where), _number(splits, "test", where)
     if train < 1 or test < 1 or int(train) != train or int(test) != test:
         raise CurveError(f"{where}: splits need positive whole train and test counts")
@@ -79,6 +110,8 @@ def read_point(path: Path) -> Point:
         if value is not None and not 0 <= value <= 1:
             raise CurveError(f"{where}: {name} {value} is not in [0, 1]")
     seconds = _number(data, "train_seconds", where, optional=True)
+    if seconds is not None and seconds < 0:
+        raise CurveError(f"{where}: train_seconds {seconds} is negative")
     return Point(
         source=path.name,
         base=base,
@@ -96,7 +129,8 @@ def read_points(paths: Sequence[Path]) -> list[Point]:
     """Every file's point, sorted by base, epochs and rows; one dataset only."""
     if not paths:
         raise CurveError("no summaries given")
-    points = [read_point(p) for p in paths]
+    unique = list(dict.fromkeys(p.resolve() for p in paths))  # a file named twice is one run
+    points = [read_point(p) for p in unique]
     datasets = sorted({p.dataset for p in points})
     if len(datasets) > 1:
         raise CurveError(f"summaries of several datasets ({', '.join(datasets)}): plot one")
@@ -137,7 +171,7 @@ def plot(points: Sequence[Point], out: Path, *, target: float | None = None) -> 
         ax.errorbar(
             [p.train_rows for p in pts],
             [p.accuracy for p in pts],
-            yerr=[p.half_width for p in pts],
+            yerr=[[p.interval[0] for p in pts], [p.interval[1] for p in pts]],
             color=colour[base],
             marker="o" if epochs == 1 else "s",
             linestyle="-" if epochs == 1 else "--",
@@ -154,9 +188,33 @@ def plot(points: Sequence[Point], out: Path, *, target: float | None = None) -> 
     ax.legend(loc="lower right")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        fig.savefig(tmp, dpi=110, format="png")
+        os.replace(tmp, out)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return out
+
+
+def check_outputs(inputs: Sequence[Path], out: Path, points_json: Path | None) -> None:
+    """Refuse outputs that would overwrite an input or each other, or cannot be written,
+    before anything is read or drawn."""
+    if out.suffix.lower() != ".png":
+        raise CurveError(f"--out {out}: the plot is a PNG; name it *.png")
+    if points_json is not None and points_json.suffix.lower() != ".json":
+        raise CurveError(f"--json {points_json}: name it *.json")
+    mine = {p.resolve() for p in inputs}
+    for flag, target in (("--out", out), ("--json", points_json)):
+        if target is None:
+            continue
+        if target.resolve() in mine:
+            raise CurveError(f"{flag} {target} is one of the summaries: it would be overwritten")
+        if target.is_dir():
+            raise CurveError(f"{flag} {target} is a folder")
+    if points_json is not None and points_json.resolve() == out.resolve():
+        raise CurveError("--out and --json are the same file")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,16 +227,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the points here")
     parser.add_argument("--target", type=float, help="draw this accuracy as a dashed line")
     args = parser.parse_args(argv)
+    if args.target is not None and not 0 < args.target < 1:
+        parser.error(f"--target must be an accuracy between 0 and 1, not {args.target}")
     try:
+        check_outputs(args.summaries, args.out, args.json)
         points = read_points(args.summaries)
+        plot(points, args.out, target=args.target)
+        if args.json:
+            rows = [dataclasses.asdict(p) | {"half_width": p.half_width} for p in points]
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(rows, indent=2) + "\n")
     except CurveError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    sys.stdout.write(table(points) + "\n")
-    sys.stdout.write(f"plot: {plot(points, args.out, target=args.target)}\n")
-    if args.json:
-        rows = [dataclasses.asdict(p) | {"half_width": p.half_width} for p in points]
-        args.json.write_text(json.dumps(rows, indent=2))
+    except (OSError, ValueError) as exc:  # a full disk, a folder without write permission
+        sys.stderr.write(f"error: cannot write the outputs: {_short(str(exc))}\n")
+        return 2
+    sys.stdout.write(table(points) + f"\nplot: {args.out}\n")
     return 0
 
 

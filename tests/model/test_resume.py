@@ -431,6 +431,33 @@ def test_progress_prints_plain_lines_when_no_bar_can_be_drawn() -> None:
             progress("epoch 1/1", step, 1100)
     assert lines[0] == "resumed at step 100: 100/1,100 (9%)"
     # every 60 s: steps 160, 220, ... and the last step; the rate counts only this process
-    assert lines[1] == "epoch 1/1: 160/1,100 (15%), 1.00/s, ETA 16 min"
+    assert lines[1] == "epoch 1/1: 160/1,100 (14%), 1.00/s, ETA 16 min"
     assert len(lines) == 1 + 1000 // 60 + 1
     assert lines[-1] == "epoch 1/1: 1,100/1,100 (100%), 1.00/s"
+
+
+def test_plain_progress_lines_at_the_edges() -> None:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from retraining.cli import bar_progress, plain_progress
+
+    assert plain_progress("x", 999, 1000, 10, 10) == "x: 999/1,000 (99%), 1.00/s, ETA 1 s"
+    assert plain_progress("x", 1, 1000, 300, 1) == "x: 1/1,000 (0%), 300.0 s each, ETA 83.2 h"
+    assert plain_progress("x", 11, 10, 5, 5) == "x: 11/10 (100%), 1.00/s"
+    assert plain_progress("x", 7, 0, 7, 7) == "x: 7, 1.00/s"  # an unknown total
+    now = [0.0]
+    lines: list[str] = []
+    with Progress(console=Console(file=io.StringIO())) as bar:
+        progress = bar_progress(
+            bar, bar.add_task("t", total=None), plain=lines.append, clock=lambda: now[0]
+        )
+        progress("epoch 1/1", 0, 10)
+        for step in (10, 10, 11, 12):  # the end is said once, repeats and overshoots are not
+            now[0] += 1.0
+            progress("epoch 1/1", step, 10)
+        progress("count", 0, 0)
+        for step in range(1, 50):  # total 0: throttled like any other phase
+            now[0] += 1.0
+            progress("count", step, 0)
+    assert lines == ["epoch 1/1: 0/10 (0%)", "epoch 1/1: 10/10 (100%), 10.00/s", "count: 0"]

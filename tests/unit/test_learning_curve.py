@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +110,72 @@ def test_main_draws_a_png_and_writes_the_points(
     bad = write(tmp_path, "bad.json", "[]")
     assert main([str(runs[0]), str(bad), "--out", str(tmp_path / "x.png")]) == 2
     assert "bad.json" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"accuracy": 1' + "0" * 400 + "}", "no splits/epochs"),
+        (json.dumps(summary()).replace("0.9,", "1" + "0" * 400 + ",", 1), "finite number"),
+        ('{"a": ' + "1" * 5000 + "}", "cannot read"),  # past Python's digit limit
+        ("[" * 200_000 + "]" * 200_000, "cannot read"),  # deeper than the recursion limit
+        (summary(accuracy="x" * 2_000_000), "\\.\\.\\."),  # cut in the message
+        (summary(epoch_seconds=["x", None]), "epoch 1"),
+        (summary(train_seconds=-3), "negative"),
+        (summary(base_model="mini|lm\n"), "plain names"),
+    ],
+)
+def test_hostile_summaries_are_refused_in_one_short_line(
+    tmp_path: Path, content: Any, message: str
+) -> None:
+    with pytest.raises(CurveError, match=message) as info:
+        read_point(write(tmp_path, "bad.json", content))
+    assert "\n" not in str(info.value) and len(str(info.value)) < 400
+
+
+def test_a_bom_is_read_and_a_file_named_twice_is_one_point(tmp_path: Path) -> None:
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(summary()).encode())
+    assert len(read_points([path, tmp_path / "." / "bom.json"])) == 1
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    with pytest.raises(CurveError, match="not a regular file"):
+        read_point(fifo)
+
+
+def test_outputs_never_overwrite_an_input_and_bad_outputs_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = write(tmp_path, "run.json", summary())
+    before = run.read_text()
+    afile = write(tmp_path, "afile", "x")
+    cases = [
+        ["--out", str(tmp_path / "c.png"), "--json", str(run)],
+        ["--out", str(run)],
+        ["--out", str(tmp_path / "c.svg")],
+        ["--out", str(tmp_path / "c.png"), "--json", str(tmp_path / "c.png")],
+        ["--out", str(afile / "c.png")],  # a folder that is a file
+        ["--out", str(tmp_path / "c.png"), "--json", str(tmp_path)],
+    ]
+    for extra in cases:
+        assert main([str(run), *extra]) == 2, extra
+        captured = capsys.readouterr()
+        assert captured.err.startswith("error: ") and captured.out == "", extra
+    assert run.read_text() == before and not (tmp_path / "c.png").exists()
+    for target in ("nan", "5", "0"):
+        with pytest.raises(SystemExit) as exited:
+            main([str(run), "--out", str(tmp_path / "c.png"), "--target", target])
+        assert exited.value.code == 2
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_an_interval_stays_inside_zero_and_one(tmp_path: Path) -> None:
+    p = read_point(
+        write(tmp_path, "one.json", summary(accuracy=1.0, splits={"train": 9, "test": 1}))
+    )
+    assert p.interval == (0.0, 0.0)
+    q = read_point(write(tmp_path, "q.json", summary(accuracy=0.5, splits={"train": 9, "test": 1})))
+    assert q.interval == (0.5, 0.5)
