@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,20 +50,26 @@ class Int8Choice:
 
 
 def down_projections(graph: Path) -> list[str]:
-    """MatMul nodes whose constant weight narrows the width (rows > columns): in a
-    transformer encoder, the FFN down-projections, in graph order (first layer first)."""
+    """MatMul nodes whose constant weight narrows a wider input back to the model's width
+    (rows > columns = the width most MatMul weights write): in a transformer encoder, the
+    FFN down-projections, in graph order (first layer first). A classifier head written as a
+    MatMul (hidden × labels) also narrows, but not to the model's width, so it is not one."""
     import onnx
 
     model = onnx.load(str(graph))
     dims = {init.name: list(init.dims) for init in model.graph.initializer}
-    out = []
+    weights: list[tuple[str, list[int]]] = []
     for node in model.graph.node:
         if node.op_type != "MatMul":
             continue
-        weights = [dims[name] for name in node.input if name in dims]
-        if len(weights) == 1 and len(weights[0]) == 2 and weights[0][0] > weights[0][1]:
-            out.append(node.name)
-    return out
+        found = [dims[name] for name in node.input if name in dims]
+        if len(found) == 1 and len(found[0]) == 2:
+            weights.append((node.name, found[0]))
+    if not weights:
+        return []
+    widths = Counter(w[1] for _, w in weights)
+    width = max(widths, key=lambda c: (widths[c], c))  # Q, K, V, attention out, FFN out
+    return [name for name, (rows, cols) in weights if cols == width and rows > cols]
 
 
 def quantize_int8(src: Path, dst: Path, *, keep_fp32: Sequence[str] = ()) -> None:

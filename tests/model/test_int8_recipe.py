@@ -45,6 +45,33 @@ def test_down_projections_are_the_ffn_outputs(arch: str, tmp_path: Path) -> None
     assert "layer.0" in downs[0] and "layer.1" in downs[1]
 
 
+def test_a_matmul_classifier_head_is_not_a_down_projection(tmp_path: Path) -> None:
+    """Two layers (width 8, FFN 32) and a head written as MatMul 8 → 4: the head narrows too,
+    but not to the model's width."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, inits, x = [], [], "x"
+    shapes = {"q0": (8, 8), "up0": (8, 32), "down0": (32, 8), "q1": (8, 8), "up1": (8, 32)}
+    shapes |= {"down1": (32, 8), "head": (8, 4)}
+    for name, shape in shapes.items():
+        inits.append(
+            numpy_helper.from_array(rng.normal(size=shape).astype(np.float32), name + "_w")
+        )
+        nodes.append(helper.make_node("MatMul", [x, name + "_w"], [name + "_y"], name=name))
+        x = name + "_y"
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, 4])],
+        inits,
+    )
+    path = tmp_path / "g.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    assert down_projections(path) == ["down0", "down1"]
+
+
 def test_a_graph_that_agrees_is_kept_at_once(tmp_path: Path) -> None:
     model, tok = build_tiny("bert", LABELS)
     folder = write_tiny_model_folder(tmp_path / "m", "bert")
