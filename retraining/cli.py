@@ -221,7 +221,7 @@ def train_cmd(
                 baseline=baseline,
                 fp16=fp16,
                 progress=bar_progress(
-                    bar, task, plain=None if console.is_terminal else console.print
+                    bar, task, plain=None if console.is_terminal else _print_plain
                 ),
                 resume=resume_from or ("auto" if resume else None),
                 checkpoint_minutes=checkpoint_minutes or None,
@@ -304,6 +304,10 @@ def bar_progress(
     return progress
 
 
+def _print_plain(line: str) -> None:
+    console.print(line, markup=False, highlight=False)  # a message is text, not rich markup
+
+
 def plain_progress(msg: str, step: int, total: int, elapsed_s: float, done: int) -> str:
     """One progress line: ``msg: 300/1,430 (20%), 0.33/s, ETA 57 min`` (a rate below one a
     second as seconds per step, an ETA past 90 minutes in hours; a total of 0 is unknown)."""
@@ -314,12 +318,15 @@ def plain_progress(msg: str, step: int, total: int, elapsed_s: float, done: int)
         rate = done / elapsed_s
         line += f", {rate:.2f}/s" if rate >= 1 else f", {1 / rate:.1f} s each"
         if total > step:
-            eta = (total - step) / rate
-            if eta >= 90 * 60:
-                line += f", ETA {eta / 3600:.1f} h"
-            else:
-                line += f", ETA {eta / 60:.0f} min" if eta >= 90 else f", ETA {eta:.0f} s"
+            line += f", ETA {_duration((total - step) / rate)}"
     return line
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``1.9 h``: minutes from 90 s on, hours from 90 min on."""
+    if seconds >= 90 * 60:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 def _promote(
