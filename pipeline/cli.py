@@ -464,6 +464,7 @@ def faults_cmd(
         "conflicts",
         "topic missing",
         "recovery s",
+        "case s",
         "ok",
     )
     for r in results:
@@ -477,6 +478,7 @@ def faults_cmd(
             str(r.conflicts),
             str(r.topic_missing),
             "-" if r.recovery_s is None else f"{r.recovery_s:.1f}",
+            f"{r.seconds:.0f}",
             "[green]yes[/green]" if r.ok else f"[red]NO[/red] {r.error or ''}",
         )
     console.print(table)

@@ -74,6 +74,7 @@ class CaseResult:
     fuzz: dict[str, Any] = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
     error: str | None = None
+    seconds: float = 0.0  # the whole case, worker starts and checks included
 
     @property
     def ok(self) -> bool:
@@ -114,6 +115,18 @@ class FaultOptions:
     cases: tuple[str, ...] = CASES
 
 
+def log_tail(log: Path, lines: int = 15) -> str:
+    """The last lines of a worker's log, for an error message read where the log is not
+    (a CI page)."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, log.stat().st_size - 8192))
+            tail = f.read().decode("utf-8", "replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "".join(f"\n  | {line}" for line in tail)
+
+
 class Workers:
     """Real `newsflow worker` processes with their metrics endpoints."""
 
@@ -131,13 +144,13 @@ class Workers:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"worker exited at start; read {log}")
+                raise RuntimeError(f"worker exited at start; read {log}{log_tail(log)}")
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).close()
                 return proc
             except OSError:
                 time.sleep(0.3)
-        raise RuntimeError(f"worker did not start; read {log}")
+        raise RuntimeError(f"worker did not start in 120 s; read {log}{log_tail(log)}")
 
     def stop_all(self) -> None:
         from pipeline.worker_process import stop_process
@@ -361,6 +374,7 @@ def run_case(
     from pipeline.core.db.engine import make_engine
     from pipeline.stack import kafka, postgres
 
+    case_started = time.monotonic()
     tag = uuid.uuid4().hex[:6]
     prefix = f"f{tag}{case.replace('_', '')}"
     s = case_settings(settings, tag, case)
@@ -441,6 +455,10 @@ def run_case(
         workers.stop_all()
         engine.dispose()
         delete_topics(s)
+        result.seconds = round(time.monotonic() - case_started, 1)
+    report(
+        f"{case}: done in {result.seconds:.0f} s" + (f"; {result.error}" if result.error else "")
+    )
     return result
 
 

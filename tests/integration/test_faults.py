@@ -6,6 +6,7 @@ makes them happen by design (at-least-once; the sink is idempotent)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,10 @@ from pipeline.proof.faults import CASES, FaultOptions, run_faults
 pytestmark = pytest.mark.integration
 
 
+# about 250 s on the 2-core build machine; each case bounds its own waits (worker start 120 s,
+# recovery 180 s, storage 300 s), so a stalled case ends in its own error, shown with the
+# worker's log tail, instead of the whole test being cut at the default 600 s
+@pytest.mark.timeout(1800)
 def test_fault_suite_short(
     stack: Settings, data_dir: Path, tiny_bert: Path, tmp_path: Path
 ) -> None:
@@ -30,8 +35,16 @@ def test_fault_suite_short(
         kcat_messages=120,
         fuzz_messages=300,
     )
+    began = time.monotonic()
+
+    def report(message: str) -> None:  # shown by pytest when the test fails
+        print(f"[{time.monotonic() - began:6.1f} s] {message}", flush=True)
+
     results = {
-        r.name: r for r in run_faults(stack, options, rows=rows, model_dir=tiny_bert, logs=tmp_path)
+        r.name: r
+        for r in run_faults(
+            stack, options, rows=rows, model_dir=tiny_bert, logs=tmp_path, report=report
+        )
     }
     assert set(results) == set(CASES)
     for r in results.values():
