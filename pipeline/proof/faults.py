@@ -52,6 +52,7 @@ from pipeline.stack.processes import free_port
 Report = Callable[[str], None]
 CASES = ("kill_worker", "kafka_restart", "postgres_outage", "add_worker", "bad_input", "fuzz")
 RECOVERY_TARGET_S = 30.0
+WORKER_START_S = 120.0  # a worker's metrics endpoint must answer within this
 
 
 @dataclasses.dataclass
@@ -141,7 +142,7 @@ class Workers:
         log = self.logs / f"{self.settings.worker_name}-{len(self.procs)}.log"
         proc = start_worker(self.settings, self.model_dir, log, metrics_port=port)
         self.procs.append((proc, port))
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + WORKER_START_S
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"worker exited at start; read {log}{log_tail(log)}")
@@ -150,7 +151,9 @@ class Workers:
                 return proc
             except OSError:
                 time.sleep(0.3)
-        raise RuntimeError(f"worker did not start in 120 s; read {log}{log_tail(log)}")
+        raise RuntimeError(
+            f"worker did not start in {WORKER_START_S:.0f} s; read {log}{log_tail(log)}"
+        )
 
     def stop_all(self) -> None:
         from pipeline.worker_process import stop_process
