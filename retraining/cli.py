@@ -127,6 +127,15 @@ def train_cmd(
             "runtime, then the student (--base) learns from them and from the gold labels",
         ),
     ] = None,
+    warm_start: Annotated[
+        str | None,
+        typer.Option(
+            metavar="VERSION",
+            help="start from this registered version's fine-tuned weights instead of the base "
+            "with a new head (same --base and labels; e.g. a second pass of the champion over "
+            "the same or newer rows at a lower --lr)",
+        ),
+    ] = None,
     distill_alpha: Annotated[
         float,
         typer.Option(
@@ -147,7 +156,8 @@ def train_cmd(
 ) -> None:
     """Fine-tune a base encoder, evaluate and calibrate it, export ONNX (fp32 + int8, and fp16
     with --fp16), check parity, log everything to MLflow and register a version. Interrupted
-    runs continue with --resume; --teacher distils a registered version into the base."""
+    runs continue with --resume; --teacher distils a registered version into the base;
+    --warm-start continues training a registered version."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from retraining.distill import DistillConfig
@@ -226,6 +236,7 @@ def train_cmd(
                 resume=resume_from or ("auto" if resume else None),
                 checkpoint_minutes=checkpoint_minutes or None,
                 distill=distill,
+                warm_start=warm_start,
             )
         except InputError as exc:  # found before any training step
             raise fail(exc, 2) from None
@@ -234,6 +245,8 @@ def train_cmd(
     s = result.summary
     if s["resumed_from"]:
         console.print(f"resumed from {s['resumed_from']} ({s['train_steps']} steps in all)")
+    if s.get("warm_start_version"):
+        console.print(f"warm-started from version {s['warm_start_version']}")
     if s["teacher"]:
         t = s["teacher"]
         nan = float("nan")

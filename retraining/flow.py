@@ -32,6 +32,7 @@ from retraining.model_card import describe_version, log_card, measure_speed, wri
 from retraining.time_split import default_order
 from retraining.train import TrainConfig, fine_tune, predict_logits
 from retraining.training_data import DataChoice, choose_rows, data_card_markdown
+from retraining.warm_start import fetch_warm_start
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -71,6 +72,7 @@ class FlowSummary(TypedDict):
     registered_version: str | None
     run_id: str | None
     warm_start: bool
+    warm_start_version: NotRequired[str]  # `--warm-start VERSION`: the registered version continued
     train_steps: int
     resumed_from: str | None  # the checkpoint the training continued (`--resume`)
     teacher: dict[str, Any] | None  # retraining.distill.Teacher.summary (`--teacher`)
@@ -140,6 +142,7 @@ def run_flow(
     tags: dict[str, str] | None = None,
     progress: Progress | None = None,
     init_from: Path | None = None,
+    warm_start: str | None = None,
     resume: ckpt.Resume | None = None,
     checkpoints: bool = True,
     checkpoint_minutes: float | None = None,
@@ -148,8 +151,10 @@ def run_flow(
 ) -> FlowResult:
     """Fine-tune, evaluate, export, log and register. ``init_from`` (a state dict saved by
     an earlier run, e.g. the champion's) warm-starts the classifier instead of the base
-    encoder with a fresh head. ``fp16`` also exports ``model.fp16.onnx`` for GPU workers
-    (about half the fp32 size again in the registry), gated on argmax agreement with fp32.
+    encoder with a fresh head; ``warm_start`` does the same from a registered version's logged
+    weights (:mod:`retraining.warm_start`: same base and labels, checked first). ``fp16``
+    also exports ``model.fp16.onnx`` for GPU workers (about half the fp32 size again in the
+    registry), gated on argmax agreement with fp32.
 
     ``checkpoints``: checkpoint at every epoch end (and every ``checkpoint_minutes`` inside
     an epoch) under ``home/checkpoints/<run key>``, removed when the flow succeeds.
@@ -173,6 +178,12 @@ def run_flow(
         _seed_torch(cfg.seed)  # the new head's initial weights: the same for the same --seed
         model, tokenizer = load_base(base_path, len(splits.labels))  # fails before any training
         check_max_length(model.config, cfg.max_length)
+        if warm_start is not None:
+            if init_from is not None:
+                raise TrainingError("warm_start and init_from are two starting points: pass one")
+            init_from = fetch_warm_start(
+                settings, warm_start, base, splits.labels, _scratch(settings)
+            )
         if init_from is not None:
             _load_state(model, init_from)
         index = {lbl: i for i, lbl in enumerate(splits.labels)}
@@ -331,6 +342,8 @@ def run_flow(
         "resumed_from": outcome.resumed_from,
         "teacher": teacher.summary(te_x, te_y, probs, splits.labels) if teacher else None,
     }
+    if warm_start is not None:
+        summary["warm_start_version"] = warm_start
     state_path = work / TORCH_STATE
     _save_state(model, state_path)
     card_dir = work / "card"
@@ -434,6 +447,11 @@ def _log_to_mlflow(
                 "dataset": summary["dataset"],
                 "base_model": summary["base_model"],
                 "model_version": summary["model_version"],
+                **(
+                    {"warm_start_version": summary["warm_start_version"]}
+                    if "warm_start_version" in summary
+                    else {}
+                ),
                 **tags,
             }
         )

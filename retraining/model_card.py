@@ -204,6 +204,7 @@ def write_model_card(
             "best_epoch": summary.get("best_epoch"),
             "train_steps": summary.get("train_steps"),
             "warm_start": summary.get("warm_start"),
+            "warm_start_version": summary.get("warm_start_version"),
             "resumed_from": summary.get("resumed_from"),
             "teacher": summary.get("teacher"),
         },
@@ -277,7 +278,11 @@ def card_markdown(card: Mapping[str, Any]) -> str:
         "",
         f"Training time {_num(training.get('train_seconds'), '.0f')} s, best epoch "
         f"{training.get('best_epoch')}, {training.get('train_steps') or '?'} steps"
-        + (", warm-started" if training.get("warm_start") else "")
+        + (
+            f", warm-started from version {training['warm_start_version']}"
+            if training.get("warm_start_version")
+            else (", warm-started" if training.get("warm_start") else "")
+        )
         + (f", resumed from {training['resumed_from']}" if training.get("resumed_from") else "")
         + ".",
         "",
