@@ -143,6 +143,20 @@ def torch_logits(model: Any, tokenizer: Any, texts: Sequence[str], max_length: i
     return np.asarray(getattr(out, "logits", out).float().numpy())
 
 
+PARITY_TEXTS = 300  # texts compared by the parity gate
+
+
+def parity_sample(texts: Sequence[str], n: int = PARITY_TEXTS, seed: int = 13) -> list[str]:
+    """``n`` texts spread over the whole split for the parity gate, in their original order: a
+    seeded random draw, not the first ``n`` (test files grouped by class, like 20 Newsgroups'
+    bydate, would otherwise put a single class under the gate). All of them when there are
+    at most ``n``."""
+    if len(texts) <= n:
+        return list(texts)
+    keep = np.sort(np.random.default_rng(seed).choice(len(texts), size=n, replace=False))
+    return [texts[i] for i in keep]
+
+
 def parity_check(
     model: Any, tokenizer: Any, folder: Path, texts: Sequence[str], *, max_length: int
 ) -> ParityReport:

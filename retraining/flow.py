@@ -165,7 +165,7 @@ def run_flow(
     A model card (:mod:`retraining.model_card`) is written next to the model folder, logged
     as ``card/…`` and summarised in the registered version's description; ``card_speed``
     times the served graph for it (a few seconds; off in tests)."""
-    from retraining.export import parity_check, write_model_folder
+    from retraining.export import parity_check, parity_sample, write_model_folder
     from retraining.int8_recipe import argmax_agreement, choose_int8
     from retraining.modeling import check_max_length, load_base
 
@@ -291,7 +291,7 @@ def run_flow(
             int8_choice.n,
             int8_choice.tried,
         )
-    parity_texts = te_x[:300]
+    parity_texts = parity_sample(te_x, seed=cfg.seed)
     parity = parity_check(model, tokenizer, model_dir, parity_texts, max_length=cfg.max_length)
     _record_parity(model_dir, parity.int8_agreement, parity.fp16_agreement)
     for failure in parity.failures():

@@ -42,7 +42,10 @@ def fetch_warm_start(
     try:
         registry.client(settings).get_model_version(name, version)
     except MlflowException:
-        known = ", ".join(v.version for v in registry.list_versions(settings)) or "none"
+        try:
+            known = ", ".join(v.version for v in registry.list_versions(settings)) or "none"
+        except Exception:  # the listing only decorates the message
+            known = "unknown"
         raise TrainingError(
             f"--warm-start: version {version} does not exist in registered model {name!r} "
             f"(registered: {known})"
