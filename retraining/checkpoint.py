@@ -108,7 +108,7 @@ def training_identity(
     options = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in FREE_OPTIONS}
     return {
         "format": FORMAT,
-        "base_model": _base_name(base_model),
+        "base_model": base_name(base_model),
         "base": base_fingerprint(model, tokenizer),
         "labels": list(labels),
         "train_config": options,
@@ -464,7 +464,7 @@ def restore(
     )
 
 
-def _base_name(base_model: str) -> str:
+def base_name(base_model: str) -> str:
     """A local folder by its resolved path (``/x/``, ``/x`` and ``./x`` are one base); a
     short name (``minilm``, ``mpnet-base``) or hub name as given."""
     path = Path(base_model).expanduser()

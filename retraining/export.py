@@ -151,6 +151,8 @@ def parity_sample(texts: Sequence[str], n: int = PARITY_TEXTS, seed: int = 13) -
     seeded random draw, not the first ``n`` (test files grouped by class, like 20 Newsgroups'
     bydate, would otherwise put a single class under the gate). All of them when there are
     at most ``n``."""
+    if n < 1:
+        raise ValueError(f"the parity gate needs at least 1 text, not n={n}")
     if len(texts) <= n:
         return list(texts)
     keep = np.sort(np.random.default_rng(seed).choice(len(texts), size=n, replace=False))

@@ -72,6 +72,8 @@ class FlowSummary(TypedDict):
     registered_version: str | None
     run_id: str | None
     warm_start: bool
+    seed: NotRequired[int]  # TrainConfig.seed: also the data choice's and the split's
+    validation_info: NotRequired[dict[str, Any]]  # how the validation rows were drawn
     warm_start_version: NotRequired[str]  # `--warm-start VERSION`: the registered version continued
     train_steps: int
     resumed_from: str | None  # the checkpoint the training continued (`--resume`)
@@ -181,9 +183,7 @@ def run_flow(
         if warm_start is not None:
             if init_from is not None:
                 raise TrainingError("warm_start and init_from are two starting points: pass one")
-            init_from = fetch_warm_start(
-                settings, warm_start, base, splits.labels, _scratch(settings)
-            )
+            warm_start, init_from = fetch_warm_start(settings, warm_start, base, splits.labels)
         if init_from is not None:
             _load_state(model, init_from)
         index = {lbl: i for i, lbl in enumerate(splits.labels)}
@@ -342,6 +342,7 @@ def run_flow(
         "resumed_from": outcome.resumed_from,
         "teacher": teacher.summary(te_x, te_y, probs, splits.labels) if teacher else None,
     }
+    summary["seed"], summary["validation_info"] = cfg.seed, dict(splits.validation_info)
     if warm_start is not None:
         summary["warm_start_version"] = warm_start
     state_path = work / TORCH_STATE
@@ -406,11 +407,29 @@ def _seed_torch(seed: int) -> None:
 
 
 def _load_state(model: Any, path: Path) -> None:
+    """Load a state dict saved by an earlier run; anything unreadable, not a state dict of
+    this model or holding non-finite weights is a TrainingError."""
     import torch
 
     from retraining.errors import TrainingError
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, empty, not a torch file, not readable
+        raise TrainingError(
+            f"cannot warm-start from {path}: unreadable weights ({type(exc).__name__}: "
+            f"{str(exc)[:200]})"
+        ) from None
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise TrainingError(f"cannot warm-start from {path}: not a state dict of tensors")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise TrainingError(
+            f"cannot warm-start from {path}: non-finite weights in {len(bad)} tensors "
+            f"(first: {bad[0]})"
+        )
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:  # another base model, or another label set

@@ -4,11 +4,12 @@
 train --json`` summary, scores its model folder (fp32 ONNX: equal to torch within 1e-4) on
 the same validation and test rows the training used, and prints test ECE with no scaling,
 with the temperature fitted on validation (what training does) and with the temperature
-that is best for the test rows themselves: a bound on what any single temperature can reach.
+that gives the lowest ECE on the test rows themselves (a search over 0.1–10): a bound on what
+any single temperature can reach.
 A fitted temperature far from the test's best one means the validation rows do not look like
 the test period (20 Newsgroups' bydate split: test posts are later than all training posts).
-The splits are rebuilt from the summary's data card with the default validation split; a
-changed row count is refused.
+The splits are rebuilt as the run drew them (dataset, data choice, seed, validation split,
+from files whose SHA-256 equals the data card's); a changed row count is refused.
 """
 
 from __future__ import annotations
@@ -35,11 +36,16 @@ if TYPE_CHECKING:
 class TemperatureShift:
     validation_accuracy: float
     test_accuracy: float
-    t_fitted_on_validation: float
-    t_best_on_test: float
+    t_fitted_on_validation: float  # NLL-optimal on validation: what training uses
+    t_nll_on_test: float  # NLL-optimal on the test rows themselves
+    t_min_ece_on_test: float  # the temperature of test_ece_min
     test_ece_unscaled: float
     test_ece_fitted: float
-    test_ece_best: float  # the bound: no single temperature does better on these test rows
+    test_ece_min: float  # no temperature on the grid does better on these test rows
+
+
+# the ECE search: log-spaced temperatures from 0.1 to 10, plus the NLL-optimal ones
+_GRID = np.exp(np.linspace(np.log(0.1), np.log(10.0), 461))
 
 
 def measure(
@@ -49,40 +55,71 @@ def measure(
     test_y: npt.NDArray[np.int64],
 ) -> TemperatureShift:
     t_fit = fit_temperature(val_logits, val_y)
-    t_best = fit_temperature(test_logits, test_y)
+    t_nll = fit_temperature(test_logits, test_y)
 
     def ece(t: float) -> float:
         return expected_calibration_error(softmax(test_logits, t), test_y)
 
+    candidates = [*map(float, _GRID), t_fit, t_nll, 1.0]
+    eces = [ece(t) for t in candidates]
+    best = int(np.argmin(eces))
     return TemperatureShift(
         validation_accuracy=float((val_logits.argmax(1) == val_y).mean()),
         test_accuracy=float((test_logits.argmax(1) == test_y).mean()),
         t_fitted_on_validation=t_fit,
-        t_best_on_test=t_best,
+        t_nll_on_test=t_nll,
+        t_min_ece_on_test=candidates[best],
         test_ece_unscaled=ece(1.0),
         test_ece_fitted=ece(t_fit),
-        test_ece_best=ece(t_best),
+        test_ece_min=eces[best],
     )
 
 
-def _splits_of(summary: dict[str, Any]) -> Splits:
-    """The training run's splits, rebuilt from its data card (default validation split)."""
+class SummaryError(ValueError):
+    """The summary cannot be scored as the run was: a clear message, exit 2."""
+
+
+def _splits_of(summary: dict[str, Any], data_dir: Path) -> Splits:
+    """The training run's splits, rebuilt as the run drew them: its dataset, data choice,
+    seed and validation split, from files whose SHA-256 equals the data card's."""
     from pipeline.core.settings import Settings
+    from retraining.checkpoint import file_sha256
     from retraining.flow import load_training_data
     from retraining.training_data import DataChoice
 
-    card = summary.get("data_card") or {}
-    choice = None
-    if card.get("source") == "union":
-        cut = card.get("rows_kept") if card.get("removed_by_max_rows") else None
-        choice = DataChoice(
-            source="union", formats=tuple(card.get("formats_kept") or ()), max_rows=cut
+    dataset, card = summary.get("dataset"), summary.get("data_card") or {}
+    if not isinstance(dataset, str) or not isinstance(card, dict):
+        raise SummaryError("it names no dataset (or its data_card is not an object)")
+    for f in card.get("files") or []:
+        path = Path(f["path"]) if Path(f["path"]).is_absolute() else data_dir / f["path"]
+        if not path.is_file():
+            raise SummaryError(f"the training data file {path} is missing")
+        if f.get("sha256") and file_sha256(path) != f["sha256"]:
+            raise SummaryError(f"{path} differs from the file the run was trained on (SHA-256)")
+    seed = summary.get("seed")
+    info = summary.get("validation_info") or {}
+    if seed is None or not info:
+        sys.stderr.write(
+            "note: the summary predates recorded seeds and validation splits: the training "
+            "defaults (seed 13, the dataset's default split) are assumed\n"
         )
-    return load_training_data(Settings(), str(summary["dataset"]), choice=choice)
+    seed = 13 if seed is None else int(seed)
+    cut = card.get("rows_kept") if card.get("removed_by_max_rows") else None
+    choice = DataChoice(
+        source="union" if card.get("source") == "union" else "sample",
+        formats=tuple(card.get("formats_kept") or ("title+desc",)),
+        max_rows=cut,
+        seed=seed,
+    )
+    mode = info.get("mode") if isinstance(info, dict) else None
+    settings = Settings().model_copy(update={"data_dir": data_dir})  # the files checked above
+    return load_training_data(settings, dataset, choice=choice, validation=mode)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pipeline.core.errors import NewsflowError
     from pipeline.core.runtime import Classifier
+    from pipeline.core.settings import Settings
 
     ap = argparse.ArgumentParser(
         prog="python -m retraining.temperature_shift", description=__doc__.split("\n\n")[0]
@@ -90,28 +127,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("summary", type=Path, help="a `newsflow train --json` summary")
     ap.add_argument("--json", dest="json_path", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
+    out = args.json_path
+    if out is not None and (out.is_dir() or not out.parent.is_dir()):
+        ap.exit(2, f"error: --json {out}: not a file in an existing folder\n")
     try:
         summary = json.loads(args.summary.read_text())
-        folder = Path(summary["model_dir"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        ap.exit(2, f"error: {args.summary} is not a `newsflow train --json` summary: {exc}\n")
-    splits = _splits_of(summary)
-    counts = summary.get("splits") or {}
-    clf = Classifier.load(folder, precision="fp32", warmup=False)
-    labels = list(splits.labels)
-    if list(clf.labels) != labels:
-        ap.exit(2, f"error: the model predicts {clf.labels}, the data has {labels}\n")
-    got: dict[str, tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]] = {}
-    for name in ("validation", "test"):
-        rows = getattr(splits, name)
-        if counts.get(name) not in (None, len(rows)):
-            ap.exit(2, f"error: {name} has {len(rows)} rows now, {counts[name]} in training\n")
-        y = np.array([labels.index(r.label) for r in rows], dtype=np.int64)
-        got[name] = (clf.logits([r.text for r in rows]), y)
+        if not isinstance(summary, dict):
+            raise SummaryError("not a JSON object")
+        splits = _splits_of(summary, Settings().data_dir)
+        folder = Path(str(summary["model_dir"]))
+        clf = Classifier.load(folder, precision="fp32", warmup=False)
+        labels = list(splits.labels)
+        if list(clf.labels) != labels:
+            raise SummaryError(f"the model predicts {clf.labels}, the data has {labels}")
+        raw = summary.get("splits")
+        counts: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        got: dict[str, tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]] = {}
+        for name in ("validation", "test"):
+            rows = getattr(splits, name)
+            if counts.get(name) not in (None, len(rows)):
+                raise SummaryError(f"{name} has {len(rows)} rows now, {counts[name]} in training")
+            y = np.array([labels.index(r.label) for r in rows], dtype=np.int64)
+            got[name] = (clf.logits([r.text for r in rows]), y)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, NewsflowError) as exc:
+        ap.exit(2, f"error: cannot score {args.summary}: {type(exc).__name__}: {exc}\n")
     res = measure(*got["validation"], *got["test"])
     sys.stdout.write("".join(f"{k:24s} {v:.4f}\n" for k, v in dataclasses.asdict(res).items()))
-    if args.json_path:
-        args.json_path.write_text(json.dumps(dataclasses.asdict(res), indent=2))
+    if out is not None:
+        out.write_text(json.dumps(dataclasses.asdict(res), indent=2))
     return 0
 
 

@@ -88,12 +88,12 @@ def test_the_run_starts_from_the_registered_weights(
         seen["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         raise TrainingError("stopped by the test after the first look at the weights")
 
-    with monkeypatch.context() as m:
+    with monkeypatch.context() as m:  # the same base folder spelled another way, "01" for 1
         m.setattr(flow, "fine_tune", capture)
         with pytest.raises(TrainingError, match="stopped by the test"):
             flow.run_flow(
-                store, base=str(bert_base), cfg=CFG, splits=_splits(), register=False,
-                card_speed=False, warm_start=versions["trained"],
+                store, base=f"{bert_base}/../{bert_base.name}/", cfg=CFG, splits=_splits(),
+                register=False, card_speed=False, warm_start="0" + versions["trained"],
             )  # fmt: skip
     assert seen["state"].keys() == registered.keys()
     assert all(torch.equal(seen["state"][k], registered[k]) for k in registered)
@@ -115,10 +115,11 @@ def test_the_run_starts_from_the_registered_weights(
         baseline=False,
         quantize=False,
         card_speed=False,
-        warm_start=versions["trained"],
+        warm_start="00" + versions["trained"],  # recorded in its canonical spelling
     )
     s = result.summary
     assert s["warm_start"] is True and s["warm_start_version"] == versions["trained"]
+    assert s["seed"] == CFG.seed and s["validation_info"]["mode"] == "random"
     run = registry.client(store).get_run(s["run_id"])
     assert run.data.tags["warm_start_version"] == versions["trained"]
     card = (Path(s["card_dir"]) / "model_card.md").read_text()
@@ -131,6 +132,8 @@ def test_the_run_starts_from_the_registered_weights(
         ("champion", "bert", "takes a registry version number"),
         ("../1", "bert", "takes a registry version number"),
         ("99", "bert", r"version 99 does not exist .*registered: 1, 2, 3"),
+        ("٣", "bert", "takes a registry version number"),
+        ("1 ", "bert", "takes a registry version number"),
         ("trained", "roberta", "was trained from base .*pass --base"),
         ("other_labels", "tiny-bert", r"predicts labels .*Health.* the training data has"),
         ("no_weights", "bert", "logged no fine-tuned weights"),
@@ -188,3 +191,54 @@ def test_cli_passes_the_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     )
     assert got.exit_code == 1 and "stopped by the test" in got.output
     assert seen["warm_start"] == "4"
+
+
+def test_unreadable_weights_and_registry_are_refused_before_training(
+    store: Settings, versions: dict[str, str], bert_base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from retraining import flow
+    from retraining.errors import InputError
+
+    monkeypatch.setattr(flow, "fine_tune", lambda *a, **k: pytest.fail("training started"))
+    run_id = registry.client(store).get_model_version(store.registered_model_name, "1").run_id
+    uri = registry.client(store).get_run(run_id).info.artifact_uri
+    logged = Path(uri.removeprefix("file://")) / "torch" / "state.pt"
+    assert logged.is_file()
+    keep = logged.with_name("state.pt.keep")
+    shutil.copy(logged, keep)
+    kwargs: dict[str, Any] = dict(
+        base=str(bert_base), cfg=CFG, splits=_splits(), register=False, card_speed=False
+    )
+    try:
+        for damage in (lambda b: b[: len(b) // 2], lambda b: b"", lambda b: b"not torch " * 9):
+            logged.write_bytes(damage(keep.read_bytes()))
+            with pytest.raises(InputError, match="unreadable weights"):
+                flow.run_flow(store, warm_start="1", **kwargs)
+    finally:
+        shutil.copy(keep, logged)
+    gone = store.model_copy(update={"mlflow_tracking_uri": "sqlite:////proc/no/such/mlflow.db"})
+    with pytest.raises(InputError, match="cannot reach the registry"):
+        flow.run_flow(gone, warm_start="1", **kwargs)
+
+
+def test_non_finite_or_foreign_weights_are_refused(bert_base: Path, tmp_path: Path) -> None:
+    import torch
+
+    from retraining.flow import _load_state
+    from retraining.modeling import load_base
+
+    model, _tok = load_base(str(bert_base), len(LABELS))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    first = next(k for k, v in state.items() if v.is_floating_point())
+    state[first][0] = float("nan")
+    torch.save(state, tmp_path / "nan.pt")
+    with pytest.raises(TrainingError, match="non-finite weights in 1 tensors"):
+        _load_state(model, tmp_path / "nan.pt")
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    with pytest.raises(TrainingError, match="not a state dict of tensors"):
+        _load_state(model, tmp_path / "list.pt")
+    torch.save({"x": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(TrainingError, match="cannot warm-start"):
+        _load_state(model, tmp_path / "other.pt")

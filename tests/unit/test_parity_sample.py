@@ -24,3 +24,10 @@ def test_the_draw_is_seeded_and_small_splits_are_kept_whole() -> None:
     assert parity_sample(texts[:300]) == texts[:300]
     assert parity_sample([], 10) == []
     assert len(parity_sample(texts, 10)) == 10
+
+
+def test_an_empty_gate_is_refused() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="at least 1 text"):
+        parity_sample(["a", "b"], 0)
