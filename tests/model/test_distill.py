@@ -230,6 +230,9 @@ def test_cli_passes_the_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert "epoch 1/1: 3/10 (30%)" in got.output  # not a terminal: a plain progress line
     assert seen["distill"] == DistillConfig("3", alpha=0.8, temperature=4.0)
     assert (seen["resume"], seen["checkpoint_minutes"]) == ("auto", 5.0)
+    assert seen["warm_start"] is None
+    runner.invoke(app, [*args, "--warm-start", "4"])
+    assert seen["warm_start"] == "4"
     ckpt = tmp_path / "step-00000004.pt"
     ckpt.write_bytes(b"x")
     runner.invoke(app, [*args, "--resume-from", str(ckpt), "--checkpoint-minutes", "0"])

@@ -36,18 +36,11 @@ def _splits() -> Any:
     return make_splits(ROWS, make_rows(16, 5))
 
 
-@pytest.fixture(scope="module")
-def versions(
-    store: Settings, bert_base: Path, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, str]:
-    """1: trained by the flow (weights logged); 2: other labels; 3: same base name and labels
-    but registered from a bare folder, so its run logged no weights."""
-    from retraining.export import write_model_folder
+def _train(store: Settings, bert_base: Path, **options: Any) -> Any:
+    """A real tiny run of the flow, registered in ``store``."""
     from retraining.flow import run_flow
-    from retraining.register import register_model_folder
-    from retraining.tiny import build_tiny, write_tiny_model_folder
 
-    first = run_flow(
+    return run_flow(
         store,
         base=str(bert_base),
         cfg=CFG,
@@ -55,7 +48,21 @@ def versions(
         baseline=False,
         quantize=False,
         card_speed=False,
+        **options,
     )
+
+
+@pytest.fixture(scope="module")
+def versions(
+    store: Settings, bert_base: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    """1: trained by the flow (weights logged); 2: other labels; 3: same base name and labels
+    but registered from a bare folder, so its run logged no weights."""
+    from retraining.export import write_model_folder
+    from retraining.register import register_model_folder
+    from retraining.tiny import build_tiny, write_tiny_model_folder
+
+    first = _train(store, bert_base)
     assert first.summary["registered_version"] == "1"
     tmp = tmp_path_factory.mktemp("folders")
     health = ("World", "Sports", "Business", "Health")
@@ -107,16 +114,8 @@ def test_the_run_starts_from_the_registered_weights(
             )  # fmt: skip
     assert not all(torch.equal(seen["state"][k], registered[k]) for k in registered)
 
-    result = flow.run_flow(
-        store,
-        base=str(bert_base),
-        cfg=CFG,
-        splits=_splits(),
-        baseline=False,
-        quantize=False,
-        card_speed=False,
-        warm_start="00" + versions["trained"],  # recorded in its canonical spelling
-    )
+    # "001": recorded in its canonical spelling
+    result = _train(store, bert_base, warm_start="00" + versions["trained"])
     s = result.summary
     assert s["warm_start"] is True and s["warm_start_version"] == versions["trained"]
     assert s["seed"] == CFG.seed and s["validation_info"]["mode"] == "random"
@@ -166,31 +165,6 @@ def test_versions_it_cannot_continue_are_refused_before_training(
             card_speed=False,
             warm_start=versions.get(which, which),
         )
-
-
-def test_cli_passes_the_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import typer
-    from typer.testing import CliRunner
-
-    from retraining import cli, flow
-
-    seen: dict[str, Any] = {}
-
-    def fake_flow(settings: Settings, **kwargs: Any) -> Any:
-        seen.update(kwargs)
-        raise TrainingError("stopped by the test")
-
-    monkeypatch.setattr(flow, "run_flow", fake_flow)
-    monkeypatch.setenv("NEWSFLOW_HOME", str(tmp_path / "home"))
-    data = tmp_path / "rows.csv"
-    data.write_text("text,label\n" + "".join(f"{r.text},{r.label}\n" for r in ROWS))
-    app = typer.Typer()
-    cli.register(app)
-    got = CliRunner().invoke(
-        app, ["train", "--dataset", str(data), "--no-baseline", "--warm-start", "4"]
-    )
-    assert got.exit_code == 1 and "stopped by the test" in got.output
-    assert seen["warm_start"] == "4"
 
 
 def test_unreadable_weights_and_registry_are_refused_before_training(
