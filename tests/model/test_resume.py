@@ -407,10 +407,10 @@ def test_bad_input_found_by_the_flow_exits_with_code_2(tmp_path: Path, bert_base
 
 
 def test_a_base_folder_is_the_same_base_with_or_without_a_trailing_slash(bert_base: Path) -> None:
-    from retraining.checkpoint import _base_name
+    from retraining.checkpoint import base_name
 
-    assert _base_name(f"{bert_base}/") == _base_name(str(bert_base)) == str(bert_base.resolve())
-    assert _base_name("minilm") == "minilm"
+    assert base_name(f"{bert_base}/") == base_name(str(bert_base)) == str(bert_base.resolve())
+    assert base_name("minilm") == "minilm"
 
 
 def test_progress_prints_plain_lines_when_no_bar_can_be_drawn() -> None:
