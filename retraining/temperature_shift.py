@@ -29,6 +29,7 @@ from pipeline.core.runtime import softmax
 from retraining.evaluate import expected_calibration_error, fit_temperature
 
 if TYPE_CHECKING:
+    from pipeline.core.settings import Settings
     from retraining.data import Splits
 
 
@@ -79,13 +80,15 @@ class SummaryError(ValueError):
     """The summary cannot be scored as the run was: a clear message, exit 2."""
 
 
-def _splits_of(summary: dict[str, Any], data_dir: Path) -> Splits:
+def _splits_of(summary: dict[str, Any], settings: Settings) -> Splits:
     """The training run's splits, rebuilt as the run drew them: its dataset, data choice,
     seed and validation split, from files whose SHA-256 equals the data card's."""
-    from pipeline.core.settings import Settings
     from retraining.checkpoint import file_sha256
     from retraining.flow import load_training_data
+    from retraining.train import TrainConfig
     from retraining.training_data import DataChoice
+
+    data_dir = settings.data_dir
 
     dataset, card = summary.get("dataset"), summary.get("data_card") or {}
     if not isinstance(dataset, str) or not isinstance(card, dict):
@@ -103,7 +106,7 @@ def _splits_of(summary: dict[str, Any], data_dir: Path) -> Splits:
             "note: the summary predates recorded seeds and validation splits: the training "
             "defaults (seed 13, the dataset's default split) are assumed\n"
         )
-    seed = 13 if seed is None else int(seed)
+    seed = TrainConfig().seed if seed is None else int(seed)
     cut = card.get("rows_kept") if card.get("removed_by_max_rows") else None
     choice = DataChoice(
         source="union" if card.get("source") == "union" else "sample",
@@ -112,7 +115,6 @@ def _splits_of(summary: dict[str, Any], data_dir: Path) -> Splits:
         seed=seed,
     )
     mode = info.get("mode") if isinstance(info, dict) else None
-    settings = Settings().model_copy(update={"data_dir": data_dir})  # the files checked above
     return load_training_data(settings, dataset, choice=choice, validation=mode)
 
 
@@ -134,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = json.loads(args.summary.read_text())
         if not isinstance(summary, dict):
             raise SummaryError("not a JSON object")
-        splits = _splits_of(summary, Settings().data_dir)
+        splits = _splits_of(summary, Settings())
         folder = Path(str(summary["model_dir"]))
         clf = Classifier.load(folder, precision="fp32", warmup=False)
         labels = list(splits.labels)
