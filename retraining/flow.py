@@ -518,6 +518,7 @@ def _log_to_mlflow(
             "ece": summary["ece"],
         },
         folder=model_dir,
+        torch_state=state_path if state_path is not None and state_path.exists() else None,
     )
     summary["registered_version"] = version
     if card_dir is not None and card_dir.exists():

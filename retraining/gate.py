@@ -43,14 +43,17 @@ def gate(
     if champion is None:
         return GateDecision(True, ["no champion yet"], challenger.flat(), None)
     reasons = []
-    # A challenger with more topics (onboarding) is compared on the champion's topics: its
-    # new ones have no rows here, and their F1 of 0 would only dilute its macro-F1.
-    ours_macro = old_classes_macro_f1(challenger, champion.per_class)
-    drop = champion.macro_f1 - ours_macro
+    # Both are compared on the champion's topics that have rows here. A challenger's new
+    # topics (onboarding) and a topic being removed have none: their F1 of 0 would only
+    # dilute the macro-F1 of whichever side knows them.
+    scored = scored_classes(champion)
+    ours_macro = old_classes_macro_f1(challenger, scored)
+    theirs_macro = old_classes_macro_f1(champion, scored)
+    drop = theirs_macro - ours_macro
     if drop > policy.max_macro_f1_drop:
         reasons.append(
             f"macro-F1 {ours_macro:.4f} is {drop:.4f} below the champion's "
-            f"{champion.macro_f1:.4f} (allowed {policy.max_macro_f1_drop})"
+            f"{theirs_macro:.4f} (allowed {policy.max_macro_f1_drop})"
         )
     for label, scores in champion.per_class.items():
         ours = challenger.per_class.get(label, {}).get("f1", 0.0)
@@ -58,15 +61,22 @@ def gate(
             reasons.append(f"class {label!r} F1 {ours:.4f} vs champion {scores['f1']:.4f}")
     passed = not reasons
     if passed:
-        reasons.append(f"macro-F1 {ours_macro:.4f} vs champion {champion.macro_f1:.4f}")
+        reasons.append(f"macro-F1 {ours_macro:.4f} vs champion {theirs_macro:.4f}")
     return GateDecision(passed, reasons, challenger.flat(), champion.flat())
+
+
+def scored_classes(ev: Evaluation) -> list[str]:
+    """The classes of ``ev`` that have rows in its evaluation data (all of them when none
+    has: a degenerate set is not made to look better by dropping classes)."""
+    present = [lbl for lbl, s in ev.per_class.items() if s.get("support", 0.0) > 0]
+    return present or list(ev.per_class)
 
 
 def old_classes_macro_f1(challenger: Evaluation, old: Sequence[str] | dict[str, Any]) -> float:
     """The challenger's macro-F1 over the champion's classes (a class it no longer has
     counts 0; one it added is left out)."""
     names = list(old)
-    if not names or set(challenger.per_class) == set(names):
+    if not names:
         return challenger.macro_f1
     return sum(challenger.per_class.get(n, {}).get("f1", 0.0) for n in names) / len(names)
 

@@ -7,8 +7,9 @@ is heading can be seen before it is paid for.
 Each summary gives its base (``base_model``), training rows (``splits.train``), epochs run
 (``epoch_seconds``), test rows (``splits.test``), the fp32 and served int8 accuracy and the
 training time. A file that is not such a summary is named in a clear error; nothing is drawn
-from it. The plot's error bars are the 95 % normal interval of each accuracy on its own test
-rows (a 2,000-row sample moves a figure by about ±1.2 points at 0.92).
+from it. The plot's error bars are the 95 % Wilson interval of each accuracy on its own test
+rows (a 2,000-row sample moves a figure by about ±1.2 points at 0.92), the interval the drift
+reports use; unlike the normal one it does not shrink to nothing at 0 or 1.
 """
 
 from __future__ import annotations
@@ -45,17 +46,17 @@ class Point:
     train_seconds: float | None
 
     @property
-    def half_width(self) -> float:
-        """Half the 95 % normal interval of ``accuracy`` on ``test_rows`` rows (clipped to
-        [0, 1] in the plot)."""
-        a = self.accuracy
-        return 1.96 * math.sqrt(a * (1 - a) / self.test_rows)
+    def bounds(self) -> tuple[float, float]:
+        """The 95 % Wilson interval of ``accuracy`` on ``test_rows`` rows."""
+        from monitoring.psi import wilson_interval
+
+        return wilson_interval(round(self.accuracy * self.test_rows), self.test_rows)
 
     @property
     def interval(self) -> tuple[float, float]:
-        """The 95 % interval as (below, above) distances, kept inside [0, 1]."""
-        h = self.half_width
-        return min(h, self.accuracy), min(h, 1 - self.accuracy)
+        """The 95 % interval as (below, above) distances from ``accuracy`` (error bars)."""
+        low, high = self.bounds
+        return max(0.0, self.accuracy - low), max(0.0, high - self.accuracy)
 
 
 def _short(value: Any) -> str:
@@ -140,7 +141,7 @@ def read_points(paths: Sequence[Path]) -> list[Point]:
 def table(points: Sequence[Point]) -> str:
     """A Markdown table of the points, as README prints them."""
     lines = [
-        "| base | epochs | train rows | test rows | accuracy (±95 %) | int8 | train s |",
+        "| base | epochs | train rows | test rows | accuracy [95 % interval] | int8 | train s |",
         "|---|---|---|---|---|---|---|",
     ]
     for p in points:
@@ -148,7 +149,7 @@ def table(points: Sequence[Point]) -> str:
         secs = "" if p.train_seconds is None else f"{p.train_seconds:,.0f}"
         lines.append(
             f"| {p.base} | {p.epochs} | {p.train_rows:,} | {p.test_rows:,} | "
-            f"{p.accuracy:.4f} ± {p.half_width:.4f} | {int8} | {secs} |"
+            f"{p.accuracy:.4f} [{p.bounds[0]:.4f}, {p.bounds[1]:.4f}] | {int8} | {secs} |"
         )
     return "\n".join(lines)
 
@@ -234,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         points = read_points(args.summaries)
         plot(points, args.out, target=args.target)
         if args.json:
-            rows = [dataclasses.asdict(p) | {"half_width": p.half_width} for p in points]
+            rows = [dataclasses.asdict(p) | {"interval_95": list(p.bounds)} for p in points]
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(rows, indent=2) + "\n")
     except CurveError as exc:

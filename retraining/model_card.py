@@ -377,8 +377,14 @@ def short_description(card: Mapping[str, Any], *, run_id: str | None = None) -> 
     ev, cal = card["evaluation"], card["calibration"]
     parity = card.get("parity") or {}
     worst = sorted(ev["per_class"].items(), key=lambda kv: kv[1]["f1"])[:3]
+    training = card.get("training") or {}
+    start = (
+        f" (warm-started from version {training['warm_start_version']})"
+        if training.get("warm_start_version")
+        else (" (warm-started from the champion)" if training.get("warm_start") else "")
+    )
     lines = [
-        f"{card['model_version']}: {card['base_model']} fine-tuned on {card['dataset']}.",
+        f"{card['model_version']}: {card['base_model']} fine-tuned on {card['dataset']}{start}.",
         f"Test ({ev['n']} rows): accuracy {_num(ev['accuracy'])}, macro-F1 "
         f"{_num(ev['macro_f1'])}; weakest F1: "
         + ", ".join(f"{k} {v['f1']:.3f}" for k, v in worst)

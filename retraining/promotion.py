@@ -29,7 +29,8 @@ def promote(
     drift_run_id: int | None = None,
 ) -> GateDecision:
     """Evaluate challenger and champion on the same rows; move `champion` only if the gate
-    passes (or ``force``). Every decision is recorded in ``model_events``."""
+    passes (or ``force``); the gate's margins come from the settings unless ``policy``.
+    Every decision is recorded in ``model_events``."""
     champion = registry.version_by_alias(settings, registry.CHAMPION)
     challenger_eval, _ = evaluate_folder(registry.local_copy(settings, version), eval_rows)
     champion_eval = None
@@ -37,7 +38,11 @@ def promote(
         champion_eval, _ = evaluate_folder(
             registry.local_copy(settings, champion.version), eval_rows
         )
-    decision = gate(challenger_eval, champion_eval, policy or GatePolicy())
+    policy = policy or GatePolicy(
+        max_macro_f1_drop=settings.gate_max_macro_f1_drop,
+        max_class_f1_drop=settings.gate_max_class_f1_drop,
+    )
+    decision = gate(challenger_eval, champion_eval, policy)
     previous = champion.version if champion else None
     name = settings.registered_model_name
     metrics = {

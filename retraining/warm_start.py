@@ -49,6 +49,8 @@ def fetch_warm_start(
     version = check_version(version)
     name = settings.registered_model_name
     where = mask_userinfo(settings.tracking_uri())
+    if settings.tracking_is_server():
+        _probe(settings, where)
     try:
         c = registry.client(settings)
         mv = c.get_model_version(name, version)
@@ -94,7 +96,10 @@ def fetch_warm_start(
             f"({STATE_ARTIFACT}); train it from the base instead"
         )
     cache = registry.local_copy_path(settings, version).with_name(f"v{version}.torch")
-    path = registry.torch_state(settings, version, cache)
+    try:
+        path = registry.torch_state(settings, version, cache)
+    except NewsflowError as exc:
+        raise TrainingError(f"--warm-start: {exc}") from None
     if path is None:
         raise TrainingError(
             f"--warm-start: version {version}'s {STATE_ARTIFACT} could not be downloaded "
@@ -102,6 +107,19 @@ def fetch_warm_start(
         )
     log.info("warm start from version %s (%s): %s", version, meta.version, path)
     return version, path
+
+
+def _probe(settings: Settings, where: str) -> None:
+    """One plain request to a tracking server, within ``registry_timeout_s``: MLflow's own
+    client retries a server that is down for minutes before it gives up."""
+    from pipeline.core.model_fetch import RegistryUnreachable, by_alias
+
+    try:
+        by_alias(settings, "champion")
+    except RegistryUnreachable as exc:
+        raise TrainingError(f"--warm-start: cannot reach the registry at {where}: {exc}") from None
+    except NewsflowError as exc:  # refused access, a redirect, an answer that is not MLflow's
+        raise TrainingError(f"--warm-start: cannot read the registry at {where}: {exc}") from None
 
 
 def _known(settings: Settings) -> str:

@@ -18,6 +18,7 @@ from pipeline.core.settings import Settings, mask_userinfo
 log = logging.getLogger(__name__)
 CHAMPION, CHALLENGER = "champion", "challenger"
 MODEL_ARTIFACT = "model"
+STATE_TAG = "newsflow.torch_state"  # size and SHA-256 of the run's torch/state.pt
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,9 +86,11 @@ def register_folder(
     model_version: str,
     metrics: dict[str, float],
     folder: Path,
+    torch_state: Path | None = None,
 ) -> str:
     """Register the run's ``model`` artefact folder (a copy of ``folder``) as a new version,
-    with ``folder``'s file hashes as a tag; returns the version number."""
+    with ``folder``'s file hashes as a tag (and those of ``torch_state``, the fine-tuned
+    weights the run logged, as another); returns the version number."""
     from mlflow.exceptions import MlflowException
 
     c = client(settings)
@@ -104,6 +107,11 @@ def register_folder(
         tags={
             "model_version": model_version,
             manifest.TAG: manifest.encode(manifest.folder_manifest(folder)),
+            **(
+                {STATE_TAG: manifest.encode({"state.pt": manifest.file_digest(torch_state)})}
+                if torch_state is not None
+                else {}
+            ),
             **{f"metric.{k}": f"{v:.6f}" for k, v in metrics.items()},
         },
     )
@@ -231,11 +239,15 @@ def download(settings: Settings, *, version: str, dst: Path) -> Path:
 
 def torch_state(settings: Settings, version: str, dst: Path) -> Path | None:
     """The fine-tuned weights (``torch/state.pt``) logged by the run behind ``version``, or
-    None when that run logged none (older runs)."""
+    None when that run logged none (older runs). Versions registered with their weights'
+    digest (``STATE_TAG``) are checked against it: other bytes raise :class:`RegistryError`
+    (a changed file must not pass for the registered weights, nor for "none")."""
     import mlflow
 
     c = client(settings)
-    run_id = c.get_model_version(settings.registered_model_name, version).run_id
+    mv = c.get_model_version(settings.registered_model_name, version)
+    run_id = mv.run_id
+    recorded = dict(mv.tags or {}).get(STATE_TAG)
     dst.mkdir(parents=True, exist_ok=True)
     try:
         got = mlflow.artifacts.download_artifacts(
@@ -244,4 +256,15 @@ def torch_state(settings: Settings, version: str, dst: Path) -> Path | None:
     except Exception as exc:  # no such artefact: train from the base model instead
         log.info("version %s has no torch state: %s", version, exc)
         return None
-    return Path(got)
+    path = Path(got)
+    if recorded is not None:
+        want = manifest.decode(recorded).get("state.pt")
+        have = manifest.file_digest(path)
+        if want is None or have != want:
+            path.unlink(missing_ok=True)
+            raise RegistryError(
+                f"version {version}'s fine-tuned weights (torch/state.pt) differ from the "
+                f"ones registered with it ({have.size} bytes, registered "
+                f"{want.size if want else '?'}; SHA-256 checked)"
+            )
+    return path

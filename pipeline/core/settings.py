@@ -242,6 +242,18 @@ class Settings(BaseSettings):
         ge=100,
         description="evaluate on a fixed random sample of at most N test rows (quick demos)",
     )
+    gate_max_macro_f1_drop: float = Field(
+        default=0.005,
+        ge=0,
+        le=1,
+        description="promotion gate: how far a challenger's macro-F1 may fall below the champion's",
+    )
+    gate_max_class_f1_drop: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="promotion gate: how far any one topic's F1 may fall",
+    )
     retrain_dataset: str = Field(
         default="ag_news", description="base labelled set: ag_news, 20newsgroups or a CSV/JSONL"
     )

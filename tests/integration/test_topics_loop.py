@@ -64,6 +64,11 @@ def env(db: Settings, topics: Settings, tmp_path: Path) -> Settings:
             "eval_limit": 800,
             "retrain_cooldown_hours": 0.0,  # two retrainings back to back in this test
             "review_uncertain_share": 0.3,
+            # Briefly trained models scored on 800 rows: one retraining's macro-F1 moves by
+            # about ±0.01 from noise alone (the removal step once read 0.0065 below its
+            # champion). The default 0.005 margin is for a real evaluation set; this test
+            # is about the loop, and 0.02 still refuses a model the retraining damaged.
+            "gate_max_macro_f1_drop": 0.02,
         }
     )
 

@@ -100,6 +100,9 @@ def test_card_files_speed_and_description(tiny_bert: Path, tmp_path: Path) -> No
     short = short_description(card, run_id="abc")
     assert "accuracy" in short and "seq/s" in short and "card/model_card.md" in short
     assert len(short) < 2000
+    assert "warm-started" not in short
+    card["training"] = {**card["training"], "warm_start": True, "warm_start_version": "3"}
+    assert "fine-tuned on ag_news (warm-started from version 3)." in short_description(card)
 
 
 def test_flow_logs_the_card_and_describes_the_version(

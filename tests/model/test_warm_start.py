@@ -172,6 +172,8 @@ def test_unreadable_weights_and_registry_are_refused_before_training(
 ) -> None:
     import shutil
 
+    import torch
+
     from retraining import flow
     from retraining.errors import InputError
 
@@ -185,13 +187,28 @@ def test_unreadable_weights_and_registry_are_refused_before_training(
     kwargs: dict[str, Any] = dict(
         base=str(bert_base), cfg=CFG, splits=_splits(), register=False, card_speed=False
     )
+    c, name = registry.client(store), store.registered_model_name
+    digest = dict(c.get_model_version(name, "1").tags)[registry.STATE_TAG]
     try:
-        for damage in (lambda b: b[: len(b) // 2], lambda b: b"", lambda b: b"not torch " * 9):
+        # other weights that load: only the digest registered with the version tells
+        other = torch.load(keep, map_location="cpu", weights_only=True)
+        other["head.bias"] = other["head.bias"] + 1.0
+        torch.save(other, logged)
+        damages = (lambda b: b[: len(b) // 2], lambda b: b"", lambda b: b"not torch " * 9)
+        for damage in (None, *damages):
+            if damage is not None:
+                logged.write_bytes(damage(keep.read_bytes()))
+            with pytest.raises(InputError, match=r"differ from the ones registered"):
+                flow.run_flow(store, warm_start="1", **kwargs)
+        # a version registered before the digest existed: the load itself refuses
+        c.delete_model_version_tag(name, "1", registry.STATE_TAG)
+        for damage in damages:
             logged.write_bytes(damage(keep.read_bytes()))
             with pytest.raises(InputError, match="unreadable weights"):
                 flow.run_flow(store, warm_start="1", **kwargs)
     finally:
         shutil.copy(keep, logged)
+        c.set_model_version_tag(name, "1", registry.STATE_TAG, digest)
     gone = store.model_copy(update={"mlflow_tracking_uri": "sqlite:////proc/no/such/mlflow.db"})
     with pytest.raises(InputError, match="cannot reach the registry"):
         flow.run_flow(gone, warm_start="1", **kwargs)
@@ -216,3 +233,43 @@ def test_non_finite_or_foreign_weights_are_refused(bert_base: Path, tmp_path: Pa
     torch.save({"x": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(TrainingError, match="cannot warm-start"):
         _load_state(model, tmp_path / "other.pt")
+
+
+@pytest.mark.timeout(60)  # MLflow's own client retries a down server for about 5 minutes
+def test_a_tracking_server_that_is_down_or_not_mlflow_is_refused_at_once(
+    store: Settings, bert_base: Path
+) -> None:
+    import http.server
+    import threading
+
+    from retraining import flow
+    from retraining.errors import InputError
+    from tests.conftest import free_port
+
+    kwargs: dict[str, Any] = dict(
+        base=str(bert_base), cfg=CFG, splits=_splits(), register=False, card_speed=False
+    )
+    down = store.model_copy(update={"mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}"})
+    with pytest.raises(InputError, match=r"cannot reach the registry at http://127\.0\.0\.1"):
+        flow.run_flow(down, warm_start="1", **kwargs)
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"<html>a web page, not MLflow</html>")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page = store.model_copy(
+            update={"mlflow_tracking_uri": f"http://127.0.0.1:{server.server_address[1]}"}
+        )
+        with pytest.raises(InputError, match=r"cannot read the registry .* sent no JSON"):
+            flow.run_flow(page, warm_start="1", **kwargs)
+    finally:
+        server.shutdown()
+        server.server_close()

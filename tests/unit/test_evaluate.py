@@ -32,14 +32,17 @@ def test_metrics() -> None:
     assert ev.per_class["b"]["recall"] == pytest.approx(2 / 3)
 
 
-def _ev(f1s: list[float]):  # type: ignore[no-untyped-def]
-    labels = ["a", "b", "c", "d"][: len(f1s)]
+def _ev(f1s: list[float], support: list[float] | None = None):  # type: ignore[no-untyped-def]
+    labels = ["a", "b", "c", "d", "e"][: len(f1s)]
+    support = support or [1.0] * len(f1s)
     ev = evaluate_probs(np.eye(len(f1s)), np.arange(len(f1s)), labels)
     return ev.__class__(
         **{
             **ev.__dict__,
             "macro_f1": float(np.mean(f1s)),
-            "per_class": {lbl: {"f1": f} for lbl, f in zip(labels, f1s, strict=True)},
+            "per_class": {
+                lbl: {"f1": f, "support": n} for lbl, f, n in zip(labels, f1s, support, strict=True)
+            },
         }
     )
 
@@ -69,6 +72,18 @@ def test_a_challenger_with_a_new_topic_is_gated_on_the_old_ones() -> None:
     forgot = _ev([0.9, 0.9, 0.7, 0.0])  # a known class forgotten: still refused
     decision = gate(forgot, _ev([0.9, 0.9, 0.9]))
     assert not decision.passed and "class 'c'" in " ".join(decision.reasons)
+
+
+def test_a_topic_being_removed_is_left_out_of_both_sides() -> None:
+    # the champion knows "e", which the evaluation rows (relabelled for its removal) no
+    # longer hold: its F1 of 0 used to count on both sides, shrinking every difference by
+    # a fifth (a 0.006 drop read 0.0048 and passed) and reporting the champion at 0.72
+    champion = _ev([0.9, 0.9, 0.9, 0.9, 0.0], support=[1, 1, 1, 1, 0])
+    smaller = _ev([0.894] * 4)
+    decision = gate(smaller, champion)
+    assert not decision.passed
+    assert "below the champion's 0.9000" in decision.reasons[0], decision.reasons
+    assert gate(_ev([0.897] * 4), champion).passed
 
 
 def test_retired_topics_are_relabelled_and_the_head_grows_by_name() -> None:

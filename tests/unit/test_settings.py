@@ -86,3 +86,15 @@ def test_env_example_placeholder_is_refused_in_production(tmp_path, monkeypatch)
     monkeypatch.setenv("NEWSFLOW_PG_PASSWORD", "short-1")
     with pytest.raises(SettingsError, match="placeholder"):
         load_settings()
+
+
+def test_gate_margins_are_settings_and_bad_ones_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert (Settings().gate_max_macro_f1_drop, Settings().gate_max_class_f1_drop) == (0.005, 0.05)
+    monkeypatch.setenv("NEWSFLOW_GATE_MAX_MACRO_F1_DROP", "0.02")
+    assert load_settings().gate_max_macro_f1_drop == 0.02
+    for bad in ("nan", "-0.01", "1.5", "inf", "two"):
+        monkeypatch.setenv("NEWSFLOW_GATE_MAX_CLASS_F1_DROP", bad)
+        with pytest.raises(SettingsError, match="NEWSFLOW_GATE_MAX_CLASS_F1_DROP"):
+            load_settings()
