@@ -53,6 +53,8 @@ FORWARDED = (  # never a secret: those reach children through the inherited envi
     "retrain_dataset",
     "eval_limit",
     "retrain_warm_start",
+    "gate_max_macro_f1_drop",
+    "gate_max_class_f1_drop",
     "registered_model_name",
     "data_dir",
     "web_port",

@@ -4,6 +4,7 @@ same evaluation data (macro-F1 within a margin, no class F1 dropping too far).""
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ class GateDecision:
     reasons: list[str]
     challenger: dict[str, float]
     champion: dict[str, float] | None
+    # what the macro-F1 figures in ``reasons`` are taken over: the champion's topics with rows
+    compared: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def gate(
@@ -50,19 +53,26 @@ def gate(
     ours_macro = old_classes_macro_f1(challenger, scored)
     theirs_macro = old_classes_macro_f1(champion, scored)
     drop = theirs_macro - ours_macro
-    if drop > policy.max_macro_f1_drop:
+    if not (math.isfinite(ours_macro) and math.isfinite(theirs_macro)):
+        reasons.append(f"macro-F1 is not a number ({ours_macro} vs {theirs_macro})")
+    elif drop > policy.max_macro_f1_drop:
         reasons.append(
             f"macro-F1 {ours_macro:.4f} is {drop:.4f} below the champion's "
             f"{theirs_macro:.4f} (allowed {policy.max_macro_f1_drop})"
         )
     for label, scores in champion.per_class.items():
         ours = challenger.per_class.get(label, {}).get("f1", 0.0)
-        if scores["f1"] - ours > policy.max_class_f1_drop:
+        if not math.isfinite(ours) or scores["f1"] - ours > policy.max_class_f1_drop:
             reasons.append(f"class {label!r} F1 {ours:.4f} vs champion {scores['f1']:.4f}")
     passed = not reasons
     if passed:
         reasons.append(f"macro-F1 {ours_macro:.4f} vs champion {theirs_macro:.4f}")
-    return GateDecision(passed, reasons, challenger.flat(), champion.flat())
+    compared = {
+        "classes": scored,
+        "challenger_macro_f1": ours_macro,
+        "champion_macro_f1": theirs_macro,
+    }
+    return GateDecision(passed, reasons, challenger.flat(), champion.flat(), compared)
 
 
 def scored_classes(ev: Evaluation) -> list[str]:

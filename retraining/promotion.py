@@ -48,6 +48,7 @@ def promote(
     metrics = {
         "challenger": decision.challenger,
         "champion": decision.champion,
+        "gate": decision.compared,
         "n": challenger_eval.n,
     }
     if decision.passed or force:

@@ -49,8 +49,7 @@ def fetch_warm_start(
     version = check_version(version)
     name = settings.registered_model_name
     where = mask_userinfo(settings.tracking_uri())
-    if settings.tracking_is_server():
-        _probe(settings, where)
+    _probe(settings)
     try:
         c = registry.client(settings)
         mv = c.get_model_version(name, version)
@@ -109,17 +108,33 @@ def fetch_warm_start(
     return version, path
 
 
-def _probe(settings: Settings, where: str) -> None:
-    """One plain request to a tracking server, within ``registry_timeout_s``: MLflow's own
-    client retries a server that is down for minutes before it gives up."""
-    from pipeline.core.model_fetch import RegistryUnreachable, by_alias
+def _probe(settings: Settings) -> None:
+    """Open a TCP connection to each http(s) tracking or registry server, within
+    ``registry_timeout_s``: MLflow's own client retries a server that is down for minutes
+    before it gives up. Only reachability is checked here; TLS, credentials and answers stay
+    MLflow's (its client honours MLFLOW_TRACKING_SERVER_CERT_PATH and the like)."""
+    import socket
+    import urllib.parse
 
-    try:
-        by_alias(settings, "champion")
-    except RegistryUnreachable as exc:
-        raise TrainingError(f"--warm-start: cannot reach the registry at {where}: {exc}") from None
-    except NewsflowError as exc:  # refused access, a redirect, an answer that is not MLflow's
-        raise TrainingError(f"--warm-start: cannot read the registry at {where}: {exc}") from None
+    for uri in {settings.tracking_uri(), settings.mlflow_registry_uri or ""}:
+        if not uri.startswith(("http://", "https://")):
+            continue
+        parts = urllib.parse.urlsplit(uri)
+        where = mask_userinfo(uri)
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            host = parts.hostname or ""
+        except ValueError:
+            raise TrainingError(
+                f"--warm-start: the registry URI {where} has no usable port"
+            ) from None
+        try:
+            socket.create_connection((host, port), timeout=settings.registry_timeout_s).close()
+        except OSError as exc:
+            raise TrainingError(
+                f"--warm-start: cannot reach the registry at {where}: "
+                f"{exc.strerror or type(exc).__name__} (within {settings.registry_timeout_s:g} s)"
+            ) from None
 
 
 def _known(settings: Settings) -> str:

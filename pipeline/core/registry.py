@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 CHAMPION, CHALLENGER = "champion", "challenger"
 MODEL_ARTIFACT = "model"
 STATE_TAG = "newsflow.torch_state"  # size and SHA-256 of the run's torch/state.pt
+TORCH_STATE_FILE = "state.pt"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +109,7 @@ def register_folder(
             "model_version": model_version,
             manifest.TAG: manifest.encode(manifest.folder_manifest(folder)),
             **(
-                {STATE_TAG: manifest.encode({"state.pt": manifest.file_digest(torch_state)})}
+                {STATE_TAG: manifest.encode({TORCH_STATE_FILE: manifest.file_digest(torch_state)})}
                 if torch_state is not None
                 else {}
             ),
@@ -239,32 +240,60 @@ def download(settings: Settings, *, version: str, dst: Path) -> Path:
 
 def torch_state(settings: Settings, version: str, dst: Path) -> Path | None:
     """The fine-tuned weights (``torch/state.pt``) logged by the run behind ``version``, or
-    None when that run logged none (older runs). Versions registered with their weights'
-    digest (``STATE_TAG``) are checked against it: other bytes raise :class:`RegistryError`
-    (a changed file must not pass for the registered weights, nor for "none")."""
+    None when that run logged none (older runs, registered without ``STATE_TAG``). A version
+    registered with its weights' digest must deliver exactly those bytes: a file that is
+    missing, cannot be downloaded or differs raises :class:`RegistryError` (it must pass
+    neither for the registered weights nor for "none", which would train from the base)."""
     import mlflow
 
     c = client(settings)
     mv = c.get_model_version(settings.registered_model_name, version)
-    run_id = mv.run_id
     recorded = dict(mv.tags or {}).get(STATE_TAG)
+    want = _state_digest(version, recorded) if recorded is not None else None
     dst.mkdir(parents=True, exist_ok=True)
+    _clear(dst / TORCH_STATE_FILE)  # a file, link or folder left by an earlier download
     try:
-        got = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path="torch/state.pt", dst_path=str(dst)
-        )
-    except Exception as exc:  # no such artefact: train from the base model instead
-        log.info("version %s has no torch state: %s", version, exc)
-        return None
-    path = Path(got)
-    if recorded is not None:
-        want = manifest.decode(recorded).get("state.pt")
-        have = manifest.file_digest(path)
-        if want is None or have != want:
-            path.unlink(missing_ok=True)
-            raise RegistryError(
-                f"version {version}'s fine-tuned weights (torch/state.pt) differ from the "
-                f"ones registered with it ({have.size} bytes, registered "
-                f"{want.size if want else '?'}; SHA-256 checked)"
+        got = Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=mv.run_id, artifact_path=f"torch/{TORCH_STATE_FILE}", dst_path=str(dst)
             )
-    return path
+        )
+    except Exception as exc:
+        if want is None:  # an older run that logged no weights: train from the base instead
+            log.info("version %s has no torch state: %s", version, exc)
+            return None
+        raise RegistryError(
+            f"version {version}'s fine-tuned weights (torch/{TORCH_STATE_FILE}) were "
+            f"registered but cannot be downloaded: {str(exc)[:300]}"
+        ) from None
+    if want is None:
+        return got
+    have = manifest.file_digest(got) if got.is_file() and not got.is_symlink() else None
+    if have != want:
+        _clear(got)
+        raise RegistryError(
+            f"version {version}'s fine-tuned weights (torch/{TORCH_STATE_FILE}) differ from "
+            f"the ones registered with it ({have.size if have else 'not a file of'} bytes, "
+            f"registered {want.size}; SHA-256 checked)"
+        )
+    return got
+
+
+def _state_digest(version: str, recorded: str) -> manifest.FileDigest:
+    try:
+        want = manifest.decode(recorded).get(TORCH_STATE_FILE)
+    except ModelError:
+        want = None
+    if want is None:
+        raise RegistryError(
+            f"version {version}'s tag {STATE_TAG} is unreadable or names no "
+            f"{TORCH_STATE_FILE}: its weights cannot be checked"
+        )
+    return want
+
+
+def _clear(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)

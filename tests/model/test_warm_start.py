@@ -236,7 +236,7 @@ def test_non_finite_or_foreign_weights_are_refused(bert_base: Path, tmp_path: Pa
 
 
 @pytest.mark.timeout(60)  # MLflow's own client retries a down server for about 5 minutes
-def test_a_tracking_server_that_is_down_or_not_mlflow_is_refused_at_once(
+def test_a_registry_server_that_is_down_or_not_mlflow_is_refused_at_once(
     store: Settings, bert_base: Path
 ) -> None:
     import http.server
@@ -252,6 +252,10 @@ def test_a_tracking_server_that_is_down_or_not_mlflow_is_refused_at_once(
     down = store.model_copy(update={"mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}"})
     with pytest.raises(InputError, match=r"cannot reach the registry at http://127\.0\.0\.1"):
         flow.run_flow(down, warm_start="1", **kwargs)
+    # a registry kept apart from the tracking store is the one the versions come from
+    apart = store.model_copy(update={"mlflow_registry_uri": f"http://127.0.0.1:{free_port()}"})
+    with pytest.raises(InputError, match=r"cannot reach the registry at http://127\.0\.0\.1"):
+        flow.run_flow(apart, warm_start="1", **kwargs)
 
     class Answer(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -268,8 +272,53 @@ def test_a_tracking_server_that_is_down_or_not_mlflow_is_refused_at_once(
         page = store.model_copy(
             update={"mlflow_tracking_uri": f"http://127.0.0.1:{server.server_address[1]}"}
         )
-        with pytest.raises(InputError, match=r"cannot read the registry .* sent no JSON"):
+        with pytest.raises(InputError, match=r"cannot read version 1 from the registry"):
             flow.run_flow(page, warm_start="1", **kwargs)
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_registered_weights_are_those_bytes_or_an_error_never_none(
+    store: Settings, versions: dict[str, str], tmp_path: Path
+) -> None:
+    """What drift retraining and topic onboarding read too: a version registered with its
+    weights' digest never passes for "no weights" (they would train from the base)."""
+    import shutil
+
+    from pipeline.core import manifest
+    from pipeline.core.errors import RegistryError
+
+    c, name = registry.client(store), store.registered_model_name
+    digest = dict(c.get_model_version(name, "1").tags)[registry.STATE_TAG]
+    want = manifest.decode(digest)["state.pt"]
+    # leftovers of an earlier download where the file goes: replaced, then checked
+    for leftover in ("folder", "link"):
+        dst = tmp_path / leftover
+        (dst / "state.pt").parent.mkdir(parents=True)
+        if leftover == "folder":
+            (dst / "state.pt").mkdir()
+        else:
+            (dst / "state.pt").symlink_to(tmp_path / "nowhere")
+        got = registry.torch_state(store, "1", dst)
+        assert got is not None and manifest.file_digest(got) == want
+    assert registry.torch_state(store, "3", tmp_path / "old") is None  # no weights logged
+
+    run_id = c.get_model_version(name, "1").run_id
+    uri = c.get_run(run_id).info.artifact_uri
+    logged = Path(uri.removeprefix("file://")) / "torch" / "state.pt"
+    keep = tmp_path / "keep.pt"
+    shutil.move(logged, keep)
+    try:
+        with pytest.raises(RegistryError, match="registered but cannot be downloaded"):
+            registry.torch_state(store, "1", tmp_path / "gone")
+    finally:
+        shutil.move(keep, logged)
+    try:
+        for bad in ("not json", "{}", '{"other.pt": [1, "' + "0" * 64 + '"]}', "[]"):
+            c.set_model_version_tag(name, "1", registry.STATE_TAG, bad)
+            with pytest.raises(RegistryError, match=r"newsflow\.torch_state is unreadable"):
+                registry.torch_state(store, "1", tmp_path / "tag")
+            assert not (tmp_path / "tag" / "state.pt").exists()
+    finally:
+        c.set_model_version_tag(name, "1", registry.STATE_TAG, digest)

@@ -84,6 +84,14 @@ def test_a_topic_being_removed_is_left_out_of_both_sides() -> None:
     assert not decision.passed
     assert "below the champion's 0.9000" in decision.reasons[0], decision.reasons
     assert gate(_ev([0.897] * 4), champion).passed
+    assert decision.compared["classes"] == ["a", "b", "c", "d"]
+    assert decision.compared["champion_macro_f1"] == pytest.approx(0.9)
+
+
+def test_a_challenger_scored_not_a_number_is_refused() -> None:
+    nan = float("nan")
+    assert not gate(_ev([nan, nan]), _ev([0.9, 0.9])).passed
+    assert not gate(_ev([0.95, nan]), _ev([0.9, 0.9])).passed
 
 
 def test_retired_topics_are_relabelled_and_the_head_grows_by_name() -> None:
