@@ -19,6 +19,7 @@ import numpy as np
 from pipeline.core.datasets import LabelledText, load_dataset
 from pipeline.core.errors import NewsflowError
 from pipeline.core.model_folder import INT8, ReferenceDistribution, read_metadata, write_metadata
+from pipeline.core.registry import TORCH_STATE_FILE
 from pipeline.core.runtime import softmax
 from pipeline.core.settings import Settings
 from retraining import checkpoint as ckpt
@@ -391,7 +392,7 @@ def _record_metrics(folder: Path, extra: dict[str, float | None]) -> None:
     write_metadata(folder, meta)
 
 
-TORCH_STATE = "state.pt"  # the fine-tuned classifier's weights, logged under torch/
+TORCH_STATE = TORCH_STATE_FILE  # the fine-tuned classifier's weights, logged under torch/
 
 
 def _save_state(model: Any, path: Path) -> None:
@@ -502,7 +503,7 @@ def _log_to_mlflow(
             mlflow.log_text(data_card_markdown(card), "dataset_card.md")
         mlflow.log_artifacts(str(model_dir), artifact_path=registry.MODEL_ARTIFACT)
         if state_path is not None and state_path.exists():
-            mlflow.log_artifact(str(state_path), artifact_path="torch")
+            mlflow.log_artifact(str(state_path), artifact_path=registry.TORCH_STATE_DIR)
         run_id: str = run.info.run_id
         summary["run_id"] = run_id
     if not parity_ok:

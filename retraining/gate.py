@@ -82,13 +82,13 @@ def scored_classes(ev: Evaluation) -> list[str]:
     return present or list(ev.per_class)
 
 
-def old_classes_macro_f1(challenger: Evaluation, old: Sequence[str] | dict[str, Any]) -> float:
-    """The challenger's macro-F1 over the champion's classes (a class it no longer has
-    counts 0; one it added is left out)."""
+def old_classes_macro_f1(ev: Evaluation, old: Sequence[str] | dict[str, Any]) -> float:
+    """``ev``'s macro-F1 over the classes ``old`` names (a class it does not have counts 0;
+    one it has beyond them is left out)."""
     names = list(old)
     if not names:
-        return challenger.macro_f1
-    return sum(challenger.per_class.get(n, {}).get("f1", 0.0) for n in names) / len(names)
+        return ev.macro_f1
+    return sum(ev.per_class.get(n, {}).get("f1", 0.0) for n in names) / len(names)
 
 
 def evaluate_folder(

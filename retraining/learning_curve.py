@@ -147,9 +147,10 @@ def table(points: Sequence[Point]) -> str:
     for p in points:
         int8 = "" if p.int8_accuracy is None else f"{p.int8_accuracy:.4f}"
         secs = "" if p.train_seconds is None else f"{p.train_seconds:,.0f}"
+        low, high = p.bounds
         lines.append(
             f"| {p.base} | {p.epochs} | {p.train_rows:,} | {p.test_rows:,} | "
-            f"{p.accuracy:.4f} [{p.bounds[0]:.4f}, {p.bounds[1]:.4f}] | {int8} | {secs} |"
+            f"{p.accuracy:.4f} [{low:.4f}, {high:.4f}] | {int8} | {secs} |"
         )
     return "\n".join(lines)
 

@@ -16,13 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.core.errors import NewsflowError
+from pipeline.core.registry import TORCH_STATE_ARTIFACT
 from pipeline.core.settings import Settings, mask_userinfo
 from retraining.checkpoint import base_name
 from retraining.errors import TrainingError
 
 log = logging.getLogger(__name__)
 _VERSION = re.compile(r"[0-9]{1,9}")
-STATE_ARTIFACT = "torch/state.pt"  # logged by retraining.flow for every trained version
 
 
 def check_version(version: str) -> str:
@@ -89,10 +89,10 @@ def fetch_warm_start(
             f"--warm-start: cannot list the artefacts of version {version}'s run at {where}: "
             f"{str(exc)[:300]}"
         ) from None
-    if STATE_ARTIFACT not in logged:
+    if TORCH_STATE_ARTIFACT not in logged:
         raise TrainingError(
             f"--warm-start: the run behind version {version} logged no fine-tuned weights "
-            f"({STATE_ARTIFACT}); train it from the base instead"
+            f"({TORCH_STATE_ARTIFACT}); train it from the base instead"
         )
     cache = registry.local_copy_path(settings, version).with_name(f"v{version}.torch")
     try:
@@ -101,7 +101,7 @@ def fetch_warm_start(
         raise TrainingError(f"--warm-start: {exc}") from None
     if path is None:
         raise TrainingError(
-            f"--warm-start: version {version}'s {STATE_ARTIFACT} could not be downloaded "
+            f"--warm-start: version {version}'s {TORCH_STATE_ARTIFACT} could not be downloaded "
             f"from {where}"
         )
     log.info("warm start from version %s (%s): %s", version, meta.version, path)
@@ -109,12 +109,13 @@ def fetch_warm_start(
 
 
 def _probe(settings: Settings) -> None:
-    """Open a TCP connection to each http(s) tracking or registry server, within
+    """A TCP connection to each http(s) tracking or registry server, within
     ``registry_timeout_s``: MLflow's own client retries a server that is down for minutes
     before it gives up. Only reachability is checked here; TLS, credentials and answers stay
     MLflow's (its client honours MLFLOW_TRACKING_SERVER_CERT_PATH and the like)."""
-    import socket
     import urllib.parse
+
+    from pipeline.stack.processes import port_open
 
     for uri in {settings.tracking_uri(), settings.mlflow_registry_uri or ""}:
         if not uri.startswith(("http://", "https://")):
@@ -123,18 +124,15 @@ def _probe(settings: Settings) -> None:
         where = mask_userinfo(uri)
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            host = parts.hostname or ""
         except ValueError:
             raise TrainingError(
                 f"--warm-start: the registry URI {where} has no usable port"
             ) from None
-        try:
-            socket.create_connection((host, port), timeout=settings.registry_timeout_s).close()
-        except OSError as exc:
+        if not port_open(parts.hostname or "", port, timeout=settings.registry_timeout_s):
             raise TrainingError(
-                f"--warm-start: cannot reach the registry at {where}: "
-                f"{exc.strerror or type(exc).__name__} (within {settings.registry_timeout_s:g} s)"
-            ) from None
+                f"--warm-start: cannot reach the registry at {where}: no connection within "
+                f"{settings.registry_timeout_s:g} s"
+            )
 
 
 def _known(settings: Settings) -> str:

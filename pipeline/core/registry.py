@@ -18,8 +18,10 @@ from pipeline.core.settings import Settings, mask_userinfo
 log = logging.getLogger(__name__)
 CHAMPION, CHALLENGER = "champion", "challenger"
 MODEL_ARTIFACT = "model"
-STATE_TAG = "newsflow.torch_state"  # size and SHA-256 of the run's torch/state.pt
-TORCH_STATE_FILE = "state.pt"
+# The fine-tuned classifier's weights, which every training run logs beside its model folder.
+TORCH_STATE_DIR, TORCH_STATE_FILE = "torch", "state.pt"
+TORCH_STATE_ARTIFACT = f"{TORCH_STATE_DIR}/{TORCH_STATE_FILE}"
+STATE_TAG = "newsflow.torch_state"  # their size and SHA-256, set at registration
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,7 +257,7 @@ def torch_state(settings: Settings, version: str, dst: Path) -> Path | None:
     try:
         got = Path(
             mlflow.artifacts.download_artifacts(
-                run_id=mv.run_id, artifact_path=f"torch/{TORCH_STATE_FILE}", dst_path=str(dst)
+                run_id=mv.run_id, artifact_path=TORCH_STATE_ARTIFACT, dst_path=str(dst)
             )
         )
     except Exception as exc:
@@ -263,7 +265,7 @@ def torch_state(settings: Settings, version: str, dst: Path) -> Path | None:
             log.info("version %s has no torch state: %s", version, exc)
             return None
         raise RegistryError(
-            f"version {version}'s fine-tuned weights (torch/{TORCH_STATE_FILE}) were "
+            f"version {version}'s fine-tuned weights ({TORCH_STATE_ARTIFACT}) were "
             f"registered but cannot be downloaded: {str(exc)[:300]}"
         ) from None
     if want is None:
@@ -272,7 +274,7 @@ def torch_state(settings: Settings, version: str, dst: Path) -> Path | None:
     if have != want:
         _clear(got)
         raise RegistryError(
-            f"version {version}'s fine-tuned weights (torch/{TORCH_STATE_FILE}) differ from "
+            f"version {version}'s fine-tuned weights ({TORCH_STATE_ARTIFACT}) differ from "
             f"the ones registered with it ({have.size if have else 'not a file of'} bytes, "
             f"registered {want.size}; SHA-256 checked)"
         )
