@@ -21,11 +21,18 @@ DEMO_FLAGS ?= --quick
 run: stack-up
 	$(NEWSFLOW) demo $(DEMO_FLAGS)
 
+# Two parts: the tests that share the stack peacefully run on TEST_WORKERS processes
+# (pytest-xdist; tests of one xdist_group share a worker and its session fixtures), then the
+# `serial` ones (they stop Kafka or PostgreSQL, or time latencies) alone.
+TEST_WORKERS ?= 2
+PYTEST := .venv/bin/python -m pytest -p no:cacheprovider
 test: stack-up
 	bash infra/test-deps.sh
-	.venv/bin/python -m pytest -p no:cacheprovider
+	$(PYTEST) -m "not serial" -n $(TEST_WORKERS) --dist loadgroup
+	$(PYTEST) -m serial
 
 lint: install
 	.venv/bin/ruff check pipeline retraining monitoring tests infra
 	.venv/bin/ruff format --check pipeline retraining monitoring tests infra
 	.venv/bin/mypy
+	.venv/bin/lint-imports

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import secrets
+import subprocess
 import threading
 import time
 import uuid
@@ -255,33 +256,101 @@ class Watcher:
         return False
 
 
+StreamProgress = Callable[[str, int], Callable[[int], None]]
+TrainProgress = Callable[[str, int, int], None]
+
+
+@dataclasses.dataclass
+class DemoRun:
+    """One demo run: its ids and settings, and the handles the cleanup must release."""
+
+    demo_id: str
+    model_name: str
+    settings: Settings  # the demo's own (registered model, fast drift checks)
+    options: DemoOptions
+    sources: Sources
+    engine: Engine
+    logs: Path
+    report: Report
+    stream_progress: StreamProgress | None
+    children: list[subprocess.Popen[bytes]] = dataclasses.field(default_factory=list)
+    reviewer: SimulatedReviewer | None = None
+    truth: dict[str, str | None] = dataclasses.field(default_factory=dict)  # article -> topic
+    web_url: str = ""
+
+
 def run_demo(
     settings: Settings,
     options: DemoOptions,
     *,
     report: Report,
-    stream_progress: Callable[[str, int], Callable[[int], None]] | None = None,
-    train_progress: Callable[[str, int, int], None] | None = None,
+    stream_progress: StreamProgress | None = None,
+    train_progress: TrainProgress | None = None,
 ) -> dict[str, Any]:
-    from monitoring.run import ensure_champion
-    from monitoring.web.users import UserError, add_user
-    from pipeline.core import registry
-    from pipeline.core.db.engine import make_engine
+    """The whole loop on the local stack (see the module docstring); returns the summary."""
     from pipeline.stack import stack_down, stack_status, stack_up
-    from pipeline.worker_process import start_command, start_worker, stop_process
 
     started_at = time.monotonic()
     stack_was_up = all(s.up for s in stack_status(settings))
     stack_up(settings, report=report)
+    run = _prepare(settings, options, report, stream_progress)
+    summary: dict[str, Any] = {"demo_id": run.demo_id, "sources": run.sources.kind}
+    try:
+        _run_loop(run, summary, train_progress, started_at)
+        return summary
+    finally:
+        _stop_run(run)
+        if not stack_was_up:
+            report("stopping the stack the demo started")
+            stack_down(settings)
+
+
+def _prepare(
+    settings: Settings,
+    options: DemoOptions,
+    report: Report,
+    stream_progress: StreamProgress | None,
+) -> DemoRun:
+    """The demo's id, work directory, sources, settings and database engine."""
+    from pipeline.core.db.engine import make_engine
+
     demo_id = f"demo{uuid.uuid4().hex[:6]}"
     workdir = settings.home / "demo" / demo_id
     workdir.mkdir(parents=True, exist_ok=True)
     model_name = f"{DEMO_MODEL}-{demo_id}" if options.fresh else DEMO_MODEL
     sources = pick_sources(settings, options, workdir)
-    s = settings.model_copy(
+    s = _demo_settings(settings, options, model_name, sources.train_dataset)
+    datasets = sources.kind == "datasets"
+    report(
+        f"demo {demo_id}: sources {sources.kind} (stable: "
+        f"{'AG News' if datasets else 'synthetic news'}, shifted: "
+        f"{'20 Newsgroups' if datasets else 'synthetic new topics'}); "
+        f"registered model {model_name}"
+    )
+    engine = make_engine(s, pool_size=4)
+    logs = workdir / "logs"
+    logs.mkdir(exist_ok=True)
+    return DemoRun(
+        demo_id=demo_id,
+        model_name=model_name,
+        settings=s,
+        options=options,
+        sources=sources,
+        engine=engine,
+        logs=logs,
+        report=report,
+        stream_progress=stream_progress,
+    )
+
+
+def _demo_settings(
+    settings: Settings, options: DemoOptions, model_name: str, train_dataset: str
+) -> Settings:
+    """The demo's own model name, and drift checks and retraining fast enough to watch."""
+    return settings.model_copy(
         update={
             "registered_model_name": model_name,
-            "retrain_dataset": sources.train_dataset,
+            "retrain_dataset": train_dataset,
             "retrain_epochs": options.retrain_epochs,
             "retrain_cooldown_hours": 0.0,
             "retrain_daily_cap": 1000,
@@ -292,162 +361,220 @@ def run_demo(
             "eval_limit": options.eval_limit,
         }
     )
-    report(
-        f"demo {demo_id}: sources {sources.kind} (stable: "
-        f"{'AG News' if sources.kind == 'datasets' else 'synthetic news'}, shifted: "
-        f"{'20 Newsgroups' if sources.kind == 'datasets' else 'synthetic new topics'}); "
-        f"registered model {model_name}"
+
+
+def _run_loop(
+    run: DemoRun,
+    summary: dict[str, Any],
+    train_progress: TrainProgress | None,
+    started_at: float,
+) -> None:
+    """Every phase of the demo in turn, adding its figures to ``summary``."""
+    summary["initial_version"] = _start(run, train_progress)
+    watcher = Watcher(run.engine, run.model_name, run.report)
+    reviewer = SimulatedReviewer(run.engine, run.truth, run.demo_id)
+    run.reviewer = reviewer
+    reviewer.start()
+    run.report(
+        f"a [bold]simulated[/bold] reviewer ({SIMULATED_REVIEWER}) labels sampled items "
+        "from the sources' true labels"
     )
-    engine = make_engine(s, pool_size=4)
-    children: list[Any] = []
-    reviewer: SimulatedReviewer | None = None
-    summary: dict[str, Any] = {"demo_id": demo_id, "sources": sources.kind}
-    logs = workdir / "logs"
-    logs.mkdir(exist_ok=True)
+    phases: dict[str, Any] = {}
+    phases["stable"] = _stream_stable(run, watcher)
+    phases["shifted"] = _stream_shifted(run, watcher)
+    drift, outcome = _wait_for_loop(run, watcher)
+    promoted = next((e for e in watcher.events if e.kind == "promoted"), None)
+    if promoted:
+        summary["serving_promoted"] = _final_batch(run, watcher, promoted, phases)
+    elif outcome:
+        run.report("[yellow]the challenger was not promoted (see the model events)[/yellow]")
+    watcher.poll()
+    reviewer.stop()
+    summary.update(
+        _summary(
+            run,
+            watcher,
+            phases,
+            drift=drift,
+            promoted=promoted,
+            labelled=reviewer.labelled,
+            started_at=started_at,
+        )
+    )
+
+
+def _start(run: DemoRun, train_progress: TrainProgress | None) -> str:
+    """Train (or find) the first champion, add a web login, start the children."""
+    from monitoring.run import ensure_champion
+    from pipeline.worker_process import start_command, start_worker
+
+    s, options, report = run.settings, run.options, run.report
+    version = ensure_champion(
+        s,
+        epochs=options.epochs,
+        report=report,
+        progress=train_progress,
+        dataset=run.sources.train_dataset,
+    )
+    _add_web_login(run)
+    run.children.append(start_worker(s, None, run.logs / "worker.log", metrics_port=0))
+    run.children.append(start_command(s, ["scheduler"], run.logs / "scheduler.log"))
+    run.children.append(start_command(s, ["web"], run.logs / "web.log"))
+    run.web_url = f"http://{s.web_host}:{s.web_port}"
+    report(
+        f"started a worker, the scheduler (drift check every {options.drift_every_s:.0f} s) "
+        f"and the web app at {run.web_url}; logs in {run.logs}"
+    )
+    return version
+
+
+def _add_web_login(run: DemoRun) -> None:
+    from monitoring.web.users import UserError, add_user
+
+    password = secrets.token_urlsafe(12)
     try:
-        version = ensure_champion(
-            s,
-            epochs=options.epochs,
-            report=report,
-            progress=train_progress,
-            dataset=sources.train_dataset,
+        add_user(run.engine, f"{run.demo_id}-admin", password, "admin")
+        run.report(
+            f"web login for this demo: user [bold]{run.demo_id}-admin[/bold], password "
+            f"[bold]{password}[/bold] (shown once; `newsflow users add` makes real accounts)"
         )
-        summary["initial_version"] = version
-        password = secrets.token_urlsafe(12)
-        try:
-            add_user(engine, f"{demo_id}-admin", password, "admin")
-            report(
-                f"web login for this demo: user [bold]{demo_id}-admin[/bold], password "
-                f"[bold]{password}[/bold] (shown once; `newsflow users add` makes real accounts)"
-            )
-        except UserError as exc:
-            report(f"web user not created: {exc}")
-        children.append(start_worker(s, None, logs / "worker.log", metrics_port=0))
-        children.append(start_command(s, ["scheduler"], logs / "scheduler.log"))
-        children.append(start_command(s, ["web"], logs / "web.log"))
-        web_url = f"http://{s.web_host}:{s.web_port}"
-        report(
-            f"started a worker, the scheduler (drift check every {options.drift_every_s:.0f} s) "
-            f"and the web app at {web_url}; logs in {logs}"
-        )
-        watcher = Watcher(engine, model_name, report)
-        truth: dict[str, str | None] = {}
-        reviewer = SimulatedReviewer(engine, truth, demo_id)
+    except UserError as exc:
+        run.report(f"web user not created: {exc}")
 
-        def phase(name: str, rows: Sequence[LabelledText], n: int) -> dict[str, Any]:
-            run_id = f"{demo_id}{name}"
-            report(f"streaming {n} {name} articles at {options.rate_per_min:.0f}/min")
-            t0 = time.monotonic()
-            progress = stream_progress(name, n) if stream_progress else None
-            sent, ids = _stream(s, rows, run_id, n, options.rate_per_min, progress)
-            for article_id, row_id in ids.items():
-                truth[article_id] = sources.truth.get(row_id)
-            waited = wait_stored(engine, run_id, sent, 300)
-            stats = _phase_stats(engine, run_id)
-            counts = stream_counts(engine, run_id)
-            distinct = counts.stored
-            stats.update(
-                sent=sent,
-                lost=sent - distinct,
-                duplicates=counts.redelivered + counts.conflicts,
-                seconds=round(time.monotonic() - t0, 1),
-                drain_after_send_s=round(waited, 1),
-                offered_per_min=options.rate_per_min,
-            )
-            report(
-                f"{name}: {distinct}/{sent} stored, p95 latency {stats['latency_p95_s']:.2f} s, "
-                f"lost {stats['lost']}, duplicates {stats['duplicates']}"
-            )
-            watcher.poll()
-            return stats
 
-        reviewer.start()
-        report(
-            f"a [bold]simulated[/bold] reviewer ({SIMULATED_REVIEWER}) labels sampled items "
-            "from the sources' true labels"
-        )
-        phases: dict[str, Any] = {}
-        # Wait for the scheduler to have started (its first run happens at start-up).
-        watcher.wait_for(lambda: bool(watcher.runs), 60, "the scheduler's first run")
-        phases["stable"] = phase("stable", sources.stable, options.stable_articles)
-        watcher.wait_for(
-            lambda: any(r.level in {"ok", "warn"} for r in watcher.runs),
-            options.drift_every_s * 3 + 30,
-            "a drift check on the stable stream",
-        )
-        phases["shifted"] = phase("shifted", sources.shifted, options.shifted_articles)
-        drift = watcher.wait_for(
-            lambda: any(r.level == "drift" for r in watcher.runs),
-            options.drift_every_s * 3 + 60,
-            "drift to be detected",
-        )
-        outcome = (
-            watcher.wait_for(
-                lambda: any(
-                    e.kind in {"promoted", "rejected", "retrain_failed"} for e in watcher.events
-                ),
-                1800,
-                "retraining to finish",
-            )
-            if drift
-            else False
-        )
-        promoted = next((e for e in watcher.events if e.kind == "promoted"), None)
-        if promoted:
-            info = registry.version_by_alias(s, registry.CHAMPION)
-            new_model = info.model_version if info else None
-            report(f"waiting for the worker to serve version {promoted.version}")
-            offset = options.shifted_articles
-            deadline = time.monotonic() + 90
-            final: dict[str, Any] = {}
-            attempt = 0
-            while time.monotonic() < deadline:
-                attempt += 1
-                final = phase(
-                    f"final{attempt}",
-                    list(sources.shifted[offset:]) or list(sources.shifted),
-                    options.final_articles,
-                )
-                phases[f"final{attempt}"] = final
-                if new_model in final["model_versions"]:
-                    break
-            summary["serving_promoted"] = new_model in final.get("model_versions", [])
-        elif outcome:
-            report("[yellow]the challenger was not promoted (see the model events)[/yellow]")
-        watcher.poll()
-        reviewer.stop()
-        summary_phases = list(phases.values())
-        sent = sum(p["sent"] for p in summary_phases)
-        summary.update(
-            {
-                "articles": sent,
-                "lost": sum(p["lost"] for p in summary_phases),
-                "duplicates": sum(p["duplicates"] for p in summary_phases),
-                "throughput_per_min": phases["stable"]["articles_per_min"],
-                "latency_p95_s": max(p["latency_p95_s"] for p in summary_phases),
-                "drift_detected": drift,
-                "drift_runs": [
-                    {k: v for k, v in dataclasses.asdict(r).items() if k != "model_version"}
-                    for r in watcher.runs
-                ],
-                "model_events": [dataclasses.asdict(e) for e in watcher.events],
-                "promoted_version": promoted.version if promoted else None,
-                "model_versions": [dataclasses.asdict(v) for v in registry.list_versions(s)],
-                "simulated_labels": reviewer.labelled,
-                "report_paths": [r.report_path for r in watcher.runs if r.report_path],
-                "web": web_url,
-                "phases": phases,
-                "seconds": round(time.monotonic() - started_at, 1),
-                "logs": str(logs),
-            }
-        )
-        return summary
-    finally:
-        if reviewer is not None:
-            reviewer.stop()
-        for proc in reversed(children):
-            stop_process(proc)
-        engine.dispose()
-        if not stack_was_up:
-            report("stopping the stack the demo started")
-            stack_down(settings)
+def _stream_phase(
+    run: DemoRun, watcher: Watcher, name: str, rows: Sequence[LabelledText], n: int
+) -> dict[str, Any]:
+    """Stream ``n`` articles, wait until they are stored; the phase's figures."""
+    run_id = f"{run.demo_id}{name}"
+    rate = run.options.rate_per_min
+    run.report(f"streaming {n} {name} articles at {rate:.0f}/min")
+    t0 = time.monotonic()
+    progress = run.stream_progress(name, n) if run.stream_progress else None
+    sent, ids = _stream(run.settings, rows, run_id, n, rate, progress)
+    for article_id, row_id in ids.items():
+        run.truth[article_id] = run.sources.truth.get(row_id)
+    waited = wait_stored(run.engine, run_id, sent, 300)
+    stats = _phase_stats(run.engine, run_id)
+    counts = stream_counts(run.engine, run_id)
+    distinct = counts.stored
+    stats.update(
+        sent=sent,
+        lost=sent - distinct,
+        duplicates=counts.redelivered + counts.conflicts,
+        seconds=round(time.monotonic() - t0, 1),
+        drain_after_send_s=round(waited, 1),
+        offered_per_min=rate,
+    )
+    run.report(
+        f"{name}: {distinct}/{sent} stored, p95 latency {stats['latency_p95_s']:.2f} s, "
+        f"lost {stats['lost']}, duplicates {stats['duplicates']}"
+    )
+    watcher.poll()
+    return stats
+
+
+def _stream_stable(run: DemoRun, watcher: Watcher) -> dict[str, Any]:
+    # Wait for the scheduler to have started (its first run happens at start-up).
+    watcher.wait_for(lambda: bool(watcher.runs), 60, "the scheduler's first run")
+    return _stream_phase(run, watcher, "stable", run.sources.stable, run.options.stable_articles)
+
+
+def _stream_shifted(run: DemoRun, watcher: Watcher) -> dict[str, Any]:
+    watcher.wait_for(
+        lambda: any(r.level in {"ok", "warn"} for r in watcher.runs),
+        run.options.drift_every_s * 3 + 30,
+        "a drift check on the stable stream",
+    )
+    return _stream_phase(run, watcher, "shifted", run.sources.shifted, run.options.shifted_articles)
+
+
+def _wait_for_loop(run: DemoRun, watcher: Watcher) -> tuple[bool, bool]:
+    """(drift detected, retraining finished: promoted, rejected or failed)."""
+    drift = watcher.wait_for(
+        lambda: any(r.level == "drift" for r in watcher.runs),
+        run.options.drift_every_s * 3 + 60,
+        "drift to be detected",
+    )
+    if not drift:
+        return False, False
+    outcome = watcher.wait_for(
+        lambda: any(e.kind in {"promoted", "rejected", "retrain_failed"} for e in watcher.events),
+        1800,
+        "retraining to finish",
+    )
+    return drift, outcome
+
+
+def _final_batch(
+    run: DemoRun,
+    watcher: Watcher,
+    promoted: model_events.WatchedModelEvent,
+    phases: dict[str, Any],
+) -> bool:
+    """Stream final batches until the promoted model serves them (90 s at most); adds each
+    batch to ``phases``; whether the last one was served by the promoted model."""
+    from pipeline.core import registry
+
+    info = registry.version_by_alias(run.settings, registry.CHAMPION)
+    new_model = info.model_version if info else None
+    run.report(f"waiting for the worker to serve version {promoted.version}")
+    rows = list(run.sources.shifted[run.options.shifted_articles :]) or list(run.sources.shifted)
+    deadline = time.monotonic() + 90
+    final: dict[str, Any] = {}
+    attempt = 0
+    while time.monotonic() < deadline:
+        attempt += 1
+        final = _stream_phase(run, watcher, f"final{attempt}", rows, run.options.final_articles)
+        phases[f"final{attempt}"] = final
+        if new_model in final["model_versions"]:
+            break
+    return new_model in final.get("model_versions", [])
+
+
+def _summary(
+    run: DemoRun,
+    watcher: Watcher,
+    phases: dict[str, Any],
+    *,
+    drift: bool,
+    promoted: model_events.WatchedModelEvent | None,
+    labelled: int,
+    started_at: float,
+) -> dict[str, Any]:
+    """Totals over the phases, the loop's drift runs, model events and versions."""
+    from pipeline.core import registry
+
+    summary_phases = list(phases.values())
+    return {
+        "articles": sum(p["sent"] for p in summary_phases),
+        "lost": sum(p["lost"] for p in summary_phases),
+        "duplicates": sum(p["duplicates"] for p in summary_phases),
+        "throughput_per_min": phases["stable"]["articles_per_min"],
+        "latency_p95_s": max(p["latency_p95_s"] for p in summary_phases),
+        "drift_detected": drift,
+        "drift_runs": [
+            {k: v for k, v in dataclasses.asdict(r).items() if k != "model_version"}
+            for r in watcher.runs
+        ],
+        "model_events": [dataclasses.asdict(e) for e in watcher.events],
+        "promoted_version": promoted.version if promoted else None,
+        "model_versions": [dataclasses.asdict(v) for v in registry.list_versions(run.settings)],
+        "simulated_labels": labelled,
+        "report_paths": [r.report_path for r in watcher.runs if r.report_path],
+        "web": run.web_url,
+        "phases": phases,
+        "seconds": round(time.monotonic() - started_at, 1),
+        "logs": str(run.logs),
+    }
+
+
+def _stop_run(run: DemoRun) -> None:
+    """Stop the reviewer and the children (last started first); release the engine."""
+    from pipeline.worker_process import stop_process
+
+    if run.reviewer is not None:
+        run.reviewer.stop()
+    for proc in reversed(run.children):
+        stop_process(proc)
+    run.engine.dispose()

@@ -20,6 +20,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.core.stats import wilson_interval as wilson_interval  # drift reports use it
+
 Level = Literal["ok", "warn", "drift"]
 FLOOR = 1e-4
 
@@ -81,13 +83,3 @@ def level_of(value: float, warn: float = 0.1, drift: float = 0.25) -> Level:
     if value >= warn:
         return "warn"
     return "ok"
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))

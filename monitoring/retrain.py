@@ -18,8 +18,6 @@ from typing import Literal
 from sqlalchemy import Engine
 
 from monitoring.decision import RetrainDecision
-from pipeline.core.datasets import LabelledText
-from pipeline.core.db import reviews
 from pipeline.core.db.events import count_model_events_since, record_model_event
 from pipeline.core.db.locks import advisory_unlock, try_advisory_lock
 from pipeline.core.settings import Settings
@@ -37,14 +35,6 @@ class RetrainOutcome:
     status: RetrainStatus
     reason: str
     version: str | None = None
-
-
-def reviewed_rows(engine: Engine, labels: Sequence[str]) -> list[LabelledText]:
-    """Articles whose review gave a known topic (simulated labels included, marked so)."""
-    return [
-        LabelledText(r.article_id, r.title, r.body, r.label)
-        for r in reviews.reviewed_articles(engine, labels)
-    ]
 
 
 def maybe_retrain(
@@ -125,31 +115,41 @@ def maybe_retrain(
 def _train_and_promote(
     settings: Settings, *, engine: Engine, drift_run_id: int | None, dataset: str
 ) -> RetrainOutcome:
-    from retraining.flow import load_training_data, run_flow
+    from retraining.flow import FlowOptions, load_training_data, run_flow
     from retraining.promotion import promote
+    from retraining.recipe import Recipe
+    from retraining.reviewed import load_reviewed_rows
     from retraining.train import TrainConfig
+    from retraining.training_data import DataChoice
 
-    base = load_training_data(settings, dataset)
-    reviewed = reviewed_rows(engine, base.labels)
+    choice = DataChoice(max_rows=settings.retrain_max_rows)
+    base = load_training_data(settings, dataset, choice=choice)
+    reviewed = load_reviewed_rows(engine=engine, labels=base.labels)
     rng = random.Random(drift_run_id or 0)
     rng.shuffle(reviewed)
     cut = int(len(reviewed) * 0.7)
     for_training, held_out = reviewed[:cut], reviewed[cut:]
-    splits = load_training_data(settings, dataset, extra=for_training)
+    splits = load_training_data(settings, dataset, extra=for_training, choice=choice)
     init_from = _champion_state(settings, splits.labels) if settings.retrain_warm_start else None
     result = run_flow(
         settings,
-        dataset=dataset,
-        cfg=TrainConfig(epochs=settings.retrain_epochs),
+        Recipe(
+            dataset=dataset,
+            data=choice,
+            training=TrainConfig(epochs=settings.retrain_epochs),
+            quantize=settings.retrain_quantize,
+        ),
         splits=splits,
-        baseline=False,
-        init_from=init_from,
-        tags={
-            "drift_run_id": str(drift_run_id),
-            "trigger": "drift",
-            "warm_start": str(init_from is not None),
-            "reviewed_labels": str(len(for_training)),
-        },
+        options=FlowOptions(
+            baseline=False,
+            init_from=init_from,
+            tags={
+                "drift_run_id": str(drift_run_id),
+                "trigger": "drift",
+                "warm_start": str(init_from is not None),
+                "reviewed_labels": str(len(for_training)),
+            },
+        ),
     )
     if result.registered_version is None:
         return RetrainOutcome("failed", "parity check failed; nothing registered")

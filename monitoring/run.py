@@ -48,16 +48,16 @@ def ensure_champion(
         f"({epochs} epochs; about 2-3 minutes each on 2 cores)"
     )
     from pipeline.core.db.engine import make_engine
-    from retraining.flow import run_flow
+    from retraining.flow import FlowOptions, run_flow
     from retraining.promotion import promote
+    from retraining.recipe import Recipe
     from retraining.train import TrainConfig
 
     result = run_flow(
         settings,
-        dataset=dataset,
-        cfg=TrainConfig(epochs=epochs),
+        Recipe(dataset=dataset, training=TrainConfig(epochs=epochs)),
         progress=progress,
-        baseline=False,
+        options=FlowOptions(baseline=False),
     )
     version = result.registered_version
     if version is None:

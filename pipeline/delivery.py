@@ -6,15 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NoReturn
 
 from sqlalchemy import exc as sa
 
+from pipeline.core.errors import NewsflowError
+
 log = logging.getLogger("newsflow.worker")
+
+DLQ_SHRUNK_ORIGINAL_BYTES = 1024
+
+
+class BatchAbandoned(NewsflowError):
+    """A batch was given up unacknowledged because a stop was requested. In a worker the
+    process has exited before this could be raised; it is seen only where the stop guard's
+    exit function returns (tests)."""
 
 
 def is_transient_db_error(exc: BaseException) -> bool:
@@ -77,6 +88,11 @@ class StopGuard:
                 handler.flush()
         self._exit(0)
 
+    def give_up(self, why: str) -> NoReturn:
+        """Abandon the batch in hand: exit, or (where the exit function returns) raise."""
+        self.abandon(why)
+        raise BatchAbandoned(why)
+
     async def pause(self, seconds: float) -> None:
         """Sleep, but wake at once when a stop is requested."""
         with contextlib.suppress(TimeoutError):
@@ -138,3 +154,28 @@ async def send_all(
             return
         await guard.pause(delay)
         delay = min(delay * 2, 5.0)
+
+
+async def finish_or_abandon(work: Awaitable[Any], *, guard: StopGuard) -> None:
+    """Run ``work`` (one batch) so that a cancellation (Faust stopping the agent) cannot cut
+    it half-way: it finishes within the grace period, or the process exits without
+    acknowledging the batch."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        guard.request_stop()
+        done, _ = await asyncio.wait({task}, timeout=max(0.5, guard.grace_s - 2))
+        if not done or task.exception() is not None:
+            guard.abandon("the agent was cancelled before its batch was stored")
+        raise
+
+
+def shrink_dead_letter(_key: bytes | None, value: bytes) -> bytes:
+    """A dead-letter record Kafka refused for its size, cut to a 1 KiB original."""
+    record = json.loads(value)
+    original = str(record.get("original", ""))
+    cut = DLQ_SHRUNK_ORIGINAL_BYTES
+    record["original"] = original[:cut]
+    record["original_truncated"] = len(original) > cut or bool(record.get("original_truncated"))
+    return json.dumps(record).encode()

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 
 from pipeline.core.datasets import LabelledText
-from pipeline.proof.badinput import BAD_KINDS, bad_messages
+from pipeline.malformed import BAD_KINDS, bad_messages
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
 

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 UNIFORM, UNCERTAINTY = "uniform", "uncertainty"
-SKIP_PENALTY = 100_000  # as monitoring.web.review_queue: a skipped item goes behind the rest
+SKIP_PENALTY = 100_000  # a skipped item goes behind the rest (monitoring.web.review_queue adds it)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

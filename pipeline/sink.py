@@ -1,16 +1,18 @@
-"""The prediction sink: one bulk, idempotent transaction per batch.
+"""The prediction sink: a batch of (article, prediction) pairs stored in one bulk,
+idempotent transaction by :func:`save_batch`, which returns a :class:`WriteResult`.
 
-``PredictionSink.add`` only buffers; :meth:`PredictionSink.write` alone touches Postgres.
-A redelivered article changes nothing: articles and predictions are inserted with
-``ON CONFLICT DO NOTHING`` on (article id) and (article id, model version), and only
-predictions that are new in this transaction are sampled for review and returned (so the
-caller publishes each prediction once to the ``predictions`` topic).
+:func:`save_batch` decides, the data-access modules under ``pipeline.core.db`` write
+(``articles``, ``predictions``, ``reviews``). A redelivered article changes nothing:
+articles and predictions are inserted with ``ON CONFLICT`` on (article id) and (article id,
+model version), and only predictions that are new in this transaction are sampled for review
+and returned (so the caller publishes each prediction once to the ``predictions`` topic).
 
-Review picks: with a :class:`~pipeline.sampling.Budget` (the worker's policy) the new
-predictions compete for a place in a queue that never holds more than the budget's pending
-items, across every worker: the fill runs under a transaction-level advisory lock, expires
-stale items, then inserts and replaces (see :func:`pipeline.sampling.fill_queue`). Without
-one, shares of each batch are sampled (:func:`pipeline.sampling.select_for_review`).
+Review picks follow a :class:`ReviewPolicy`. With a :class:`~pipeline.sampling.Budget` (the
+worker's policy) the new predictions compete for a place in a queue that never holds more
+than the budget's pending items, across every worker: the fill runs under a
+transaction-level advisory lock, expires stale items, then inserts and replaces (see
+:func:`pipeline.sampling.fill_queue`). Without one, shares of each batch are sampled
+(:func:`pipeline.sampling.select_for_review`).
 
 Id policy: the first message stored under an id owns it. A later message with the same id
 and the same title and body is a redelivery (counted in ``duplicates``); one with a different
@@ -23,34 +25,13 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    FromClause,
-    Select,
-    String,
-    Text,
-    bindparam,
-    cast,
-    column,
-    func,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.dialects.postgresql import ARRAY, insert
-from sqlalchemy.types import TypeEngine
+from sqlalchemy import Connection, Engine
 
-from pipeline.core.db.models import (
-    ArticleConflictRow,
-    ArticleRow,
-    ModelLabelsRow,
-    PredictionRow,
-    ReviewItemRow,
-)
-from pipeline.core.db.reviews import expire_stale_reviews
+from pipeline.core.db import articles as articles_db
+from pipeline.core.db import predictions as predictions_db
+from pipeline.core.db import reviews as reviews_db
 from pipeline.core.records import CleanArticle, Prediction
 from pipeline.sampling import (
     Budget,
@@ -64,7 +45,8 @@ from pipeline.sampling import (
 if TYPE_CHECKING:
     from pipeline.core.settings import Settings
 
-REVIEW_QUEUE_LOCK = 0x72657671  # "revq": one filler of the review queue at a time
+Pair = tuple[CleanArticle, Prediction]
+TextKey = tuple[str, str]  # (title, body)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,45 +91,19 @@ class WriteResult:
     conflicts: int = 0  # same id, different text: recorded in article_conflicts
 
 
-def _unnest_rows(
-    table: FromClause, rows: Sequence[Mapping[str, Any]], *, as_text: Sequence[str] = ()
-) -> Select[Any]:
-    """``SELECT * FROM unnest(<one array per column>)``: a batch's rows bound as one array
-    per column, so the statement's text (and its parsing, client and server side) does not
-    grow with the batch as a multi-row VALUES list does. A column in ``as_text`` (an array
-    column: unnest would flatten it) travels as its array literal and is cast back."""
-    names = list(rows[0])
+@dataclasses.dataclass(frozen=True)
+class _Judged:
+    """A batch's messages judged against the stored text of their id."""
 
-    def carried(name: str) -> TypeEngine[Any]:
-        # Strings travel unbounded: an explicit cast to VARCHAR(n) would silently cut an
-        # over-long value, where the INSERT's own assignment to the column raises.
-        typ = table.c[name].type
-        return Text() if name in as_text or isinstance(typ, String) else typ
-
-    arrays = [
-        cast(bindparam(f"u_{n}", [r[n] for r in rows], type_=ARRAY(carried(n))), ARRAY(carried(n)))
-        for n in names
-    ]
-    derived = (
-        func.unnest(*arrays).table_valued(*(column(n, carried(n)) for n in names)).render_derived()
-    )
-    return select(
-        *(
-            cast(derived.c[n], table.c[n].type).label(n) if n in as_text else derived.c[n]
-            for n in names
-        )
-    )
-
-
-def _array_literal(values: Sequence[float]) -> str:
-    """A float list as a PostgreSQL array literal; ``repr`` round-trips a float exactly."""
-    return "{" + ",".join(repr(float(v)) for v in values) + "}"
+    unique: dict[tuple[str, str], Pair]  # (article id, model version) -> its first message
+    conflicting: list[CleanArticle]  # another text than the stored one: kept, not predicted
+    extra_deliveries: dict[str, int]  # the stored text arrived again behind a conflict
 
 
 def save_batch(
     *,
     engine: Engine,
-    pairs: Sequence[tuple[CleanArticle, Prediction]],
+    pairs: Sequence[Pair],
     policy: ReviewPolicy,
     rng: random.Random,
     model_labels: Mapping[str, Sequence[str]] | None = None,
@@ -157,171 +113,111 @@ def save_batch(
     probability."""
     if not pairs:
         return WriteResult([], 0, 0)
-    by_id: dict[str, list[tuple[CleanArticle, Prediction]]] = {}
-    for art, pred in pairs:
-        by_id.setdefault(art.id, []).append((art, pred))
-
-    def text_of(a: CleanArticle) -> tuple[str, str]:
-        return (a.title, a.body)
-
-    # The row offered for each id is its first message; it carries how many messages of
-    # the batch have that same text (each one is a delivery of the same article).
-    article_rows = []
-    for msgs in by_id.values():
-        art = msgs[0][0]
-        article_rows.append(
-            {
-                "id": art.id,
-                "title": art.title,
-                "body": art.body,
-                "source": art.source,
-                "url": art.url,
-                "language": art.language,
-                "published_at": art.published_at,
-                "received_at": art.received_at,
-                "enqueued_at": art.enqueued_at,
-                "kafka_topic": art.topic,
-                "kafka_partition": art.partition if art.partition >= 0 else None,
-                "kafka_offset": art.offset if art.offset >= 0 else None,
-                "deliveries": sum(1 for m, _ in msgs if text_of(m) == text_of(art)),
-            }
-        )
+    by_id = _group_by_id(pairs)
     with engine.begin() as conn:
         if model_labels:
-            conn.execute(
-                insert(ModelLabelsRow).on_conflict_do_nothing(index_elements=["model_version"]),
-                [{"model_version": v, "labels": list(ls)} for v, ls in model_labels.items()],
-            )
-        # Same id and same text as the stored row: a delivery is counted. Another text: the
-        # row is not touched, so the id is not returned and its stored text is read back.
-        stmt = insert(ArticleRow).from_select(
-            list(article_rows[0]), _unnest_rows(ArticleRow.__table__, article_rows)
+            predictions_db.record_model_labels(conn, labels=model_labels)
+        judged = _store_articles(conn, by_id)
+        stored, candidates = _store_predictions(conn, judged.unique)
+        picks = _pick_for_review(conn, candidates, policy, rng)
+        article_of = {c.key: p.article_id for c, p in zip(candidates, stored, strict=True)}
+        reviews_db.queue_review_items(
+            conn,
+            items=[
+                reviews_db.NewReviewItem(k.key, article_of[k.key], k.reason, k.priority)
+                for k in picks
+            ],
         )
-        matched = set(
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["id"],
-                    set_={"deliveries": ArticleRow.deliveries + stmt.excluded.deliveries},
-                    where=(ArticleRow.title == stmt.excluded.title)
-                    & (ArticleRow.body == stmt.excluded.body),
-                ).returning(ArticleRow.id)
-            ).scalars()
-        )
-        stored_text = {i: text_of(msgs[0][0]) for i, msgs in by_id.items() if i in matched}
-        others = [i for i in by_id if i not in matched]
-        if others:
-            stored_text.update(
-                (r.id, (r.title, r.body))
-                for r in conn.execute(
-                    select(ArticleRow.id, ArticleRow.title, ArticleRow.body).where(
-                        ArticleRow.id.in_(others)
-                    )
-                )
-            )
-        # Every message is judged against the stored text: the same text is the article
-        # (one prediction per model version), any other text is a conflict, kept.
-        unique: dict[tuple[str, str], tuple[CleanArticle, Prediction]] = {}
-        conflicting: list[CleanArticle] = []
-        extra_deliveries: dict[str, int] = {}
-        for i, msgs in by_id.items():
-            for art, pred in msgs:
-                if text_of(art) != stored_text[i]:
-                    conflicting.append(art)
-                    continue
-                unique.setdefault((i, pred.model_version), (art, pred))
-                if i not in matched:  # the stored text arrived again behind a conflict
-                    extra_deliveries[i] = extra_deliveries.get(i, 0) + 1
-        for i, k in extra_deliveries.items():
-            conn.execute(
-                update(ArticleRow)
-                .where(ArticleRow.id == i)
-                .values(deliveries=ArticleRow.deliveries + k)
-            )
-        if conflicting:
-            conn.execute(
-                insert(ArticleConflictRow),
-                [
-                    {
-                        "article_id": a.id,
-                        "title": a.title,
-                        "body": a.body,
-                        "kafka_topic": a.topic,
-                        "kafka_partition": a.partition if a.partition >= 0 else None,
-                        "kafka_offset": a.offset if a.offset >= 0 else None,
-                        "received_at": a.received_at,
-                    }
-                    for a in conflicting
-                ],
-            )
-        pred_rows = [
-            {
-                "article_id": p.article_id,
-                "model_version": p.model_version,
-                "topic": p.topic,
-                "confidence": p.confidence,
-                "margin": p.margin,
-                "probabilities": _array_literal(p.probabilities),
-                "latency_ms": p.latency_ms,
-                "received_at": p.received_at,
-                "predicted_at": p.predicted_at,
-            }
-            for _, p in unique.values()
-        ]
-        inserted = (
-            conn.execute(
-                insert(PredictionRow)
-                .from_select(
-                    list(pred_rows[0]),
-                    _unnest_rows(PredictionRow.__table__, pred_rows, as_text=["probabilities"]),
-                )
-                .on_conflict_do_nothing(constraint="uq_prediction_article_version")
-                .returning(PredictionRow.id, PredictionRow.article_id, PredictionRow.model_version)
-            ).all()
-            if pred_rows
-            else []
-        )
-        new = {(r.article_id, r.model_version): int(r.id) for r in inserted}
-        stored = [p for (_, p) in unique.values() if (p.article_id, p.model_version) in new]
-        title_of = {(a.id, p.model_version): a.title for a, p in unique.values()}
-        candidates = [
-            Candidate(
-                new[(p.article_id, p.model_version)],
-                p.topic,
-                p.margin,
-                title_of[(p.article_id, p.model_version)],
-            )
-            for p in stored
-        ]
-        if policy.budget is not None:
-            picks = _fill_budgeted(conn, candidates, policy, policy.budget)
-        else:
-            picks = select_for_review(
-                candidates,
-                uniform_share=policy.uniform_share,
-                uncertain_share=policy.uncertain_share,
-                topic_cap=policy.topic_cap,
-                rng=rng,
-            )
-        if picks:
-            article_of = {new[(p.article_id, p.model_version)]: p.article_id for p in stored}
-            conn.execute(
-                insert(ReviewItemRow).on_conflict_do_nothing(
-                    constraint="uq_review_prediction_round"
-                ),
-                [
-                    {
-                        "prediction_id": k.key,
-                        "article_id": article_of[k.key],
-                        "reason": k.reason,
-                        "priority": k.priority,
-                        "round": 1,
-                        "status": "pending",
-                    }
-                    for k in picks
-                ],
-            )
-    conflicts = len(conflicting)
+    conflicts = len(judged.conflicting)
     return WriteResult(stored, len(pairs) - len(stored) - conflicts, len(picks), conflicts)
+
+
+def _text_of(article: CleanArticle) -> TextKey:
+    return (article.title, article.body)
+
+
+def _group_by_id(pairs: Sequence[Pair]) -> dict[str, list[Pair]]:
+    """The batch's messages per article id, in arrival order."""
+    by_id: dict[str, list[Pair]] = {}
+    for art, pred in pairs:
+        by_id.setdefault(art.id, []).append((art, pred))
+    return by_id
+
+
+def _store_articles(conn: Connection, by_id: Mapping[str, Sequence[Pair]]) -> _Judged:
+    """Offer each id's first message; same id and same text as the stored row counts a
+    delivery (each message of the batch with that text is one), another text leaves the
+    row alone and its stored text is read back. Then count late redeliveries and keep the
+    conflicts."""
+    firsts = [msgs[0][0] for msgs in by_id.values()]
+    deliveries = [
+        sum(1 for m, _ in msgs if _text_of(m) == _text_of(msgs[0][0])) for msgs in by_id.values()
+    ]
+    matched = articles_db.upsert_articles(conn, articles=firsts, deliveries=deliveries)
+    stored_text: dict[str, TextKey] = {
+        i: _text_of(msgs[0][0]) for i, msgs in by_id.items() if i in matched
+    }
+    others = [i for i in by_id if i not in matched]
+    if others:
+        stored_text.update(articles_db.select_article_texts(conn, ids=others))
+    judged = _judge(by_id, matched, stored_text)
+    if judged.extra_deliveries:
+        articles_db.add_deliveries(conn, counts=judged.extra_deliveries)
+    if judged.conflicting:
+        articles_db.insert_conflicts(conn, articles=judged.conflicting)
+    return judged
+
+
+def _judge(
+    by_id: Mapping[str, Sequence[Pair]], matched: set[str], stored_text: Mapping[str, TextKey]
+) -> _Judged:
+    """Every message is judged against the stored text: the same text is the article (one
+    prediction per model version), any other text is a conflict, kept."""
+    unique: dict[tuple[str, str], Pair] = {}
+    conflicting: list[CleanArticle] = []
+    extra_deliveries: dict[str, int] = {}
+    for i, msgs in by_id.items():
+        for art, pred in msgs:
+            if _text_of(art) != stored_text[i]:
+                conflicting.append(art)
+                continue
+            unique.setdefault((i, pred.model_version), (art, pred))
+            if i not in matched:  # the stored text arrived again behind a conflict
+                extra_deliveries[i] = extra_deliveries.get(i, 0) + 1
+    return _Judged(unique, conflicting, extra_deliveries)
+
+
+def _store_predictions(
+    conn: Connection, unique: Mapping[tuple[str, str], Pair]
+) -> tuple[list[Prediction], list[Candidate]]:
+    """Insert the predictions; returns those new in this transaction and, for each of them
+    in the same order, its review candidate (keyed by the new row id)."""
+    new = predictions_db.insert_new_predictions(conn, predictions=[p for _, p in unique.values()])
+    stored: list[Prediction] = []
+    candidates: list[Candidate] = []
+    for art, p in unique.values():
+        row_id = new.get((p.article_id, p.model_version))
+        if row_id is not None:
+            stored.append(p)
+            candidates.append(Candidate(row_id, p.topic, p.margin, art.title))
+    return stored, candidates
+
+
+def _pick_for_review(
+    conn: Connection,
+    candidates: Sequence[Candidate],
+    policy: ReviewPolicy,
+    rng: random.Random,
+) -> list[Pick]:
+    if policy.budget is not None:
+        return _fill_budgeted(conn, candidates, policy, policy.budget)
+    return select_for_review(
+        candidates,
+        uniform_share=policy.uniform_share,
+        uncertain_share=policy.uncertain_share,
+        topic_cap=policy.topic_cap,
+        rng=rng,
+    )
 
 
 def _fill_budgeted(
@@ -337,60 +233,34 @@ def _fill_budgeted(
     takes its place), so they cannot push it above either."""
     if not candidates:
         return []
-    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": REVIEW_QUEUE_LOCK})
+    reviews_db.lock_review_queue(conn)
     claim_s = policy.claim_minutes * 60
-    expire_stale_reviews(conn, older_than_s=policy.expire_hours * 3600, claim_s=claim_s)
-    rows = conn.execute(
-        text(
-            "SELECT r.id, r.prediction_id, r.reason, r.priority, r.round, r.skips, p.margin, "
-            "p.topic, a.title, (r.assigned_to IS NOT NULL "
-            "AND r.assigned_at > now() - make_interval(secs => :s)) AS held "
-            "FROM review_items r JOIN predictions p ON p.id = r.prediction_id "
-            "JOIN articles a ON a.id = r.article_id WHERE r.status = 'pending' "
-            # onboarding reviews (an admin's request for a new topic) are outside the budget:
-            # never replaced, renumbered or counted here
-            "AND r.reason <> 'onboarding'"
-        ),
-        {"s": claim_s},
-    ).all()
-    queued = [
-        Queued(
-            item_id=int(r.id),
-            prediction_id=int(r.prediction_id),
-            reason=str(r.reason),
-            topic=str(r.topic),
-            title=str(r.title or ""),
-            margin=float(r.margin),
-            priority=int(r.priority),
-            round=int(r.round),
-            held=bool(r.held),
-            skips=int(r.skips or 0),
-        )
-        for r in rows
-    ]
+    reviews_db.expire_stale_reviews(conn, older_than_s=policy.expire_hours * 3600, claim_s=claim_s)
+    queued = [_queued(q) for q in reviews_db.select_budgeted_pending(conn, claim_s=claim_s)]
     fill = fill_queue(candidates, queued, budget)
     picks = fill.picks
-    movable_now = "(assigned_to IS NULL OR assigned_at <= now() - make_interval(secs => :s))"
     if fill.replaced:
         # A reviewer may have claimed one since it was read: that one stays, and as many
         # new picks are dropped (the last: the highest margins), so the budget holds.
-        done = conn.execute(
-            text(
-                "UPDATE review_items SET status = 'replaced' WHERE id = ANY(:ids) "
-                f"AND status = 'pending' AND round = 1 AND {movable_now} RETURNING id"
-            ),
-            {"ids": fill.replaced, "s": claim_s},
-        ).all()
-        short = len(fill.replaced) - len(done)
+        done = reviews_db.replace_review_items(conn, item_ids=fill.replaced, claim_s=claim_s)
+        short = len(fill.replaced) - done
         if short:
             picks = picks[: max(0, len(picks) - short)]
     if fill.reorder:
-        conn.execute(
-            text(
-                "UPDATE review_items r SET priority = o.priority "
-                "FROM unnest(CAST(:ids AS bigint[]), CAST(:prios AS integer[])) "
-                f"AS o(id, priority) WHERE r.id = o.id AND r.status = 'pending' AND {movable_now}"
-            ),
-            {"ids": list(fill.reorder), "prios": list(fill.reorder.values()), "s": claim_s},
-        )
+        reviews_db.renumber_review_items(conn, priorities=fill.reorder, claim_s=claim_s)
     return picks
+
+
+def _queued(item: reviews_db.QueuedReview) -> Queued:
+    return Queued(
+        item_id=item.item_id,
+        prediction_id=item.prediction_id,
+        reason=item.reason,
+        topic=item.topic,
+        title=item.title,
+        margin=item.margin,
+        priority=item.priority,
+        round=item.round,
+        held=item.held,
+        skips=item.skips,
+    )

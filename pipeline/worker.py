@@ -1,5 +1,6 @@
 """The Faust worker: one app, one agent on `articles`. The agent only routes: the work is
-in :mod:`pipeline.batch`, run in a thread so the event loop keeps fetching and heartbeating.
+in :class:`pipeline.batch.BatchHandler`, whose blocking steps run in the executor so the
+event loop keeps fetching and heartbeating.
 
 Delivery: Faust's ``take_events`` acknowledges a batch only after the loop body finishes,
 and the body finishes only once the batch is stored in Postgres and its dead letters are
@@ -20,31 +21,20 @@ watchdog ends the process after ``shutdown_grace_s`` in any case.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import random
 import signal
-import time
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
-
-from pipeline.batch import Classified, RawMessage, Validated, classify, store, validate_batch
+from pipeline.batch import BatchHandler, Outlets, RawMessage
 from pipeline.core.model_folder import Precision
-from pipeline.core.records import CleanArticle, DeadLetter, DeadLetterReason, Prediction
 from pipeline.core.settings import Settings
-from pipeline.delivery import StopGuard, is_transient_db_error, send_all
+from pipeline.delivery import BatchAbandoned, StopGuard, finish_or_abandon
 from pipeline.hotswap import ModelHolder
 from pipeline.metrics import WorkerMetrics
-from pipeline.sink import ReviewPolicy, WriteResult
+from pipeline.sink import ReviewPolicy
 
 log = logging.getLogger("newsflow.worker")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _raw(event: Any) -> RawMessage:
@@ -54,26 +44,10 @@ def _raw(event: Any) -> RawMessage:
     )
 
 
-def _shrink_dead_letter(_key: bytes | None, value: bytes) -> bytes:
-    """A dead-letter record Kafka refused for its size, cut to a 1 KiB original."""
-    record = json.loads(value)
-    original = str(record.get("original", ""))
-    record["original"] = original[:1024]
-    record["original_truncated"] = len(original) > 1024 or bool(record.get("original_truncated"))
-    return json.dumps(record).encode()
-
-
-def create_app(
-    settings: Settings,
-    *,
-    holder: ModelHolder,
-    engine: Any,
-    metrics: WorkerMetrics,
-    guard: StopGuard | None = None,
-) -> Any:
+def _faust_app(settings: Settings) -> Any:
     import faust
 
-    app = faust.App(
+    return faust.App(
         settings.worker_name,
         broker=f"kafka://{settings.kafka_bootstrap}",
         value_serializer="raw",
@@ -90,6 +64,19 @@ def create_app(
         producer_max_request_size=max(settings.max_message_bytes * 4, 1_048_576),
         consumer_max_fetch_size=max(settings.max_message_bytes * 4, 1_048_576),
     )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    holder: ModelHolder,
+    engine: Any,
+    metrics: WorkerMetrics,
+    guard: StopGuard | None = None,
+) -> Any:
+    """The Faust app: one agent on ``articles`` that hands each micro-batch to a
+    :class:`~pipeline.batch.BatchHandler`, plus timers (idle model swap, consumer lag)."""
+    app = _faust_app(settings)
     articles = app.topic(
         settings.topic_articles, value_serializer="raw", key_serializer="raw", allow_empty=True
     )
@@ -97,210 +84,41 @@ def create_app(
     predictions = app.topic(
         settings.topic_predictions, value_serializer="raw", key_serializer="raw"
     )
-    policy = ReviewPolicy.from_settings(settings)
-    rng = random.Random()
-    labels_recorded: set[str] = set()  # versions whose label order is in model_labels
-    metrics.model_info.labels(version=holder.current.version).set(1)
-
     guard = guard or StopGuard(settings.shutdown_grace_s)
-
-    def dead_letter(m: RawMessage, reason: DeadLetterReason, detail: str) -> DeadLetter:
-        return DeadLetter(
-            reason, detail[:1000], m.value or b"", m.topic, m.partition, m.offset, _now(), m.key
-        )
-
-    async def send_dead(dead: Sequence[DeadLetter]) -> None:
-        if not dead:
-            return
-        records = await run(  # off the event loop: an original may be large
-            lambda: [
-                (d.key[:1024] if d.key else d.key, d.encode(settings.dlq_max_bytes)) for d in dead
-            ]
-        )
-        await send_all(
-            lambda k, v: dlq.send(key=k, value=v),
-            records,
-            guard=guard,
-            shrink=_shrink_dead_letter,
-            on_retry=metrics.send_retries.inc,
-            what="dead letters",
-        )
-        for d in dead:
-            metrics.dead_letters.labels(reason=d.reason.value).inc()
-            log.info(
-                "dead letter",
-                extra={"reason": d.reason.value, "offset": d.offset, "partition": d.partition},
-            )
-
-    async def run(fn: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, fn)
-
-    async def classify_isolated(
-        articles: Sequence[CleanArticle], classifier: Any, by_pos: dict[tuple[int, int], RawMessage]
-    ) -> tuple[list[tuple[CleanArticle, Prediction]], list[DeadLetter], float]:
-        try:
-            out = await run(lambda: classify(articles, classifier, now=_now))
-            return out.pairs, [], out.inference_ms
-        except Exception:
-            log.exception("classifying a batch failed; classifying message by message")
-            metrics.fallbacks.labels(stage="classify").inc()
-        pairs: list[tuple[CleanArticle, Prediction]] = []
-        dead: list[DeadLetter] = []
-        total_ms = 0.0
-        for art in articles:
-            try:
-                one = await run(lambda art=art: classify([art], classifier, now=_now))
-                pairs += one.pairs
-                total_ms += one.inference_ms
-            except Exception as exc:
-                m = by_pos[(art.partition, art.offset)]
-                dead.append(dead_letter(m, DeadLetterReason.INTERNAL, f"model failed: {exc!r}"))
-        return pairs, dead, total_ms
-
-    async def store_retrying(
-        pairs: Sequence[tuple[CleanArticle, Prediction]], labels: Any
-    ) -> WriteResult:
-        """Store, retrying with backoff while the database is unavailable (a stop request
-        cuts the wait short and gives the batch up unacknowledged); a data error is raised."""
-        classified = Classified(list(pairs), 0.0)
-
-        def note_retry(state: RetryCallState) -> None:
-            metrics.store_retries.inc()
-            exc = state.outcome.exception() if state.outcome else None
-            wait = state.next_action.sleep if state.next_action else 0.0
-            log.warning("store failed, retrying in %.1fs: %s", wait, str(exc)[:300])
-
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(is_transient_db_error),
-            wait=wait_exponential(multiplier=0.1, min=0.2, max=5.0),
-            sleep=guard.pause,
-            before_sleep=note_retry,
-            reraise=True,
-        ):
-            with attempt:
-                if guard.stopping:
-                    guard.abandon("stop requested before the batch was stored")
-                return cast(
-                    WriteResult, await run(lambda: store(engine, classified, policy, rng, labels))
-                )
-        raise AssertionError("unreachable: tenacity retries until success or a data error")
-
-    async def store_isolated(
-        pairs: Sequence[tuple[CleanArticle, Prediction]],
-        labels: Any,
-        by_pos: dict[tuple[int, int], RawMessage],
-    ) -> tuple[list[WriteResult], list[DeadLetter]]:
-        try:
-            return [await store_retrying(pairs, labels)], []
-        except Exception as exc:
-            log.warning("storing a batch failed (%r); storing message by message", exc)
-            metrics.fallbacks.labels(stage="store").inc()
-        results: list[WriteResult] = []
-        dead: list[DeadLetter] = []
-        for pair in pairs:
-            try:
-                results.append(await store_retrying([pair], labels))
-            except Exception as exc:
-                m = by_pos[(pair[0].partition, pair[0].offset)]
-                dead.append(
-                    dead_letter(m, DeadLetterReason.STORE_REJECTED, f"database refused it: {exc}")
-                )
-        return results, dead
-
-    def swap_if_ready() -> None:
-        old = holder.current.version
-        if holder.swap_if_ready() is not None:
-            metrics.model_info.labels(version=old).set(0)
-            metrics.model_info.labels(version=holder.current.version).set(1)
+    handler = BatchHandler(
+        holder=holder,
+        engine=engine,
+        outlets=Outlets(
+            dead_letters=lambda k, v: dlq.send(key=k, value=v),
+            predictions=lambda k, v: predictions.send(key=k, value=v),
+        ),
+        metrics=metrics,
+        guard=guard,
+        policy=ReviewPolicy.from_settings(settings),
+        max_message_bytes=settings.max_message_bytes,
+        dlq_max_bytes=settings.dlq_max_bytes,
+    )
+    metrics.model_info.labels(version=holder.current.version).set(1)
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def swap_when_idle() -> None:
         """A worker without traffic swaps too (a batch in flight keeps the model it began
         with: it took its own reference)."""
-        swap_if_ready()
-
-    async def handle(events: Sequence[Any]) -> None:
-        swap_if_ready()
-        classifier = holder.current
-        msgs = [_raw(e) for e in events]
-        by_pos = {(m.partition, m.offset): m for m in msgs}
-        metrics.consumed.inc(len(msgs))
-        metrics.batch_size.observe(len(msgs))
-        checked = cast(  # off the event loop, so heartbeats and SIGTERM stay prompt
-            Validated,
-            await run(lambda: validate_batch(msgs, max_bytes=settings.max_message_bytes, now=_now)),
-        )
-        dead = list(checked.dead)
-        stored: list[Prediction] = []
-        if checked.articles:
-            pairs, failed, inference_ms = await classify_isolated(
-                checked.articles, classifier, by_pos
-            )
-            dead += failed
-            metrics.inference_seconds.observe(inference_ms / 1000)
-            labels = (
-                None
-                if classifier.version in labels_recorded
-                else {classifier.version: classifier.labels}
-            )
-            results, rejected = await store_isolated(pairs, labels, by_pos) if pairs else ([], [])
-            dead += rejected
-            if results:
-                labels_recorded.add(classifier.version)
-            for r in results:
-                stored += r.stored
-                metrics.duplicates.inc(r.duplicates)
-                metrics.conflicts.inc(r.conflicts)
-                metrics.review_items.inc(r.review_items)
-            metrics.predicted.inc(len(stored))
-        await send_dead(dead)
-        now_s = time.time()
-        for m in msgs:
-            if m.timestamp_ms:
-                metrics.end_to_end_seconds.observe(max(0.0, now_s - m.timestamp_ms / 1000))
-        if stored:
-            await send_all(
-                lambda k, v: predictions.send(key=k, value=v),
-                [(p.article_id.encode(), json.dumps(p.to_json()).encode()) for p in stored],
-                guard=guard,
-                on_retry=metrics.send_retries.inc,
-                what="predictions",
-            )
-
-    async def handle_or_abandon(events: Sequence[Any]) -> None:
-        """Run ``handle`` so that a cancellation (Faust stopping the agent) cannot cut it
-        half-way: it finishes, or the process exits without acknowledging the batch."""
-        task = asyncio.ensure_future(handle(events))
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            guard.request_stop()
-            done, _ = await asyncio.wait({task}, timeout=max(0.5, guard.grace_s - 2))
-            if not done or task.exception() is not None:
-                guard.abandon("the agent was cancelled before its batch was stored")
-            raise
+        handler.swap_if_ready()
 
     @app.agent(articles)  # type: ignore[untyped-decorator]
     async def classify_articles(stream: Any) -> None:
         async for events in stream.take_events(
             settings.batch_max_size, within=settings.batch_max_wait_ms / 1000
         ):
+            msgs = [_raw(e) for e in events]
             try:
-                await handle_or_abandon(events)
-            except asyncio.CancelledError:
+                await finish_or_abandon(handler.handle(msgs), guard=guard)
+            except (asyncio.CancelledError, BatchAbandoned):
                 raise
             except Exception as exc:  # a bug must not stop the worker nor lose the batch
                 log.exception("batch failed unexpectedly; sending it to the DLQ")
-                await send_dead(
-                    [
-                        dead_letter(
-                            _raw(e),
-                            DeadLetterReason.INTERNAL,
-                            f"{type(exc).__name__}: {exc}",
-                        )
-                        for e in events
-                    ]
-                )
+                await handler.dead_letter_all(msgs, exc)
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:

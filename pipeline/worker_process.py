@@ -47,6 +47,8 @@ FORWARDED = (  # never a secret: those reach children through the inherited envi
     "drift_window_size",
     "drift_min_window",
     "retrain_epochs",
+    "retrain_max_rows",
+    "retrain_quantize",
     "retrain_cooldown_hours",
     "retrain_daily_cap",
     "retrain_accuracy_margin",

@@ -124,14 +124,15 @@ def retrain_expanded(
     """Train, gate and (when both gates pass) promote a champion that knows ``new_topics``
     and no longer ``retire``'s topics: each removed (→ None; its examples are dropped) or
     merged into another (its examples count as that topic)."""
-    from monitoring.retrain import reviewed_rows
     from pipeline.core import registry
     from pipeline.core.db.events import record_model_event
     from pipeline.core.model_folder import read_metadata
     from retraining.data import make_splits
-    from retraining.flow import run_flow
+    from retraining.flow import FlowOptions, run_flow
     from retraining.gate import evaluate_folder
     from retraining.promotion import promote
+    from retraining.recipe import Recipe
+    from retraining.reviewed import load_reviewed_rows
 
     champion = registry.version_by_alias(settings, registry.CHAMPION)
     if champion is None:
@@ -145,7 +146,9 @@ def retrain_expanded(
     if unknown:
         raise TrainingError(f"cannot retire topics the champion does not have: {unknown}")
     old_labels = [t for t in champion_labels if t not in mapping]
-    reviewed = relabel(reviewed_rows(engine, [*champion_labels, *new_topics]), mapping)
+    reviewed = relabel(
+        load_reviewed_rows(engine=engine, labels=[*champion_labels, *new_topics]), mapping
+    )
     base_rows, test_rows = relabel(base_rows, mapping), relabel(test_rows, mapping)
     counts = Counter(r.label for r in reviewed)
     short = {t: counts.get(t, 0) for t in new_topics if counts.get(t, 0) < min_labels}
@@ -170,19 +173,20 @@ def retrain_expanded(
     )
     result = run_flow(
         settings,
+        Recipe(training=cfg, quantize=quantize),
         splits=splits,
-        cfg=cfg,
-        baseline=False,
-        quantize=quantize,
-        init_from=init_from,
-        tags={
-            "trigger": "new_topic" if new_topics else "retire_topic",
-            "new_topics": ",".join(new_topics),
-            "retired_topics": ",".join(f"{k}->{v or '-'}" for k, v in mapping.items()),
-            "warm_start": str(init_from is not None),
-            "new_topic_examples": str(len(new_train)),
-            "repeat": str(repeat),
-        },
+        options=FlowOptions(
+            baseline=False,
+            init_from=init_from,
+            tags={
+                "trigger": "new_topic" if new_topics else "retire_topic",
+                "new_topics": ",".join(new_topics),
+                "retired_topics": ",".join(f"{k}->{v or '-'}" for k, v in mapping.items()),
+                "warm_start": str(init_from is not None),
+                "new_topic_examples": str(len(new_train)),
+                "repeat": str(repeat),
+            },
+        ),
     )
     held_counts = dict(Counter(r.label for r in held))
     if result.registered_version is None:

@@ -10,11 +10,12 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from pipeline.core.datasets import LabelledText, load_dataset
 from pipeline.core.errors import NewsflowError
@@ -23,17 +24,28 @@ from pipeline.core.registry import TORCH_STATE_FILE
 from pipeline.core.runtime import softmax
 from pipeline.core.settings import Settings
 from retraining import checkpoint as ckpt
-from retraining.base_models import resolve_base_model
+from retraining.bases.resolve import resolve_base_model
 from retraining.data import Splits, Validation, make_splits
-from retraining.distill import DistillConfig, load_teacher
+from retraining.distill import Teacher, load_teacher
 from retraining.distill import mlflow_record as distill_mlflow_record
 from retraining.errors import InputError, TrainingError
-from retraining.evaluate import evaluate_probs, fit_temperature, tfidf_baseline, write_report
+from retraining.evaluate import (
+    Evaluation,
+    evaluate_probs,
+    fit_temperature,
+    tfidf_baseline,
+    write_report,
+)
 from retraining.model_card import describe_version, log_card, measure_speed, write_model_card
+from retraining.recipe import Recipe
 from retraining.time_split import default_order
-from retraining.train import TrainConfig, fine_tune, predict_logits
+from retraining.train import TrainConfig, TrainOutcome, fine_tune, predict_logits
 from retraining.training_data import DataChoice, choose_rows, data_card_markdown
 from retraining.warm_start import fetch_warm_start
+
+if TYPE_CHECKING:
+    from retraining.export import ParityReport
+    from retraining.int8_recipe import Int8Choice
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -130,75 +142,222 @@ def load_training_data(
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class FlowOptions:
+    """How one run of a recipe is carried out; none of it changes what the model learns.
+
+    ``register``: log the run to MLflow and register the version; ``baseline``: also score
+    TF-IDF + logistic regression on the same split; ``tags``: extra MLflow run tags;
+    ``init_from``: a state dict saved by an earlier run (e.g. the champion's) to start the
+    classifier from; ``checkpoints``: checkpoint at every epoch end (and every
+    ``checkpoint_minutes`` inside an epoch) under ``home/checkpoints/<run key>``, removed when
+    the flow succeeds; ``resume``: continue from ``"auto"`` (the newest checkpoint of this
+    same run) or a checkpoint file or folder; ``card_speed``: time the served graph for the
+    model card (a few seconds; off in tests)."""
+
+    register: bool = True
+    baseline: bool = True
+    tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    init_from: Path | None = None
+    resume: ckpt.Resume | None = None
+    checkpoints: bool = True
+    checkpoint_minutes: float | None = None
+    card_speed: bool = True
+
+
+@dataclasses.dataclass
+class _Start:
+    """What the flow checked and built before the first training step."""
+
+    splits: Splits
+    model: Any
+    tokenizer: Any
+    train_x: list[str]
+    train_y: list[int]
+    val_x: list[str]
+    val_y: list[int]
+    test_x: list[str]
+    test_y: npt.NDArray[np.int64]
+    teacher: Teacher | None
+    identity: dict[str, Any]
+    run_dir: Path
+    resume_state: dict[str, Any] | None
+    init_from: Path | None
+    warm_start: str | None  # the registered version continued, canonical spelling
+
+
+@dataclasses.dataclass
+class _Scores:
+    """The fine-tuned model's calibration and test results (torch, before export)."""
+
+    val_logits: npt.NDArray[np.float32]
+    temperature: float
+    test_logits: npt.NDArray[np.float32]
+    raw_probs: npt.NDArray[np.float64]
+    raw_eval: Evaluation
+    probs: npt.NDArray[np.float64]
+    evaluation: Evaluation
+
+
+@dataclasses.dataclass
+class _Export:
+    """The exported model folder and what its graphs were measured to do."""
+
+    model_dir: Path
+    version: str
+    int8_choice: Int8Choice | None
+    parity: ParityReport
+    served_accuracy: float | None
+    test_agreement: float | None
+
+
 def run_flow(
     settings: Settings,
+    recipe: Recipe,
     *,
-    dataset: str = "ag_news",
-    base: str = "minilm",
-    cfg: TrainConfig | None = None,
-    extra_rows: Sequence[LabelledText] = (),
     splits: Splits | None = None,
-    register: bool = True,
-    baseline: bool = True,
-    quantize: bool = True,
-    fp16: bool = False,
-    tags: dict[str, str] | None = None,
     progress: Progress | None = None,
-    init_from: Path | None = None,
-    warm_start: str | None = None,
-    resume: ckpt.Resume | None = None,
-    checkpoints: bool = True,
-    checkpoint_minutes: float | None = None,
-    distill: DistillConfig | None = None,
-    card_speed: bool = True,
+    options: FlowOptions | None = None,
 ) -> FlowResult:
-    """Fine-tune, evaluate, export, log and register. ``init_from`` (a state dict saved by
-    an earlier run, e.g. the champion's) warm-starts the classifier instead of the base
-    encoder with a fresh head; ``warm_start`` does the same from a registered version's logged
-    weights (:mod:`retraining.warm_start`: same base and labels, checked first). ``fp16``
-    also exports ``model.fp16.onnx`` for GPU workers (about half the fp32 size again in the
-    registry), gated on argmax agreement with fp32.
-
-    ``checkpoints``: checkpoint at every epoch end (and every ``checkpoint_minutes`` inside
-    an epoch) under ``home/checkpoints/<run key>``, removed when the flow succeeds.
-    ``resume``: continue from ``"auto"`` (the newest checkpoint of this same run) or a
-    checkpoint file or folder. ``distill``: learn from a registered teacher version's soft
-    labels. Bad checkpoints and teachers are TrainingErrors before any training step.
+    """Fine-tune, evaluate, export, log and register ``recipe`` on ``splits`` (default: its
+    dataset and data choice, split as it says). ``recipe.warm_start`` starts from a
+    registered version's logged weights (:mod:`retraining.warm_start`: same base and labels,
+    checked first), ``options.init_from`` from a state dict file; ``recipe.teacher`` learns
+    from a registered teacher's soft labels; ``recipe.fp16`` also exports ``model.fp16.onnx``
+    for GPU workers (about half the fp32 size again in the registry), gated on argmax
+    agreement with fp32. Bad bases, checkpoints and teachers are :class:`InputError` before
+    any training step.
 
     A model card (:mod:`retraining.model_card`) is written next to the model folder, logged
-    as ``card/…`` and summarised in the registered version's description; ``card_speed``
-    times the served graph for it (a few seconds; off in tests)."""
-    from retraining.export import parity_check, parity_sample, write_model_folder
-    from retraining.int8_recipe import argmax_agreement, choose_int8
+    as ``card/…`` and summarised in the registered version's description.
+
+    Example:
+        >>> options = FlowOptions(register=False, card_speed=False)
+        >>> run_flow(settings, Recipe(base="mpnet-base"), options=options)  # doctest: +SKIP
+    """
+    options = options or FlowOptions()
+    cfg = recipe.training
+    start = _prepare(settings, recipe, options, splits)
+    soft = (
+        start.teacher.soft_targets(
+            start.train_x, start.splits.labels, cache_dir=start.run_dir, progress=progress
+        )
+        if start.teacher
+        else None
+    )
+    every_s = options.checkpoint_minutes * 60 if options.checkpoint_minutes else None
+    writer = (
+        ckpt.Checkpointing(start.run_dir, start.identity, every_s=every_s)
+        if options.checkpoints
+        else None
+    )
+    outcome = fine_tune(
+        start.model,
+        start.tokenizer,
+        start.train_x,
+        start.train_y,
+        start.val_x,
+        start.val_y,
+        cfg,
+        progress=progress,
+        checkpoint=writer,
+        resume=start.resume_state,
+        soft_targets=soft,
+    )
+    scores = _score(start, cfg)
+    work = Path(tempfile.mkdtemp(prefix="newsflow-train-", dir=_scratch(settings)))
+    exported = _export(recipe, start, scores, work)
+    ev = scores.evaluation
+    base_acc = (
+        tfidf_baseline(
+            start.train_x + start.val_x,
+            start.train_y + start.val_y,
+            start.test_x,
+            start.test_y.tolist(),
+        )
+        if options.baseline
+        else None
+    )
+    report_dir = work / "report"
+    write_report(ev, scores.probs, start.test_y, report_dir, title=recipe.dataset)
+    (report_dir / "evaluation.json").write_text(json.dumps(dataclasses.asdict(ev), indent=2))
+    summary = _summarise(recipe, start, scores, exported, outcome, base_acc, report_dir)
+    state_path = work / TORCH_STATE
+    _save_state(start.model, state_path)
+    card_dir = work / "card"
+    write_model_card(
+        card_dir,
+        summary=summary,
+        config=dataclasses.asdict(cfg),
+        evaluation=ev,
+        raw_probs=scores.raw_probs,
+        probs=scores.probs,
+        y=start.test_y,
+        validation=start.splits.validation_info,
+        speed=(
+            measure_speed(exported.model_dir, start.test_x, threads=settings.ort_threads)
+            if options.card_speed
+            else None
+        ),
+        report_dir=report_dir,
+    )
+    summary["card_dir"] = str(card_dir)
+    registered = None
+    if options.register:
+        registered = _log_to_mlflow(
+            settings,
+            summary,
+            cfg,
+            outcome.history,
+            exported.model_dir,
+            report_dir,
+            exported.parity.ok,
+            dict(options.tags),
+            state_path,
+            card_dir=card_dir,
+        )
+    # the run is complete: its checkpoints and cached teacher soft labels are not needed
+    shutil.rmtree(start.run_dir, ignore_errors=True)
+    return FlowResult(summary, exported.model_dir, registered, start.splits)
+
+
+def _prepare(
+    settings: Settings, recipe: Recipe, options: FlowOptions, splits: Splits | None
+) -> _Start:
+    """Everything checked before the first step: bad input is an :class:`InputError`
+    (exit code 2 in the CLI)."""
     from retraining.modeling import check_max_length, load_base
 
-    cfg = cfg or TrainConfig()
-    try:  # everything checked before the first step: bad input, exit code 2 in the CLI
+    cfg, resume, init_from = recipe.training, options.resume, options.init_from
+    warm_start = recipe.warm_start
+    try:
         if resume not in (None, "auto") and not Path(str(resume)).expanduser().exists():
             raise TrainingError(f"checkpoint {resume} does not exist")
-        splits = splits or load_training_data(settings, dataset, extra_rows)
-        base_path = resolve_base_model(base, settings)
+        splits = splits or load_training_data(
+            settings, recipe.dataset, choice=recipe.data, validation=recipe.validation
+        )
+        base_path = resolve_base_model(recipe.base, settings)
         _seed_torch(cfg.seed)  # the new head's initial weights: the same for the same --seed
         model, tokenizer = load_base(base_path, len(splits.labels))  # fails before any training
         check_max_length(model.config, cfg.max_length)
         if warm_start is not None:
             if init_from is not None:
                 raise TrainingError("warm_start and init_from are two starting points: pass one")
-            warm_start, init_from = fetch_warm_start(settings, warm_start, base, splits.labels)
+            warm_start, init_from = fetch_warm_start(
+                settings, warm_start, recipe.base, splits.labels
+            )
         if init_from is not None:
             _load_state(model, init_from)
         index = {lbl: i for i, lbl in enumerate(splits.labels)}
         tr_x, tr_y = [r.text for r in splits.train], [index[r.label] for r in splits.train]
-        va_x, va_y = (
-            [r.text for r in splits.validation],
-            [index[r.label] for r in splits.validation],
-        )
+        va_x = [r.text for r in splits.validation]
+        va_y = [index[r.label] for r in splits.validation]
         te_x = [r.text for r in splits.test]
         te_y = np.array([index[r.label] for r in splits.test], dtype=np.int64)
 
-        teacher = load_teacher(settings, distill, splits.labels) if distill else None
+        teacher = load_teacher(settings, recipe.teacher, splits.labels) if recipe.teacher else None
         identity = ckpt.training_identity(
-            base_model=base,
+            base_model=recipe.base,
             model=model,
             tokenizer=tokenizer,
             labels=splits.labels,
@@ -218,72 +377,91 @@ def run_flow(
         raise
     except NewsflowError as exc:
         raise InputError(str(exc)) from exc
-    soft = (
-        teacher.soft_targets(tr_x, splits.labels, cache_dir=run_dir, progress=progress)
-        if teacher
-        else None
+    return _Start(
+        splits=splits,
+        model=model,
+        tokenizer=tokenizer,
+        train_x=tr_x,
+        train_y=tr_y,
+        val_x=va_x,
+        val_y=va_y,
+        test_x=te_x,
+        test_y=te_y,
+        teacher=teacher,
+        identity=identity,
+        run_dir=run_dir,
+        resume_state=state,
+        init_from=init_from,
+        warm_start=warm_start,
     )
-    every_s = checkpoint_minutes * 60 if checkpoint_minutes else None
-    writer = ckpt.Checkpointing(run_dir, identity, every_s=every_s) if checkpoints else None
-    outcome = fine_tune(
-        model,
-        tokenizer,
-        tr_x,
-        tr_y,
-        va_x,
-        va_y,
-        cfg,
-        progress=progress,
-        checkpoint=writer,
-        resume=state,
-        soft_targets=soft,
-    )
-    val_logits = predict_logits(model, tokenizer, va_x, max_length=cfg.max_length)
-    temperature = fit_temperature(val_logits, np.asarray(va_y, dtype=np.int64))
-    test_logits = predict_logits(model, tokenizer, te_x, max_length=cfg.max_length)
-    raw_probs = softmax(test_logits)
-    raw_eval = evaluate_probs(raw_probs, te_y, splits.labels)
-    probs = softmax(test_logits, temperature)
-    ev = evaluate_probs(probs, te_y, splits.labels)
 
+
+def _score(start: _Start, cfg: TrainConfig) -> _Scores:
+    """Temperature fitted on the validation rows; test results before and after it."""
+    model, tokenizer, labels = start.model, start.tokenizer, start.splits.labels
+    val_logits = predict_logits(model, tokenizer, start.val_x, max_length=cfg.max_length)
+    temperature = fit_temperature(val_logits, np.asarray(start.val_y, dtype=np.int64))
+    test_logits = predict_logits(model, tokenizer, start.test_x, max_length=cfg.max_length)
+    raw_probs = softmax(test_logits)
+    raw_eval = evaluate_probs(raw_probs, start.test_y, labels)
+    probs = softmax(test_logits, temperature)
+    return _Scores(
+        val_logits,
+        temperature,
+        test_logits,
+        raw_probs,
+        raw_eval,
+        probs,
+        evaluate_probs(probs, start.test_y, labels),
+    )
+
+
+def _export(recipe: Recipe, start: _Start, scores: _Scores, work: Path) -> _Export:
+    """The model folder (fp32, int8 as chosen, fp16 when asked) with its drift reference,
+    checked for parity with torch; the served int8 graph scored on the test rows."""
+    from retraining.export import parity_check, parity_sample, write_model_folder
+    from retraining.int8_recipe import argmax_agreement, choose_int8
+
+    cfg, labels, probs, ev = recipe.training, start.splits.labels, scores.probs, scores.evaluation
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    work = Path(tempfile.mkdtemp(prefix="newsflow-train-", dir=_scratch(settings)))
     rng = np.random.default_rng(cfg.seed)
     conf = probs.max(1)
     sample = rng.choice(conf, size=min(5000, len(conf)), replace=False)
     pred = probs.argmax(1)
     reference = ReferenceDistribution(
         confidences=[round(float(c), 6) for c in sample],
-        topic_mix={lbl: float(np.mean(pred == i)) for i, lbl in enumerate(splits.labels)},
+        topic_mix={lbl: float(np.mean(pred == i)) for i, lbl in enumerate(labels)},
     )
-    version = f"{stamp}-{base.split('/')[-1][:20]}"
+    version = f"{stamp}-{recipe.base.split('/')[-1][:20]}"
     metrics = {
         "accuracy": ev.accuracy,
         "macro_f1": ev.macro_f1,
         "micro_f1": ev.micro_f1,
         "ece": ev.ece,
-        "ece_uncalibrated": raw_eval.ece,
-        "temperature": temperature,
+        "ece_uncalibrated": scores.raw_eval.ece,
+        "temperature": scores.temperature,
     }
     model_dir = work / "model"
     write_model_folder(
-        model,
-        tokenizer,
-        splits.labels,
+        start.model,
+        start.tokenizer,
+        labels,
         model_dir,
         version=version,
         max_length=cfg.max_length,
-        temperature=temperature,
-        base_model=base,
+        temperature=scores.temperature,
+        base_model=recipe.base,
         metrics=metrics,
         reference=reference,
         int8=False,  # written by choose_int8 below
-        fp16=fp16,
+        fp16=recipe.fp16,
     )
     int8_choice = None
-    if quantize:  # as much int8 as keeps torch's answers (retraining.int8_recipe)
-        pick = np.sort(rng.permutation(len(va_x))[:INT8_CHOICE_TEXTS])
-        int8_choice = choose_int8(model_dir, [va_x[i] for i in pick], val_logits[pick])
+    if recipe.quantize:  # as much int8 as keeps torch's answers (retraining.int8_recipe)
+        pick = np.sort(rng.permutation(len(start.val_x))[:INT8_CHOICE_TEXTS])
+        int8_choice = choose_int8(
+            model_dir, [start.val_x[i] for i in pick], scores.val_logits[pick]
+        )
         log.info(
             "int8: %d MatMuls kept fp32, agreement with torch %.4f on %d validation texts "
             "(tried %s)",
@@ -292,38 +470,47 @@ def run_flow(
             int8_choice.n,
             int8_choice.tried,
         )
-    parity_texts = parity_sample(te_x, seed=cfg.seed)
-    parity = parity_check(model, tokenizer, model_dir, parity_texts, max_length=cfg.max_length)
+    parity_texts = parity_sample(start.test_x, seed=cfg.seed)
+    parity = parity_check(
+        start.model, start.tokenizer, model_dir, parity_texts, max_length=cfg.max_length
+    )
     _record_parity(model_dir, parity.int8_agreement, parity.fp16_agreement)
     for failure in parity.failures():
         log.error("parity: %s", failure)
-
     served_acc = test_agreement = None
     if (model_dir / INT8).exists():
         from retraining.gate import evaluate_folder
 
-        served_eval, served_probs = evaluate_folder(model_dir, splits.test, precision="int8")
+        served_eval, served_probs = evaluate_folder(model_dir, start.splits.test, precision="int8")
         served_acc = served_eval.accuracy
-        test_agreement = argmax_agreement(served_probs, test_logits)
+        test_agreement = argmax_agreement(served_probs, scores.test_logits)
         _record_metrics(model_dir, {"int8_test_agreement": test_agreement})
-    base_acc = tfidf_baseline(tr_x + va_x, tr_y + va_y, te_x, te_y.tolist()) if baseline else None
-    report_dir = work / "report"
-    write_report(ev, probs, te_y, report_dir, title=dataset)
-    (report_dir / "evaluation.json").write_text(json.dumps(dataclasses.asdict(ev), indent=2))
+    return _Export(model_dir, version, int8_choice, parity, served_acc, test_agreement)
 
+
+def _summarise(
+    recipe: Recipe,
+    start: _Start,
+    scores: _Scores,
+    exported: _Export,
+    outcome: TrainOutcome,
+    base_acc: float | None,
+    report_dir: Path,
+) -> FlowSummary:
+    ev, splits, parity = scores.evaluation, start.splits, exported.parity
     summary: FlowSummary = {
-        "dataset": dataset,
-        "base_model": base,
-        "model_version": version,
+        "dataset": recipe.dataset,
+        "base_model": recipe.base,
+        "model_version": exported.version,
         "accuracy": ev.accuracy,
         "macro_f1": ev.macro_f1,
         "micro_f1": ev.micro_f1,
         "ece": ev.ece,
-        "ece_uncalibrated": raw_eval.ece,
-        "temperature": temperature,
-        "served_int8_accuracy": served_acc,
-        "int8_test_agreement": test_agreement,
-        "int8_choice": int8_choice.as_dict() if int8_choice else None,
+        "ece_uncalibrated": scores.raw_eval.ece,
+        "temperature": scores.temperature,
+        "served_int8_accuracy": exported.served_accuracy,
+        "int8_test_agreement": exported.test_agreement,
+        "int8_choice": exported.int8_choice.as_dict() if exported.int8_choice else None,
         "fp16_agreement": parity.fp16_agreement,
         "tfidf_lr_accuracy": base_acc,
         "train_seconds": outcome.seconds,
@@ -334,51 +521,26 @@ def run_flow(
         "splits": splits.summary(),
         "data_card": splits.card,
         "per_class": ev.per_class,
-        "model_dir": str(model_dir),
+        "model_dir": str(exported.model_dir),
         "report_dir": str(report_dir),
         "registered_version": None,
         "run_id": None,
-        "warm_start": init_from is not None,
+        "warm_start": start.init_from is not None,
         "train_steps": outcome.steps,
         "resumed_from": outcome.resumed_from,
-        "teacher": teacher.summary(te_x, te_y, probs, splits.labels) if teacher else None,
+        "teacher": (
+            start.teacher.summary(start.test_x, start.test_y, scores.probs, splits.labels)
+            if start.teacher
+            else None
+        ),
     }
-    summary["seed"], summary["validation_info"] = cfg.seed, dict(splits.validation_info)
-    if warm_start is not None:
-        summary["warm_start_version"] = warm_start
-    state_path = work / TORCH_STATE
-    _save_state(model, state_path)
-    card_dir = work / "card"
-    write_model_card(
-        card_dir,
-        summary=summary,
-        config=dataclasses.asdict(cfg),
-        evaluation=ev,
-        raw_probs=raw_probs,
-        probs=probs,
-        y=te_y,
-        validation=splits.validation_info,
-        speed=measure_speed(model_dir, te_x, threads=settings.ort_threads) if card_speed else None,
-        report_dir=report_dir,
+    summary["seed"], summary["validation_info"] = (
+        recipe.training.seed,
+        dict(splits.validation_info),
     )
-    summary["card_dir"] = str(card_dir)
-    registered = None
-    if register:
-        registered = _log_to_mlflow(
-            settings,
-            summary,
-            cfg,
-            outcome.history,
-            model_dir,
-            report_dir,
-            parity.ok,
-            tags or {},
-            state_path,
-            card_dir=card_dir,
-        )
-    # the run is complete: its checkpoints and cached teacher soft labels are not needed
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return FlowResult(summary, model_dir, registered, splits)
+    if start.warm_start is not None:
+        summary["warm_start_version"] = start.warm_start
+    return summary
 
 
 def _record_parity(folder: Path, int8: float | None, fp16: float | None) -> None:

@@ -244,13 +244,24 @@ def write_model_card(
 
 
 def card_markdown(card: Mapping[str, Any]) -> str:
-    ev, cal, data = card["evaluation"], card["calibration"], card["data"]
     lines = [
         f"# Model card: {card['model_version']}",
         "",
         f"Base model `{card['base_model']}` fine-tuned on **{card['dataset']}**; "
         f"card generated {card['generated_at']}.",
         "",
+        *_data_section(card["data"]),
+        *_training_section(card["training"]),
+        *_test_section(card["evaluation"]),
+        *_calibration_section(card["calibration"]),
+        *_parity_section(card),
+        *_speed_section(card.get("serving")),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _data_section(data: Mapping[str, Any]) -> list[str]:
+    lines = [
         "## Data",
         "",
         "Split counts: " + _pairs(data.get("splits") or {}),
@@ -268,8 +279,11 @@ def card_markdown(card: Mapping[str, Any]) -> str:
             dump = json.dumps(data_card, indent=2, default=str)
             text = f"### Dataset card\n\n```json\n{dump}\n```\n"
         lines += [text]
-    training = card["training"]
-    lines += [
+    return lines
+
+
+def _training_section(training: Mapping[str, Any]) -> list[str]:
+    lines = [
         "## Training",
         "",
         "| option | value |",
@@ -290,7 +304,11 @@ def card_markdown(card: Mapping[str, Any]) -> str:
     teacher = training.get("teacher")
     if teacher:
         lines += [f"Distilled from: {_pairs(teacher)}", ""]
-    lines += [
+    return lines
+
+
+def _test_section(ev: Mapping[str, Any]) -> list[str]:
+    lines = [
         f"## Test results ({ev['n']} rows)",
         "",
         f"Accuracy {_num(ev['accuracy'])}, macro-F1 {_num(ev['macro_f1'])}, micro-F1 "
@@ -318,10 +336,11 @@ def card_markdown(card: Mapping[str, Any]) -> str:
     ]
     for i, (label, row) in enumerate(zip(labels, ev["confusion"], strict=True)):
         lines.append(f"| {i + 1}. {label} | " + " | ".join(str(v) for v in row) + " |")
-    lines += [
-        "",
-        f"![confusion matrix]({CONFUSION_PNG})",
-        "",
+    return [*lines, "", f"![confusion matrix]({CONFUSION_PNG})", ""]
+
+
+def _calibration_section(cal: Mapping[str, Any]) -> list[str]:
+    return [
         "## Calibration",
         "",
         f"Temperature {_num(cal['temperature'])} (fitted on the validation split). ECE "
@@ -330,12 +349,15 @@ def card_markdown(card: Mapping[str, Any]) -> str:
         "",
         f"![reliability diagram]({RELIABILITY_PNG})",
         "",
-        "## ONNX parity",
-        "",
     ]
+
+
+def _parity_section(card: Mapping[str, Any]) -> list[str]:
     parity = card.get("parity") or {}
     int8 = card.get("int8") or {}
-    lines += [
+    lines = [
+        "## ONNX parity",
+        "",
         f"fp32 graph vs torch: max |logit diff| {_num(parity.get('fp32_max_abs_diff'), '.2e')}, "
         f"argmax equal {parity.get('fp32_argmax_equal')}; int8 argmax agreement with torch "
         f"{_num(parity.get('int8_agreement'))}; fp16 agreement with fp32 "
@@ -352,24 +374,23 @@ def card_markdown(card: Mapping[str, Any]) -> str:
             f"{_num(int8['int8_validation_agreement'])}; tried {int8['int8_tried']}).",
             "",
         ]
-    lines += [
+    return lines
+
+
+def _speed_section(speed: Mapping[str, Any] | None) -> list[str]:
+    if not speed:
+        return ["## Serving speed", "", "Not measured for this run."]
+    return [
         "## Serving speed",
         "",
+        ServingSpeed(**speed).line() + ".",
+        "",
+        f"Measured once on the training machine ({speed['platform']}, onnxruntime "
+        f"{speed['onnxruntime']}) over {speed['seconds']:.2f} s"
+        + (" (time budget reached)" if speed["stopped_early"] else "")
+        + "; other work on the machine lowers it. A guide, not a benchmark: "
+        "`newsflow bench` measures the streaming path.",
     ]
-    speed = card.get("serving")
-    if speed:
-        lines += [
-            ServingSpeed(**speed).line() + ".",
-            "",
-            f"Measured once on the training machine ({speed['platform']}, onnxruntime "
-            f"{speed['onnxruntime']}) over {speed['seconds']:.2f} s"
-            + (" (time budget reached)" if speed["stopped_early"] else "")
-            + "; other work on the machine lowers it. A guide, not a benchmark: "
-            "`newsflow bench` measures the streaming path.",
-        ]
-    else:
-        lines.append("Not measured for this run.")
-    return "\n".join(lines) + "\n"
 
 
 def short_description(card: Mapping[str, Any], *, run_id: str | None = None) -> str:

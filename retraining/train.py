@@ -238,6 +238,51 @@ def param_groups(model: Any, cfg: TrainConfig) -> list[dict[str, Any]]:
     ]
 
 
+@dataclasses.dataclass
+class _Run:
+    """The fixed parts of one fine-tuning run: device, encoded rows, loss, optimiser and
+    schedule."""
+
+    model: Any
+    tokenizer: Any
+    cfg: TrainConfig
+    rng: random.Random
+    device: str
+    use_bf16: bool
+    ids: Encoded
+    types: Encoded
+    y: Any  # torch.LongTensor of the gold labels
+    loss_fn: Any
+    soft: Any  # the teacher's soft labels as a tensor, or None
+    alpha: float
+    temperature: float
+    opt: Any
+    sched: Any
+    total: int  # optimizer steps of the whole run
+    with_types: bool
+    pad: int
+    checkpoint: Checkpointing | None = None  # set by fine_tune
+    progress: Callable[[str, int, int], None] | None = None
+
+
+@dataclasses.dataclass
+class _LoopState:
+    """Where the loop stands: what a checkpoint holds and a resumed run starts from."""
+
+    step: int = 0
+    first_epoch: int = 1
+    finished: bool = False
+    partial: dict[str, Any] | None = None  # resumed inside an epoch: its batches and place
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    epoch_seconds: list[float] = dataclasses.field(default_factory=list)
+    seconds_before: float = 0.0  # training time of the interrupted run(s)
+    best_f1: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    best_state: dict[str, Any] | None = None
+    started: float = 0.0  # time.monotonic() when this run's loop began
+
+
 def fine_tune(
     model: Any,
     tokenizer: Any,
@@ -259,10 +304,46 @@ def fine_tune(
     continues at its step with the same schedule, batch order and RNG states, so it ends
     where an uninterrupted run would. ``soft_targets``: distil from a teacher's soft labels
     (loss :func:`distill_loss`)."""
-    import torch
-    from sklearn.metrics import f1_score
+    run = _set_up(model, tokenizer, train_texts, train_y, cfg, soft_targets)
+    run.checkpoint, run.progress = checkpoint, progress
+    state = _LoopState() if resume is None else _resumed(run, resume)
+    state.started = time.monotonic()
+    lengths = [len(i) for i in run.ids]
+    for epoch in range(state.first_epoch, cfg.epochs + 1):
+        if state.finished:  # resumed from the checkpoint of a run that had ended
+            break
+        running, n_batches, t0 = _train_epoch(run, state, epoch, lengths)
+        state.epoch_seconds.append(time.monotonic() - t0)
+        _validate(run, state, epoch, running / max(1, n_batches), val_texts, val_y)
+        state.finished = state.bad_epochs > cfg.patience or state.step >= run.total
+        _snapshot(run, state, epoch)
+        if state.finished:
+            break
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
+    model.to("cpu").eval()
+    return TrainOutcome(
+        model,
+        state.best_epoch,
+        state.best_f1,
+        state.history,
+        state.seconds_before + time.monotonic() - state.started,
+        state.epoch_seconds,
+        steps=state.step,
+        resumed_from=None if resume is None else str(resume.get("path", "")),
+    )
 
-    from retraining.checkpoint import cpu_state, restore, rng_states
+
+def _set_up(
+    model: Any,
+    tokenizer: Any,
+    train_texts: Sequence[str],
+    train_y: Sequence[int],
+    cfg: TrainConfig,
+    soft_targets: SoftTargets | None,
+) -> _Run:
+    """Seed, pick the device, encode the training rows, build loss, optimiser and schedule."""
+    import torch
 
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -276,7 +357,6 @@ def fine_tune(
     use_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
     model.to(device)
     ids, types = encode(tokenizer, train_texts, cfg.max_length)
-    lengths = [len(i) for i in ids]
     y = torch.tensor(list(train_y), dtype=torch.long)
     n_labels = model.head.out_features
     weight = None
@@ -302,132 +382,174 @@ def fine_tune(
             return (step + 1) / max(1, warmup)
         return max(0.0, (total - step) / max(1, total - warmup))
 
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    with_types = getattr(model.config, "type_vocab_size", 0) > 1
-    pad = tokenizer.pad_token_id or 0
-    best_f1, best_epoch, bad_epochs = -1.0, 0, 0
-    best_state: dict[str, Any] | None = None
-    history: list[dict[str, float]] = []
-    epoch_seconds: list[float] = []
-    step = 0
-    first_epoch, finished, seconds_before = 1, False, 0.0
-    partial: dict[str, Any] | None = None
-    if resume is not None:
-        point = restore(resume, model, opt, sched, rng, total=total)
-        step, first_epoch, finished, partial = (
-            point.step,
-            point.next_epoch,
-            point.finished,
-            point.partial,
-        )
-        history, epoch_seconds, seconds_before = point.history, point.epoch_seconds, point.seconds
-        best_f1, best_epoch, bad_epochs = point.best_f1, point.best_epoch, point.bad_epochs
-        best_state = point.best_state
-        log.info("resuming %s at step %d of %d (epoch %d)", point.path, step, total, first_epoch)
-        if progress:
-            progress(f"resumed at step {step} (epoch {first_epoch}/{cfg.epochs})", step, total)
-    start = time.monotonic()
-
-    def snapshot(epoch: int, part: dict[str, Any] | None = None) -> None:
-        """Checkpoint the loop: after epoch ``epoch`` ends, or inside it (``part``)."""
-        if checkpoint is None:
-            return
-        checkpoint.write(
-            {
-                "step": step,
-                "epoch": epoch,
-                "epoch_done": part is None,
-                "finished": finished,
-                "partial": part,
-                "total_steps": total,
-                "model": cpu_state(model.state_dict()),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "rng": rng_states(rng, device),
-                "history": history,
-                "epoch_seconds": epoch_seconds,
-                "best": {
-                    "f1": best_f1,
-                    "epoch": best_epoch,
-                    "bad_epochs": bad_epochs,
-                    "state": None if best_state is None else cpu_state(best_state),
-                },
-                "seconds": seconds_before + time.monotonic() - start,
-            }
-        )
-
-    for epoch in range(first_epoch, cfg.epochs + 1):
-        if finished:  # resumed from the checkpoint of a run that had ended
-            break
-        model.train()
-        if partial is not None:  # resumed inside this epoch: its batches, from the next one
-            batches, first_batch = partial["batches"], int(partial["next_batch"])
-            running, t0 = float(partial["running"]), time.monotonic() - partial["elapsed"]
-            partial = None
-        else:
-            batches, first_batch = length_grouped_batches(lengths, cfg.batch_size, rng), 0
-            running, t0 = 0.0, time.monotonic()
-        for bi in range(first_batch, len(batches)):
-            if step >= total:
-                break
-            batch = batches[bi]
-            feed = {k: v.to(device) for k, v in collate(ids, types, batch, pad, with_types).items()}
-            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=use_bf16):
-                logits = model(**feed)
-            gold = y[batch].to(device)
-            if soft is None:
-                loss = loss_fn(logits.float(), gold)
-            else:
-                teacher = soft[batch].to(device)
-                loss = distill_loss(logits.float(), teacher, gold, loss_fn, alpha, temperature)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            opt.step()
-            sched.step()
-            step += 1
-            running += loss.item()
-            inside = bi + 1 < len(batches) and step < total  # an epoch end checkpoints anyway
-            if checkpoint is not None and inside and checkpoint.due():
-                part = {"batches": batches, "next_batch": bi + 1, "running": running}
-                snapshot(epoch, {**part, "elapsed": time.monotonic() - t0})
-            if progress:
-                progress(f"epoch {epoch}/{cfg.epochs} loss {running / (bi + 1):.3f}", step, total)
-        epoch_seconds.append(time.monotonic() - t0)
-        val_logits = predict_logits(
-            model, tokenizer, val_texts, max_length=cfg.max_length, device=device
-        )
-        val_f1 = float(f1_score(list(val_y), val_logits.argmax(1), average="macro"))
-        val_acc = float(np.mean(val_logits.argmax(1) == np.asarray(val_y)))
-        history.append(
-            {
-                "epoch": epoch,
-                "train_loss": running / max(1, len(batches)),
-                "val_macro_f1": val_f1,
-                "val_accuracy": val_acc,
-                "epoch_seconds": epoch_seconds[-1],
-            }
-        )
-        log.info("epoch %d: val macro-F1 %.4f acc %.4f", epoch, val_f1, val_acc)
-        if val_f1 > best_f1:
-            best_f1, best_epoch, bad_epochs = val_f1, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            bad_epochs += 1
-        finished = bad_epochs > cfg.patience or step >= total
-        snapshot(epoch)
-        if finished:
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.to("cpu").eval()
-    return TrainOutcome(
-        model,
-        best_epoch,
-        best_f1,
-        history,
-        seconds_before + time.monotonic() - start,
-        epoch_seconds,
-        steps=step,
-        resumed_from=None if resume is None else str(resume.get("path", "")),
+    return _Run(
+        model=model,
+        tokenizer=tokenizer,
+        cfg=cfg,
+        rng=rng,
+        device=device,
+        use_bf16=use_bf16,
+        ids=ids,
+        types=types,
+        y=y,
+        loss_fn=loss_fn,
+        soft=soft,
+        alpha=alpha,
+        temperature=temperature,
+        opt=opt,
+        sched=torch.optim.lr_scheduler.LambdaLR(opt, lr_at),
+        total=total,
+        with_types=getattr(model.config, "type_vocab_size", 0) > 1,
+        pad=tokenizer.pad_token_id or 0,
     )
+
+
+def _resumed(run: _Run, resume: dict[str, Any]) -> _LoopState:
+    """The loop state of a checkpoint, its model, optimiser, schedule and RNGs restored."""
+    from retraining.checkpoint import restore
+
+    point = restore(resume, run.model, run.opt, run.sched, run.rng, total=run.total)
+    state = _LoopState(
+        step=point.step,
+        first_epoch=point.next_epoch,
+        finished=point.finished,
+        partial=point.partial,
+        history=point.history,
+        epoch_seconds=point.epoch_seconds,
+        seconds_before=point.seconds,
+        best_f1=point.best_f1,
+        best_epoch=point.best_epoch,
+        bad_epochs=point.bad_epochs,
+        best_state=point.best_state,
+    )
+    log.info(
+        "resuming %s at step %d of %d (epoch %d)",
+        point.path,
+        state.step,
+        run.total,
+        state.first_epoch,
+    )
+    if run.progress:
+        run.progress(
+            f"resumed at step {state.step} (epoch {state.first_epoch}/{run.cfg.epochs})",
+            state.step,
+            run.total,
+        )
+    return state
+
+
+def _snapshot(run: _Run, state: _LoopState, epoch: int, part: dict[str, Any] | None = None) -> None:
+    """Checkpoint the loop: after epoch ``epoch`` ends, or inside it (``part``)."""
+    if run.checkpoint is None:
+        return
+    from retraining.checkpoint import cpu_state, rng_states
+
+    run.checkpoint.write(
+        {
+            "step": state.step,
+            "epoch": epoch,
+            "epoch_done": part is None,
+            "finished": state.finished,
+            "partial": part,
+            "total_steps": run.total,
+            "model": cpu_state(run.model.state_dict()),
+            "optimizer": run.opt.state_dict(),
+            "scheduler": run.sched.state_dict(),
+            "rng": rng_states(run.rng, run.device),
+            "history": state.history,
+            "epoch_seconds": state.epoch_seconds,
+            "best": {
+                "f1": state.best_f1,
+                "epoch": state.best_epoch,
+                "bad_epochs": state.bad_epochs,
+                "state": None if state.best_state is None else cpu_state(state.best_state),
+            },
+            "seconds": state.seconds_before + time.monotonic() - state.started,
+        }
+    )
+
+
+def _train_epoch(
+    run: _Run, state: _LoopState, epoch: int, lengths: Sequence[int]
+) -> tuple[float, int, float]:
+    """One epoch's optimizer steps (from a resumed checkpoint's place inside it, if any):
+    ``(summed loss, batches in the epoch, time.monotonic() at its start)``."""
+    import torch
+
+    cfg, model, device = run.cfg, run.model, run.device
+    model.train()
+    if state.partial is not None:  # resumed inside this epoch: its batches, from the next one
+        batches, first_batch = state.partial["batches"], int(state.partial["next_batch"])
+        running = float(state.partial["running"])
+        t0 = time.monotonic() - state.partial["elapsed"]
+        state.partial = None
+    else:
+        batches, first_batch = length_grouped_batches(lengths, cfg.batch_size, run.rng), 0
+        running, t0 = 0.0, time.monotonic()
+    for bi in range(first_batch, len(batches)):
+        if state.step >= run.total:
+            break
+        batch = batches[bi]
+        feed = {
+            k: v.to(device)
+            for k, v in collate(run.ids, run.types, batch, run.pad, run.with_types).items()
+        }
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=run.use_bf16):
+            logits = model(**feed)
+        gold = run.y[batch].to(device)
+        if run.soft is None:
+            loss = run.loss_fn(logits.float(), gold)
+        else:
+            teacher = run.soft[batch].to(device)
+            loss = distill_loss(
+                logits.float(), teacher, gold, run.loss_fn, run.alpha, run.temperature
+            )
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        run.opt.step()
+        run.sched.step()
+        state.step += 1
+        running += loss.item()
+        inside = bi + 1 < len(batches) and state.step < run.total  # an epoch end checkpoints
+        if run.checkpoint is not None and inside and run.checkpoint.due():
+            part = {"batches": batches, "next_batch": bi + 1, "running": running}
+            _snapshot(run, state, epoch, {**part, "elapsed": time.monotonic() - t0})
+        if run.progress:
+            run.progress(
+                f"epoch {epoch}/{cfg.epochs} loss {running / (bi + 1):.3f}", state.step, run.total
+            )
+    return running, len(batches), t0
+
+
+def _validate(
+    run: _Run,
+    state: _LoopState,
+    epoch: int,
+    train_loss: float,
+    val_texts: Sequence[str],
+    val_y: Sequence[int],
+) -> None:
+    """Score the validation rows after ``epoch``; keep the best weights (early stopping)."""
+    from sklearn.metrics import f1_score
+
+    val_logits = predict_logits(
+        run.model, run.tokenizer, val_texts, max_length=run.cfg.max_length, device=run.device
+    )
+    val_f1 = float(f1_score(list(val_y), val_logits.argmax(1), average="macro"))
+    val_acc = float(np.mean(val_logits.argmax(1) == np.asarray(val_y)))
+    state.history.append(
+        {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_macro_f1": val_f1,
+            "val_accuracy": val_acc,
+            "epoch_seconds": state.epoch_seconds[-1],
+        }
+    )
+    log.info("epoch %d: val macro-F1 %.4f acc %.4f", epoch, val_f1, val_acc)
+    if val_f1 > state.best_f1:
+        state.best_f1, state.best_epoch, state.bad_epochs = val_f1, epoch, 0
+        state.best_state = copy.deepcopy(run.model.state_dict())
+    else:
+        state.bad_epochs += 1

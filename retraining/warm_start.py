@@ -115,7 +115,7 @@ def _probe(settings: Settings) -> None:
     MLflow's (its client honours MLFLOW_TRACKING_SERVER_CERT_PATH and the like)."""
     import urllib.parse
 
-    from pipeline.stack.processes import port_open
+    from pipeline.core.net import port_open
 
     for uri in {settings.tracking_uri(), settings.mlflow_registry_uri or ""}:
         if not uri.startswith(("http://", "https://")):

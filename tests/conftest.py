@@ -105,14 +105,14 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from retraining.tiny import write_tiny_model_folder
+    from retraining.bases.tiny import write_tiny_model_folder
 
     return write_tiny_model_folder(tmp_path_factory.mktemp("models") / "bert", "bert")
 
 
 @pytest.fixture(scope="session")
 def tiny_roberta(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from retraining.tiny import write_tiny_model_folder
+    from retraining.bases.tiny import write_tiny_model_folder
 
     return write_tiny_model_folder(
         tmp_path_factory.mktemp("models") / "roberta", "roberta", version="tiny-roberta-1"

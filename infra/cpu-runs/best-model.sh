@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Issue 13's long CPU measurements, in order; every step is skipped when its JSON exists and
-# the trainings continue their checkpoints, so rerun this until it prints "all done".
+# The long CPU runs of docs/benchmarks/2026-12-07-training.md, in order; every step is skipped
+# when its JSON exists and the trainings continue their checkpoints, so rerun this until it
+# prints "all done".
 #   1. mpnet-base, one epoch over every union row (all text formats), full AG News test
 #   2. `newsflow bench` of its int8 graph (starts and stops the local stack)
 #   3. a MiniLM student distilled from it (--teacher), same rows

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The AG News learning curve in README (2-core CPU): MiniLM and mpnet-base, one epoch each, on
-# stratified cuts of the union's title+desc rows, scored on the same fixed 2,000 test rows.
+# The AG News learning curve of docs/benchmarks/2026-12-07-training.md (2-core CPU): MiniLM and
+# mpnet-base, one epoch each, on stratified cuts of the union's title+desc rows, scored on the
+# same fixed 2,000 test rows.
 # Usage: bash infra/cpu-runs/learning-curve.sh [OUT]   (OUT default: ./runs/curve; ~1 h 40 min)
-# Then:  .venv/bin/python -m retraining.learning_curve OUT/*.json --out curve.png --target 0.94
+# Then:  .venv/bin/python -m retraining.analysis.learning_curve OUT/*.json --out curve.png --target 0.94
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 OUT=$(mkdir -p "${1:-runs/curve}" && cd "${1:-runs/curve}" && pwd)

@@ -41,8 +41,6 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from pipeline.core.datasets import DatasetError, load_dataset
 from pipeline.core.model_folder import FP16, FP32, read_metadata
 from pipeline.core.runtime import CPU, CUDA, Classifier, inspect_onnxruntime
@@ -156,8 +154,8 @@ def _torch() -> Any:
 
 
 def tiny_folder(work: Path) -> Path:
+    from retraining.bases.tiny import build_tiny
     from retraining.export import write_model_folder
-    from retraining.tiny import build_tiny
 
     labels = ("World", "Sports", "Business", "Sci/Tech")
     model, tok = build_tiny("bert", labels)
@@ -266,11 +264,11 @@ def torch_reference(
     torch = _torch()
     meta = read_metadata(folder)
     if meta.base_model.startswith("tiny-"):
-        from retraining.tiny import build_tiny
+        from retraining.bases.tiny import build_tiny
 
         model, _ = build_tiny("roberta" if "roberta" in meta.base_model else "bert", meta.labels)
     else:
-        from retraining.base_models import resolve_base_model
+        from retraining.bases.resolve import resolve_base_model
         from retraining.modeling import load_base
 
         model, _ = load_base(resolve_base_model(meta.base_model), len(meta.labels))

@@ -1,5 +1,7 @@
 """The full train -> calibrate -> ONNX export -> parity path on a GPU for the best sweep recipes
-(issue 4); the last process scores the TF-IDF baseline of the 20 Newsgroups split once."""
+(issue 4); the last process scores the TF-IDF baseline of the 20 Newsgroups split once.
+The project is imported as a package: installed (`.venv/bin/python`) or from the checkout
+through PYTHONPATH, which run2.sh sets on the GPU machine."""
 
 import dataclasses
 import json
@@ -12,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, os.getcwd())
 from pipeline.core.datasets import load_dataset
 from pipeline.core.runtime import softmax
 from retraining.data import make_splits

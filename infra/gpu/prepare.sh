@@ -12,7 +12,7 @@ cp -r ../shared/data/ag_news ../shared/data/20newsgroups .gpu/data/
 import shutil
 from pathlib import Path
 from safetensors.torch import load_file, save_file
-from retraining.base_models import minilm_folder
+from retraining.bases.resolve import minilm_folder
 src, dst = minilm_folder(), Path(".gpu/minilm")
 for f in ["config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt"]:
     shutil.copy(src / f, dst / f)

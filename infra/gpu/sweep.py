@@ -1,6 +1,8 @@
 """Hyper-parameter sweep of the fine-tuning loop on a GPU (issue 4): 22 AG News / 20 Newsgroups
 configurations, 8 processes sharing one GPU. Usage: SHARDS=8 bash infra/gpu/run.sh (results in
-$OUT/sweep.jsonl). SMOKE=1 runs 2 CPU steps per configuration to check the script."""
+$OUT/sweep.jsonl). SMOKE=1 runs 2 CPU steps per configuration to check the script.
+The project is imported as a package: installed (`.venv/bin/python infra/gpu/sweep.py`) or
+from the checkout through PYTHONPATH, which run.sh sets on the GPU machine."""
 
 import json
 import os
@@ -11,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, os.getcwd())
 from pipeline.core.datasets import load_dataset
 from retraining.data import make_splits
 from retraining.modeling import load_base

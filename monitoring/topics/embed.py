@@ -19,7 +19,7 @@ BATCH = 64
 def _encoder() -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
 
-    from retraining.base_models import minilm_folder
+    from retraining.bases.resolve import minilm_folder
 
     folder = str(minilm_folder())
     return AutoTokenizer.from_pretrained(folder, use_fast=True), AutoModel.from_pretrained(

@@ -1,5 +1,6 @@
-"""Candidates and topics in PostgreSQL: store a discovery, name or dismiss a candidate (its
-members become review items with the new name suggested), count the labels a new topic has.
+"""Candidates and topics: store a discovery, name or dismiss a candidate (its members become
+review items with the new name suggested), count the labels a new topic has, ask for a topic
+to be removed or merged. The rows are read and written by :mod:`pipeline.core.db.topics`.
 
 Every change is one transaction that locks the candidate row first, so two admins acting on
 the same candidate get one success and one clear refusal, and nothing is done half-way.
@@ -7,49 +8,29 @@ the same candidate get one success and one clear refusal, and nothing is done ha
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import unicodedata
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from monitoring.topics.discovery import Candidate, PoolItem
-from monitoring.web.review_queue import NONE_LABEL
-from pipeline.core.db.access import Db, connected
+from pipeline.core.db import topics as topics_db
+from pipeline.core.db.access import Db
+from pipeline.core.db.topics import StoredCandidate as StoredCandidate  # re-exported
+from pipeline.core.errors import NewsflowError
+from pipeline.core.records import NONE_LABEL
 
 ONBOARDING_ROUND = 10  # review_items.round of onboarding reviews (1 = sampled, 2 = second)
 MAX_NAME = 64
 
 
-class TopicError(ValueError):
+class TopicError(NewsflowError):
     """A request about topics that cannot be done; nothing was changed."""
 
 
 class CandidateGone(TopicError):
     """The candidate is no longer open (a newer discovery replaced it, or it was decided)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class StoredCandidate:
-    id: int
-    rank: int
-    status: str
-    size: int
-    separation: float
-    cohesion: float
-    nearest_topic: str
-    none_of_these: int
-    terms: list[str]
-    examples: list[str]
-    members: list[str]
-    name: str | None
-    model_version: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 _INVISIBLE = frozenset("\u034f\u115f\u1160\u2800\u3164\uffa0")
@@ -89,39 +70,27 @@ def check_name(name: str, existing: Sequence[str]) -> str:
     return cleaned
 
 
-TOPICS_LOCK = 0x746F7063  # "topc": one change of topics or candidates at a time
-
-
-def _serialise(conn: Connection) -> None:
-    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": TOPICS_LOCK})
+MAX_TEXT = 2000  # characters of an article that discovery embeds
 
 
 def pool(engine: Engine, *, model_version: str | None, low_confidence: int) -> list[PoolItem]:
     """What the model could not place: articles reviewers marked "none of these" (latest
     review), plus the ``low_confidence`` least confident predictions of ``model_version``."""
     with engine.connect() as conn:
-        marked = conn.execute(
-            text(
-                "SELECT DISTINCT ON (a.id) a.id, a.title, a.body FROM review_items r "
-                "JOIN articles a ON a.id = r.article_id WHERE r.status = 'done' "
-                "AND r.label = :none ORDER BY a.id, r.labelled_at DESC"
-            ),
-            {"none": NONE_LABEL},
-        ).all()
-        low = conn.execute(
-            text(
-                "SELECT a.id, a.title, a.body FROM predictions p JOIN articles a "
-                "ON a.id = p.article_id WHERE (CAST(:v AS text) IS NULL OR p.model_version = :v) "
-                "ORDER BY p.confidence ASC, p.id LIMIT :n"
-            ),
-            {"v": model_version, "n": low_confidence},
-        ).all()
+        marked = topics_db.select_none_of_these(conn)
+        low = topics_db.select_least_confident(
+            conn, model_version=model_version, limit=low_confidence
+        )
     out = {
-        r.id: PoolItem(r.id, r.title, f"{r.title} {r.body}"[:2000], "none_of_these") for r in marked
+        a.article_id: PoolItem(
+            a.article_id, a.title, f"{a.title} {a.body}"[:MAX_TEXT], "none_of_these"
+        )
+        for a in marked
     }
-    for r in low:
+    for a in low:
         out.setdefault(
-            r.id, PoolItem(r.id, r.title, f"{r.title} {r.body}"[:2000], "low_confidence")
+            a.article_id,
+            PoolItem(a.article_id, a.title, f"{a.title} {a.body}"[:MAX_TEXT], "low_confidence"),
         )
     return list(out.values())
 
@@ -130,21 +99,11 @@ def known_samples(
     engine: Engine, *, model_version: str | None, per_topic: int = 48, min_confidence: float = 0.9
 ) -> dict[str, list[str]]:
     """Texts the model placed confidently, per topic (the known topics' centroids)."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT topic, text FROM (SELECT p.topic, a.title || ' ' || a.body AS text, "
-                "row_number() OVER (PARTITION BY p.topic ORDER BY p.confidence DESC, p.id) AS k "
-                "FROM predictions p JOIN articles a ON a.id = p.article_id "
-                "WHERE (CAST(:v AS text) IS NULL OR p.model_version = :v) "
-                "AND p.confidence >= :c) s "
-                "WHERE k <= :n"
-            ),
-            {"v": model_version, "c": min_confidence, "n": per_topic},
-        ).all()
     out: dict[str, list[str]] = {}
-    for topic, body in rows:
-        out.setdefault(str(topic), []).append(str(body)[:2000])
+    for found in topics_db.select_confident_texts(
+        engine, model_version=model_version, per_topic=per_topic, min_confidence=min_confidence
+    ):
+        out.setdefault(found.topic, []).append(found.text[:MAX_TEXT])
     return out
 
 
@@ -153,79 +112,35 @@ def save_discovery(
 ) -> list[int]:
     """Store a discovery: earlier open candidates become ``superseded``; returns new ids."""
     with engine.begin() as conn:
-        conn.execute(
-            text("UPDATE topic_candidates SET status = 'superseded' WHERE status = 'open'")
-        )
-        ids = []
-        for rank, c in enumerate(found, start=1):
-            ids.append(
-                int(
-                    conn.execute(
-                        text(
-                            "INSERT INTO topic_candidates (model_version, rank, size, separation, "
-                            "cohesion, nearest_topic, none_of_these, terms, examples, members) "
-                            "VALUES (:v, :r, :s, :sep, :coh, :near, :none, CAST(:t AS jsonb), "
-                            "CAST(:e AS jsonb), CAST(:m AS jsonb)) RETURNING id"
-                        ),
-                        {
-                            "v": model_version,
-                            "r": rank,
-                            "s": c.size,
-                            "sep": c.separation,
-                            "coh": c.cohesion,
-                            "near": c.nearest_topic,
-                            "none": c.none_of_these,
-                            "t": json.dumps(c.terms),
-                            "e": json.dumps(c.examples),
-                            "m": json.dumps(c.members),
-                        },
-                    ).scalar_one()
-                )
+        topics_db.supersede_open_candidates(conn)
+        return [
+            topics_db.insert_candidate(
+                conn,
+                candidate=topics_db.NewCandidate(
+                    rank=rank,
+                    size=c.size,
+                    separation=c.separation,
+                    cohesion=c.cohesion,
+                    nearest_topic=c.nearest_topic,
+                    none_of_these=c.none_of_these,
+                    terms=c.terms,
+                    examples=c.examples,
+                    members=c.members,
+                ),
+                model_version=model_version,
             )
-    return ids
+            for rank, c in enumerate(found, start=1)
+        ]
 
 
 def candidates(engine: Engine, *, status: str | None = "open") -> list[StoredCandidate]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT * FROM topic_candidates WHERE (CAST(:s AS text) IS NULL OR status = :s) "
-                "ORDER BY discovered_at DESC, rank LIMIT 200"
-            ),
-            {"s": status},
-        ).mappings()
-        return [_stored(r) for r in rows]
-
-
-def _stored(r: Any) -> StoredCandidate:
-    return StoredCandidate(
-        id=int(r["id"]),
-        rank=int(r["rank"]),
-        status=str(r["status"]),
-        size=int(r["size"]),
-        separation=float(r["separation"]),
-        cohesion=float(r["cohesion"]),
-        nearest_topic=str(r["nearest_topic"]),
-        none_of_these=int(r["none_of_these"]),
-        terms=list(r["terms"]),
-        examples=list(r["examples"]),
-        members=list(r["members"]),
-        name=r["name"],
-        model_version=r["model_version"],
-    )
+    return topics_db.select_candidates(engine, status=status)
 
 
 def _lock_open(conn: Connection, candidate_id: int) -> StoredCandidate:
-    row = (
-        conn.execute(
-            text("SELECT * FROM topic_candidates WHERE id = :i FOR UPDATE"), {"i": candidate_id}
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
+    found = topics_db.lock_candidate(conn, candidate_id=candidate_id)
+    if found is None:
         raise CandidateGone(f"candidate {candidate_id} does not exist")
-    found = _stored(row)
     if found.status != "open":
         what = {
             "superseded": "a newer discovery replaced it; look at the current candidates",
@@ -238,10 +153,8 @@ def _lock_open(conn: Connection, candidate_id: int) -> StoredCandidate:
 
 def topic_names(conn: Connection, *, model_labels: Sequence[str] = ()) -> list[str]:
     """Topics people added (onboarding or active), after ``model_labels``."""
-    rows = conn.execute(
-        text("SELECT name FROM topics WHERE status IN ('onboarding', 'active') ORDER BY created_at")
-    ).scalars()
-    return [str(n) for n in rows if n not in model_labels]
+    names = topics_db.select_topic_names(conn, statuses=("onboarding", "active"))
+    return [n for n in names if n not in model_labels]
 
 
 def accept(
@@ -251,87 +164,41 @@ def accept(
     items (first in the queue) with ``name`` suggested. Returns how many were queued."""
     try:
         with engine.begin() as conn:
-            _serialise(conn)
+            topics_db.lock_topic_changes(conn)
             found = _lock_open(conn, candidate_id)
             existing = [*known_labels, *topic_names(conn)]
             cleaned = check_name(name, existing)
-            conn.execute(
-                text(
-                    "INSERT INTO topics (name, status, candidate_id, created_by) "
-                    "VALUES (:n, 'onboarding', :c, :u)"
-                ),
-                {"n": cleaned, "c": candidate_id, "u": admin},
+            topics_db.insert_onboarding_topic(
+                conn, name=cleaned, candidate_id=candidate_id, admin=admin
             )
-            queued = conn.execute(
-                text(
-                    "INSERT INTO review_items (prediction_id, article_id, reason, priority, "
-                    "round, status, suggested_label) "
-                    "SELECT DISTINCT ON (p.article_id) p.id, p.article_id, 'onboarding', -1, "
-                    ":round, 'pending', :n FROM predictions p "
-                    "WHERE p.article_id = ANY(:members) ORDER BY p.article_id, p.id DESC "
-                    "ON CONFLICT ON CONSTRAINT uq_review_prediction_round DO NOTHING"
-                ),
-                {"n": cleaned, "members": found.members, "round": ONBOARDING_ROUND},
-            ).rowcount
-            conn.execute(
-                text(
-                    "UPDATE topic_candidates SET status = 'accepted', name = :n, "
-                    "decided_by = :u, decided_at = now() WHERE id = :i"
-                ),
-                {"n": cleaned, "u": admin, "i": candidate_id},
+            queued = topics_db.queue_onboarding_reviews(
+                conn, members=found.members, suggested_label=cleaned, review_round=ONBOARDING_ROUND
             )
-            return int(queued)
+            topics_db.accept_candidate(conn, candidate_id=candidate_id, name=cleaned, admin=admin)
+            return queued
     except IntegrityError as exc:  # another admin created the same name at the same moment
         raise TopicError(f"topic {name.strip()!r} exists already") from exc
 
 
 def dismiss(engine: Engine, candidate_id: int, *, admin: str) -> None:
     with engine.begin() as conn:
-        _serialise(conn)
+        topics_db.lock_topic_changes(conn)
         _lock_open(conn, candidate_id)
-        conn.execute(
-            text(
-                "UPDATE topic_candidates SET status = 'dismissed', decided_by = :u, "
-                "decided_at = now() WHERE id = :i"
-            ),
-            {"u": admin, "i": candidate_id},
-        )
+        topics_db.dismiss_candidate(conn, candidate_id=candidate_id, admin=admin)
 
 
 def labelled_count(engine: Engine, name: str) -> int:
     """Articles whose latest human review says ``name``."""
-    with engine.connect() as conn:
-        return int(
-            conn.execute(
-                text(
-                    "SELECT count(*) FROM (SELECT DISTINCT ON (article_id) label "
-                    "FROM review_items WHERE status = 'done' "
-                    "ORDER BY article_id, labelled_at DESC) s WHERE label = :n"
-                ),
-                {"n": name},
-            ).scalar_one()
-        )
+    return topics_db.count_latest_labels(engine, label=name)
 
 
 def onboarding_topics(engine: Engine) -> list[str]:
-    with engine.connect() as conn:
-        return [
-            str(n)
-            for n in conn.execute(
-                text("SELECT name FROM topics WHERE status = 'onboarding' ORDER BY created_at")
-            ).scalars()
-        ]
+    return topics_db.select_topic_names(engine, statuses=("onboarding",))
 
 
 def mark_active(engine: Engine, names: Sequence[str], *, version: str) -> None:
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE topics SET status = 'active', retrain_version = :v "
-                "WHERE name = ANY(:n) AND status = 'onboarding'"
-            ),
-            {"v": version, "n": list(names)},
-        )
+        topics_db.activate_topics(conn, names=names, version=version)
 
 
 def retire(
@@ -355,7 +222,7 @@ def retire(
         if into == name:
             raise TopicError("a topic cannot be merged into itself")
     with engine.begin() as conn:
-        _serialise(conn)
+        topics_db.lock_topic_changes(conn)
         pending = pending_changes(conn)
         targets = {t for t in pending.values() if t is not None}
         busy = name if name in pending or name in targets else into if into in pending else None
@@ -364,60 +231,28 @@ def retire(
         left = [t for t in labels if t not in pending and t != name]
         if len(left) < 2:
             raise TopicError("a model needs at least two topics")
-        status = "merging" if into is not None else "removing"
-        conn.execute(
-            text(
-                "INSERT INTO topics (name, status, merge_into, created_by) "
-                "VALUES (:n, :s, :m, :u) ON CONFLICT (name) DO UPDATE "
-                "SET status = :s, merge_into = :m, created_by = :u"
-            ),
-            {"n": name, "s": status, "m": into, "u": admin},
-        )
+        topics_db.request_topic_change(conn, name=name, merge_into=into, admin=admin)
 
 
 def pending_changes(db: Db) -> dict[str, str | None]:
     """Topics to remove (→ None) or merge (→ target) at the next retraining."""
-    with connected(db) as conn:
-        rows = conn.execute(
-            text("SELECT name, merge_into FROM topics WHERE status IN ('removing', 'merging')")
-        ).all()
-    return {str(n): (str(m) if m is not None else None) for n, m in rows}
+    return {c.name: c.merge_into for c in topics_db.select_pending_changes(db)}
 
 
 def mark_retired(engine: Engine, names: Sequence[str], *, version: str) -> None:
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE topics SET status = CASE status WHEN 'merging' THEN 'merged' "
-                "ELSE 'removed' END, retrain_version = :v "
-                "WHERE name = ANY(:n) AND status IN ('removing', 'merging')"
-            ),
-            {"v": version, "n": list(names)},
-        )
+        topics_db.retire_topics(conn, names=names, version=version)
 
 
 def cancel(engine: Engine, name: str, *, admin: str) -> int:
     """Stop onboarding topic ``name``: it is no longer offered to reviewers and its pending
     onboarding reviews are withdrawn (labels already given stay). Returns how many."""
     with engine.begin() as conn:
-        _serialise(conn)
-        found = conn.execute(
-            text("SELECT status FROM topics WHERE name = :n FOR UPDATE"), {"n": name}
-        ).scalar()
+        topics_db.lock_topic_changes(conn)
+        found = topics_db.lock_topic_status(conn, name=name)
         if found != "onboarding":
             raise TopicError(
                 f"{name!r} is not a topic being onboarded" + (f" (it is {found})" if found else "")
             )
-        conn.execute(
-            text("UPDATE topics SET status = 'cancelled', created_by = :u WHERE name = :n"),
-            {"n": name, "u": admin},
-        )
-        return int(
-            conn.execute(
-                text(
-                    "UPDATE review_items SET status = 'withdrawn' WHERE status = 'pending' "
-                    "AND reason = 'onboarding' AND suggested_label = :n"
-                ),
-                {"n": name},
-            ).rowcount
-        )
+        topics_db.cancel_topic(conn, name=name, admin=admin)
+        return topics_db.withdraw_onboarding_reviews(conn, suggested_label=name)

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
-from monitoring.web.review_queue import NONE_LABEL
+from pipeline.core.db import review_interchange
+from pipeline.core.records import NONE_LABEL
 
 FROM_NAME, TO_NAME = "topic", "text"
 
@@ -32,32 +33,22 @@ def label_config(labels: Sequence[str]) -> str:
 
 
 def export_tasks(engine: Engine, *, status: str = "pending", limit: int = 10_000) -> list[Any]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT r.id, r.round, r.reason, a.id AS article_id, a.title, a.body, "
-                "p.model_version, p.topic, p.confidence FROM review_items r "
-                "JOIN predictions p ON p.id = r.prediction_id "
-                "JOIN articles a ON a.id = r.article_id "
-                "WHERE r.status = :s ORDER BY r.priority, r.id LIMIT :n"
-            ),
-            {"s": status, "n": limit},
-        ).all()
+    items = review_interchange.select_items_for_export(engine, status=status, limit=limit)
     return [
         {
-            "id": int(r.id),
+            "id": r.review_item_id,
             "data": {
                 "text": f"{r.title}\n\n{r.body}".strip(),
                 "title": r.title,
                 "article_id": r.article_id,
-                "review_item_id": int(r.id),
-                "round": int(r.round),
+                "review_item_id": r.review_item_id,
+                "round": r.round,
                 "reason": r.reason,
             },
             "predictions": [
                 {
                     "model_version": r.model_version,
-                    "score": float(r.confidence),
+                    "score": r.confidence,
                     "result": [
                         {
                             "from_name": FROM_NAME,
@@ -69,7 +60,7 @@ def export_tasks(engine: Engine, *, status: str = "pending", limit: int = 10_000
                 }
             ],
         }
-        for r in rows
+        for r in items
     ]
 
 
@@ -123,31 +114,21 @@ def import_annotations(engine: Engine, tasks: Any) -> ImportReport:
             report.rejected.append((ref, f"no '{FROM_NAME}' choice in its annotations"))
             continue
         with engine.begin() as conn:
-            row = conn.execute(
-                text(
-                    "SELECT r.status, m.labels, p.topic FROM review_items r "
-                    "JOIN predictions p ON p.id = r.prediction_id "
-                    "LEFT JOIN model_labels m ON m.model_version = p.model_version "
-                    "WHERE r.id = :i FOR UPDATE OF r"
-                ),
-                {"i": item},
-            ).first()
-            if row is None:
+            found = review_interchange.lock_item_for_label(conn, review_item_id=item)
+            if found is None:
                 report.rejected.append((ref, "no such review item"))
                 continue
-            if row.status != "pending":
-                report.rejected.append((ref, f"already {row.status}"))
+            if found.status != "pending":
+                report.rejected.append((ref, f"already {found.status}"))
                 continue
-            allowed = list(row.labels or [row.topic])
-            if label != NONE_LABEL and label not in allowed:
+            if label != NONE_LABEL and label not in found.allowed_labels:
                 report.rejected.append((ref, f"label {label!r} is not a topic of the model"))
                 continue
-            conn.execute(
-                text(
-                    "UPDATE review_items SET status = 'done', label = :l, reviewer = :u, "
-                    "labelled_at = now(), assigned_to = NULL WHERE id = :i"
-                ),
-                {"l": label, "u": f"labelstudio:{who or 'unknown'}"[:128], "i": item},
+            review_interchange.record_external_label(
+                conn,
+                review_item_id=item,
+                label=label,
+                reviewer=f"labelstudio:{who or 'unknown'}"[:128],
             )
             report.applied += 1
     return report

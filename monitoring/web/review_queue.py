@@ -1,4 +1,5 @@
-"""The review queue in Postgres: claim, label, skip, second reviews, progress.
+"""The review queue's rules: claim, label, skip, second reviews, progress (the rows are
+read and written by :mod:`pipeline.core.db.review_queue`).
 
 A reviewer claims the next pending item (uncertainty samples first: their priority is below
 the uniform samples') with ``FOR UPDATE SKIP LOCKED``, so two reviewers never get the same
@@ -12,14 +13,36 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
 
+from pipeline.core.db import review_queue as queue_db
+from pipeline.core.db.review_queue import Agreement, ReviewItemView
+from pipeline.core.db.reviews import pending_review_count
+from pipeline.core.db.topics import select_topic_names
 from pipeline.core.errors import NewsflowError
+from pipeline.core.records import NONE_LABEL
+from pipeline.sampling import SKIP_PENALTY  # a skipped item goes behind everything not skipped
 
-NONE_LABEL = "__none__"  # "none of these / new topic"
-SKIP_PENALTY = 100_000  # a skipped item goes behind everything not yet skipped
+__all__ = [
+    "MAX_KEYS",
+    "NONE_LABEL",
+    "SKIP_PENALTY",
+    "Agreement",
+    "Progress",
+    "ReviewError",
+    "ReviewTask",
+    "UnknownLabel",
+    "added_topics",
+    "agreement",
+    "allowed_labels",
+    "claim_next",
+    "progress",
+    "skip",
+    "split_labels",
+    "submit_label",
+]
+
 MAX_KEYS = 9  # number keys 1..9 pick a topic; 0 is "none of these"
 
 
@@ -88,68 +111,38 @@ class Progress:
     median_seconds: float | None
 
 
-def _held(conn: Connection, reviewer: str, claim_s: float) -> int | None:
-    row = conn.execute(
-        text(
-            "SELECT id FROM review_items WHERE assigned_to = :u AND status = 'pending' "
-            "AND assigned_at > now() - make_interval(secs => :s) ORDER BY id LIMIT 1"
-        ),
-        {"u": reviewer, "s": claim_s},
-    ).first()
-    return int(row[0]) if row else None
-
-
 def claim_next(
     engine: Engine, reviewer: str, *, claim_minutes: float, article_prefix: str | None = None
 ) -> ReviewTask | None:
     """The item this reviewer holds, else the next free one (now held by them).
     ``article_prefix`` limits the choice to articles whose id starts with it."""
     claim_s = claim_minutes * 60
-    scope = "AND article_id LIKE :prefix " if article_prefix else ""
     with engine.begin() as conn:
-        item_id = _held(conn, reviewer, claim_s)
+        item_id = queue_db.select_held_item(conn, reviewer=reviewer, claim_s=claim_s)
         if item_id is None:
-            row = conn.execute(
-                text(
-                    "UPDATE review_items SET assigned_to = :u, assigned_at = now() "
-                    "WHERE id = (SELECT id FROM review_items WHERE status = 'pending' "
-                    "AND (assigned_to IS NULL OR assigned_at <= now() - make_interval(secs => :s)) "
-                    "AND (exclude_reviewer IS NULL OR exclude_reviewer <> :u) "
-                    f"{scope}ORDER BY priority, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id"
-                ),
-                {"u": reviewer, "s": claim_s, "prefix": f"{article_prefix or ''}%"},
-            ).first()
-            if row is None:
+            item_id = queue_db.claim_free_item(
+                conn, reviewer=reviewer, claim_s=claim_s, article_prefix=article_prefix
+            )
+            if item_id is None:
                 return None
-            item_id = int(row[0])
-        return _task(conn, item_id)
+        return _task(conn, queue_db.select_review_item(conn, item_id=item_id))
 
 
-def _task(conn: Connection, item_id: int) -> ReviewTask:
-    row = conn.execute(
-        text(
-            "SELECT r.id, r.round, r.reason, r.suggested_label, a.id AS article_id, a.title, "
-            "a.body, p.model_version, p.topic, p.confidence, p.probabilities, m.labels "
-            "FROM review_items r JOIN predictions p ON p.id = r.prediction_id "
-            "JOIN articles a ON a.id = r.article_id "
-            "LEFT JOIN model_labels m ON m.model_version = p.model_version WHERE r.id = :i"
-        ),
-        {"i": item_id},
-    ).one()
-    labels = list(row.labels or [])
-    probs = list(row.probabilities or [])
+def _task(conn: Connection, item: ReviewItemView) -> ReviewTask:
+    labels = list(item.labels)
+    probs = list(item.probabilities)
     extra = added_topics(conn, labels)
     if labels and len(labels) == len(probs):
         top = sorted(zip(labels, probs, strict=True), key=lambda t: -t[1])[:3]
     else:  # label order unknown (model_labels missing): show the model's pick alone
-        top = [(row.topic, float(row.confidence))]
-        labels = labels or [row.topic]
-    keyed, others = split_labels(labels, probs, pick=str(row.topic))
+        top = [(item.topic, item.confidence)]
+        labels = labels or [item.topic]
+    keyed, others = split_labels(labels, probs, pick=item.topic)
     if extra:  # added topics after the model's own: on free number keys, else in the list
         room = max(0, MAX_KEYS - len(keyed))
         keyed, others = [*keyed, *extra[:room]], [*others, *extra[room:]]
         labels = [*labels, *extra]
-    suggested = row.suggested_label
+    suggested = item.suggested_label
     if suggested in others:  # the topic this item was queued for gets a key (the last one)
         others = [t for t in others if t != suggested]
         if len(keyed) >= MAX_KEYS:
@@ -157,45 +150,36 @@ def _task(conn: Connection, item_id: int) -> ReviewTask:
             keyed = keyed[:-1]
         keyed = [*keyed, suggested]
     return ReviewTask(
-        item_id=int(row.id),
-        round=int(row.round),
-        reason=str(row.reason),
-        article_id=str(row.article_id),
-        title=str(row.title),
-        body=str(row.body),
-        model_version=str(row.model_version),
-        topic=str(row.topic),
-        confidence=float(row.confidence),
-        top=[(str(t), float(p)) for t, p in top],
+        item_id=item.item_id,
+        round=item.round,
+        reason=item.reason,
+        article_id=item.article_id,
+        title=item.title,
+        body=item.body,
+        model_version=item.model_version,
+        topic=item.topic,
+        confidence=item.confidence,
+        top=top,
         labels=labels,
         keyed=keyed,
         others=others,
-        suggested=row.suggested_label,
+        suggested=item.suggested_label,
     )
 
 
 def allowed_labels(conn: Connection, item_id: int) -> list[str]:
-    row = conn.execute(
-        text(
-            "SELECT m.labels, p.topic FROM review_items r "
-            "JOIN predictions p ON p.id = r.prediction_id "
-            "LEFT JOIN model_labels m ON m.model_version = p.model_version WHERE r.id = :i"
-        ),
-        {"i": item_id},
-    ).first()
-    if row is None:
+    found = queue_db.select_item_labels(conn, item_id=item_id)
+    if found is None:
         raise ReviewError(f"review item {item_id} does not exist")
-    labels = list(row.labels or [row.topic])
+    labels = found.labels or [found.topic]
     return [*labels, *added_topics(conn, labels)]
 
 
 def added_topics(conn: Connection, model_labels: Sequence[str]) -> list[str]:
     """Topics people added that the item's model does not know yet (being onboarded, or
     in a newer champion): reviewers may label with them too."""
-    rows = conn.execute(
-        text("SELECT name FROM topics WHERE status IN ('onboarding', 'active') ORDER BY created_at")
-    ).scalars()
-    return [str(n) for n in rows if n not in model_labels]
+    names = select_topic_names(conn, statuses=("onboarding", "active"))
+    return [n for n in names if n not in model_labels]
 
 
 def submit_label(
@@ -220,99 +204,44 @@ def submit_label(
                 f"{shown!r} is not a topic of this item's model; choose one of its "
                 f"{len(allowed)} topics ({', '.join(allowed)}) or 'none of these'"
             )
-        row = conn.execute(
-            text(
-                "UPDATE review_items SET status = 'done', label = :l, reviewer = :u, "
-                "labelled_at = now(), note = :n, simulated = :sim, assigned_to = NULL "
-                "WHERE id = :i AND status = 'pending' AND assigned_to = :u "
-                "RETURNING prediction_id, article_id, round, reason, priority"
-            ),
-            {"l": label, "u": reviewer, "n": (note or None), "i": item_id, "sim": simulated},
-        ).first()
-        if row is None:
+        done = queue_db.label_held_item(
+            conn,
+            item_id=item_id,
+            reviewer=reviewer,
+            label=label,
+            note=note or None,
+            simulated=simulated,
+        )
+        if done is None:
             raise ReviewError(
                 f"review item {item_id} is not held by {reviewer} (labelled already, or the "
                 "claim expired and someone else took it)"
             )
-        if row.round != 1 or rng.random() >= second_share:
+        if done.round != 1 or rng.random() >= second_share:
             return False
-        conn.execute(
-            text(
-                "INSERT INTO review_items (prediction_id, article_id, reason, priority, round, "
-                "status, exclude_reviewer) VALUES (:p, :a, :r, :prio, 2, 'pending', :u) "
-                "ON CONFLICT ON CONSTRAINT uq_review_prediction_round DO NOTHING"
-            ),
-            {
-                "p": row.prediction_id,
-                "a": row.article_id,
-                "r": row.reason,
-                "prio": row.priority,
-                "u": reviewer,
-            },
-        )
+        queue_db.queue_second_review(conn, first=done, exclude_reviewer=reviewer)
         return True
 
 
 def skip(engine: Engine, reviewer: str, item_id: int) -> None:
     """Give an item back; it goes behind the items nobody skipped."""
     with engine.begin() as conn:
-        done = conn.execute(
-            text(
-                "UPDATE review_items SET assigned_to = NULL, assigned_at = NULL, "
-                "skips = skips + 1, priority = priority + :pen "
-                "WHERE id = :i AND status = 'pending' AND assigned_to = :u"
-            ),
-            {"i": item_id, "u": reviewer, "pen": SKIP_PENALTY},
-        ).rowcount
+        done = queue_db.release_held_item(
+            conn, item_id=item_id, reviewer=reviewer, penalty=SKIP_PENALTY
+        )
     if not done:
         raise ReviewError(f"review item {item_id} is not held by {reviewer}")
 
 
 def progress(engine: Engine, reviewer: str) -> Progress:
     with engine.connect() as conn:
-        pending = conn.execute(
-            text("SELECT count(*) FROM review_items WHERE status = 'pending'")
-        ).scalar_one()
-        mine = conn.execute(
-            text(
-                "SELECT count(*) FILTER (WHERE labelled_at >= date_trunc('day', now())), "
-                "count(*) FILTER (WHERE labelled_at >= now() - interval '1 hour') "
-                "FROM review_items WHERE reviewer = :u AND status = 'done' "
-                "AND labelled_at >= least(date_trunc('day', now()), now() - interval '1 hour')"
-            ),
-            {"u": reviewer},
-        ).one()
-        gaps: Sequence[Any] = conn.execute(
-            text(
-                "SELECT extract(epoch FROM labelled_at - lag(labelled_at) OVER (ORDER BY "
-                "labelled_at)) FROM review_items WHERE reviewer = :u AND status = 'done' "
-                "AND labelled_at >= now() - interval '1 hour'"
-            ),
-            {"u": reviewer},
-        ).all()
-    values = sorted(float(g[0]) for g in gaps if g[0] is not None)
-    median = values[len(values) // 2] if values else None
-    return Progress(int(pending), int(mine[0]), int(mine[1]), median)
-
-
-@dataclasses.dataclass(frozen=True)
-class Agreement:
-    pairs: int
-    agreed: int
-
-    @property
-    def rate(self) -> float | None:
-        return self.agreed / self.pairs if self.pairs else None
+        pending = pending_review_count(conn)
+        mine = queue_db.select_reviewer_activity(conn, reviewer=reviewer)
+    gaps = mine.gaps_s
+    median = gaps[len(gaps) // 2] if gaps else None
+    return Progress(pending, mine.labelled_today, mine.labelled_last_hour, median)
 
 
 def agreement(engine: Engine) -> Agreement:
     """Items labelled in both rounds, and how many got the same label."""
-    with engine.connect() as conn:
-        row = conn.execute(
-            text(
-                "SELECT count(*), count(*) FILTER (WHERE a.label = b.label) FROM review_items a "
-                "JOIN review_items b ON b.prediction_id = a.prediction_id AND b.round = 2 "
-                "WHERE a.round = 1 AND a.status = 'done' AND b.status = 'done'"
-            )
-        ).one()
-    return Agreement(int(row[0]), int(row[1]))
+    return queue_db.select_agreement(engine)

@@ -10,9 +10,10 @@ import logging
 import threading
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from monitoring.topics import onboarding
+from pipeline.core.db import topics as topics_db
 from pipeline.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,11 +23,7 @@ def known_labels(engine: Engine) -> list[str]:
     """Every label of every model version that served (``model_labels``, written by the
     sink). Read from Postgres rather than the registry: the request stays fast, and a name
     any model has used, not only the champion's, is refused."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text("SELECT DISTINCT unnest(labels) AS label FROM model_labels ORDER BY 1")
-        ).scalars()
-        return [str(r) for r in rows]
+    return topics_db.select_known_labels(engine)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,36 +42,23 @@ class TopicRow:
 
 def topic_rows(engine: Engine) -> list[TopicRow]:
     """Topics people added, newest first, each with its reviewed-label count."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT t.name, t.status, t.created_by, t.created_at, t.retrain_version, "
-                "(SELECT count(*) FROM review_items r WHERE r.suggested_label = t.name "
-                "AND r.status = 'pending') AS pending "
-                "FROM topics t ORDER BY t.created_at DESC, t.name LIMIT 200"
-            )
-        ).all()
     return [
         TopicRow(
-            name=str(r.name),
-            status=str(r.status),
-            created_by=str(r.created_by),
-            created_at=r.created_at,
-            retrain_version=r.retrain_version,
-            labelled=onboarding.labelled_count(engine, str(r.name)),
-            pending=int(r.pending),
+            name=t.name,
+            status=t.status,
+            created_by=t.created_by,
+            created_at=t.created_at,
+            retrain_version=t.retrain_version,
+            labelled=onboarding.labelled_count(engine, t.name),
+            pending=t.pending,
         )
-        for r in rows
+        for t in topics_db.select_topics(engine)
     ]
 
 
 def candidate_name(engine: Engine, candidate_id: int) -> str | None:
     """The name a candidate was accepted as (for the notice after a redirect)."""
-    with engine.connect() as conn:
-        found = conn.execute(
-            text("SELECT name FROM topic_candidates WHERE id = :i"), {"i": candidate_id}
-        ).scalar_one_or_none()
-    return None if found is None else str(found)
+    return topics_db.select_candidate_name(engine, candidate_id=candidate_id)
 
 
 class DiscoveryJob:

@@ -1,13 +1,12 @@
-"""Accounts and login sessions in Postgres."""
+"""Accounts and login sessions: the rules (usernames, roles, password strength, constant-time
+sign-in) over :mod:`pipeline.core.db.users`, which stores them."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import re
 
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine
 
 from monitoring.web.security import (
     DUMMY_HASH,
@@ -16,7 +15,21 @@ from monitoring.web.security import (
     token_digest,
     verify_password,
 )
+from pipeline.core.db import users as db_users
+from pipeline.core.db.users import User
 from pipeline.core.errors import NewsflowError
+
+__all__ = [
+    "ROLES",
+    "USERNAME",
+    "User",
+    "UserError",
+    "add_user",
+    "authenticate",
+    "end_session",
+    "session_user",
+    "start_session",
+]
 
 ROLES = ("reviewer", "admin")
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
@@ -24,17 +37,6 @@ USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
 
 class UserError(NewsflowError):
     """A bad username, password or role, or a duplicate account."""
-
-
-@dataclasses.dataclass(frozen=True)
-class User:
-    id: int
-    username: str
-    role: str
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
 
 
 def add_user(engine: Engine, username: str, password: str, role: str) -> User:
@@ -50,33 +52,19 @@ def add_user(engine: Engine, username: str, password: str, role: str) -> User:
         raise UserError(str(exc)) from None
     try:
         with engine.begin() as conn:
-            uid = conn.execute(
-                text(
-                    "INSERT INTO users (username, password_hash, role) VALUES (:u, :h, :r) "
-                    "RETURNING id"
-                ),
-                {"u": username, "h": hashed, "r": role},
-            ).scalar_one()
-    except IntegrityError:
-        raise UserError(f"user {username!r} exists") from None
-    return User(int(uid), username, role)
+            return db_users.insert_user(conn, username=username, password_hash=hashed, role=role)
+    except db_users.DuplicateUser as exc:
+        raise UserError(str(exc)) from None
 
 
 def authenticate(engine: Engine, username: str, password: str) -> User | None:
-    with engine.connect() as conn:
-        row = conn.execute(
-            text(
-                "SELECT id, username, role, password_hash FROM users "
-                "WHERE username = :u AND NOT disabled"
-            ),
-            {"u": username},
-        ).first()
-    if row is None:
+    login = db_users.select_login(engine, username=username)
+    if login is None:
         verify_password(password, DUMMY_HASH)  # same cost as a real check
         return None
-    if not verify_password(password, row.password_hash):
+    if not verify_password(password, login.password_hash):
         return None
-    return User(int(row.id), row.username, row.role)
+    return login.user
 
 
 def start_session(engine: Engine, user: User, hours: float) -> tuple[str, str]:
@@ -84,37 +72,22 @@ def start_session(engine: Engine, user: User, hours: float) -> tuple[str, str]:
     token, csrf = new_token(), new_token()
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(hours=hours)
     with engine.begin() as conn:
-        conn.execute(
-            text("DELETE FROM web_sessions WHERE expires_at < now()"),
-        )
-        conn.execute(
-            text(
-                "INSERT INTO web_sessions (token_hash, user_id, csrf_token, expires_at) "
-                "VALUES (:t, :u, :c, :e)"
-            ),
-            {"t": token_digest(token), "u": user.id, "c": csrf, "e": expires},
+        db_users.insert_web_session(
+            conn,
+            token_hash=token_digest(token),
+            user_id=user.id,
+            csrf_token=csrf,
+            expires_at=expires,
         )
     return token, csrf
 
 
 def session_user(engine: Engine, token: str) -> tuple[User, str] | None:
     """The signed-in user and the session's CSRF token, or None."""
-    with engine.connect() as conn:
-        row = conn.execute(
-            text(
-                "SELECT u.id, u.username, u.role, s.csrf_token FROM web_sessions s "
-                "JOIN users u ON u.id = s.user_id "
-                "WHERE s.token_hash = :t AND s.expires_at > now() AND NOT u.disabled"
-            ),
-            {"t": token_digest(token)},
-        ).first()
-    if row is None:
-        return None
-    return User(int(row.id), row.username, row.role), str(row.csrf_token)
+    found = db_users.select_session_user(engine, token_hash=token_digest(token))
+    return (found.user, found.csrf_token) if found else None
 
 
 def end_session(engine: Engine, token: str) -> None:
     with engine.begin() as conn:
-        conn.execute(
-            text("DELETE FROM web_sessions WHERE token_hash = :t"), {"t": token_digest(token)}
-        )
+        db_users.delete_web_session(conn, token_hash=token_digest(token))

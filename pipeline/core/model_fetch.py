@@ -24,7 +24,6 @@ import http.client
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -38,11 +37,11 @@ from typing import Any
 
 from pipeline.core import manifest
 from pipeline.core.errors import ModelError, RegistryError
+from pipeline.core.model_cache import VERSION_PATTERN, check_version, local_copy_path, models_folder
 from pipeline.core.settings import Settings, mask_userinfo
 
 log = logging.getLogger(__name__)
 CHAMPION_POINTER = "champion.json"
-VERSION_PATTERN = re.compile(r"^[0-9]{1,9}$")
 _CHUNK = 1 << 20
 # A file must arrive within max(_MIN_DEADLINE_S, size / _MIN_RATE_BPS) seconds: a server
 # that trickles bytes (each read within the socket timeout) cannot hold a fetch forever.
@@ -66,14 +65,6 @@ class RemoteVersion:
     source: str  # where its artefacts are (mlflow-artifacts:/...)
     run_id: str
     files: str  # the manifest tag, "" when the version was registered without one
-
-
-def check_version(version: str) -> str:
-    """``version`` when it is a registry version number (digits only), else RegistryError:
-    it becomes part of a cache path, so nothing else may pass."""
-    if not VERSION_PATTERN.fullmatch(version):
-        raise RegistryError(f"the registry sent an invalid version number {version[:40]!r}")
-    return version
 
 
 def _headers() -> dict[str, str]:
@@ -326,8 +317,6 @@ def fetch_version(
     its registered file hashes either way. Raises ModelError for a version without hashes
     or whose files do not match (nothing is replaced), RegistryUnreachable when the server
     does not answer or the download is cut off (FetchCancelled when ``stop`` was set)."""
-    from pipeline.core.registry import local_copy_path
-
     dst = local_copy_path(settings, version)
     if info is None:
         info = get_version(settings, version)
@@ -373,8 +362,6 @@ def fetch_version(
 def remember_champion(settings: Settings, info: RemoteVersion) -> None:
     """Note which version was champion (after it loaded), so a restart while the registry is
     down can serve it."""
-    from pipeline.core.registry import local_copy_path
-
     pointer = local_copy_path(settings, info.version).parent / CHAMPION_POINTER
     pointer.parent.mkdir(parents=True, exist_ok=True)
     tmp = pointer.with_name(f".{pointer.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -384,8 +371,6 @@ def remember_champion(settings: Settings, info: RemoteVersion) -> None:
 
 
 def remembered_champion(settings: Settings) -> RemoteVersion | None:
-    from pipeline.core.registry import models_folder
-
     pointer = models_folder(settings) / CHAMPION_POINTER
     try:
         data = json.loads(pointer.read_text())

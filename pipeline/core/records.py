@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 ArticleId = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+NONE_LABEL = "__none__"  # a reviewer's "none of these / new topic"; never a topic name
 
 
 class ArticleV1(BaseModel):

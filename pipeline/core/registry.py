@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 from pipeline.core import manifest
 from pipeline.core.errors import ModelError, RegistryError
+from pipeline.core.model_cache import local_copy_path as local_copy_path
 from pipeline.core.settings import Settings, mask_userinfo
 
 log = logging.getLogger(__name__)
@@ -159,30 +159,6 @@ def version_by_alias(settings: Settings, alias: str) -> VersionInfo | None:
 
 def set_alias(settings: Settings, alias: str, version: str) -> None:
     client(settings).set_registered_model_alias(settings.registered_model_name, alias, version)
-
-
-def models_folder(settings: Settings) -> Path:
-    """``home/models/<registered model name>-<key>``: version numbers restart for every
-    registered model and every registry, so the cache is keyed by a hash of both (the exact
-    name: two names that read alike, ``news flow`` and ``news_flow``, never share a folder)."""
-    import hashlib
-
-    exact = f"{settings.registered_model_name}\0{settings.tracking_uri()}"
-    key = hashlib.sha256(exact.encode()).hexdigest()[:12]
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", settings.registered_model_name)[:64]
-    return settings.home / "models" / f"{name}-{key}"
-
-
-def local_copy_path(settings: Settings, version: str) -> Path:
-    """``models_folder/v<N>``; ``version`` must be a registry version number (digits), so a
-    version string from a server can never point outside the cache."""
-    from pipeline.core.model_fetch import check_version
-
-    root = (settings.home / "models").resolve()
-    path = models_folder(settings) / f"v{check_version(version)}"
-    if not path.resolve().is_relative_to(root):
-        raise RegistryError(f"the cache folder for version {version} would lie outside {root}")
-    return path
 
 
 def local_copy(settings: Settings, version: str, *, files: str | None = None) -> Path:

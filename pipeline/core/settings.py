@@ -234,6 +234,15 @@ class Settings(BaseSettings):
     retrain_cooldown_hours: float = Field(default=6.0, ge=0)
     retrain_daily_cap: int = Field(default=2, ge=0)
     retrain_epochs: int = Field(default=2, ge=1)
+    retrain_max_rows: int | None = Field(
+        default=None,
+        ge=8,
+        description="automatic retraining trains on at most N base rows (plus reviewed labels)",
+    )
+    retrain_quantize: bool = Field(
+        default=True,
+        description="automatic retraining also exports and gates the int8 graph (CPU serving)",
+    )
     retrain_warm_start: bool = Field(
         default=True, description="retrain from the champion's weights (else from the base)"
     )

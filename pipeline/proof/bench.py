@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -37,7 +38,7 @@ from pipeline.core.db.predictions import committed_at_sql
 from pipeline.core.runtime import Classifier
 from pipeline.core.settings import Settings
 from pipeline.produce import article_messages, produce
-from pipeline.proof.stored import prediction_counts, stream_counts, wait_stored
+from pipeline.proof.stored import StreamCounts, prediction_counts, stream_counts, wait_stored
 from pipeline.worker_process import start_worker, stop_worker
 
 Report = Callable[[str], None]
@@ -148,6 +149,28 @@ def model_only_rate(clf: Classifier, texts: Sequence[str], batch: int) -> float:
     return len(texts) / (time.perf_counter() - start)
 
 
+@dataclasses.dataclass(frozen=True)
+class DrainFigures:
+    """The drain measurement: N articles produced at once to the warmed-up workers."""
+
+    per_min: float
+    seconds: float
+    stored: int  # rows stored (redeliveries included)
+    unique: int  # distinct articles stored
+    worker_cpu_s: float
+    counts: StreamCounts
+    committed_sql: str  # SQL for a row's commit time (see committed_at_sql)
+
+
+@dataclasses.dataclass(frozen=True)
+class OfferedFigures:
+    """The offered-load measurement; empty when no articles were offered."""
+
+    latencies_s: list[float] = dataclasses.field(default_factory=list)
+    unique: int = 0
+    counts: StreamCounts | None = None
+
+
 def run_bench(
     settings: Settings,
     *,
@@ -164,7 +187,52 @@ def run_bench(
     from pipeline.stack.kafka import create_topics
 
     tag = uuid.uuid4().hex[:6]
-    s = settings.model_copy(
+    s = bench_settings(settings, tag)
+    create_topics(
+        s.kafka_bootstrap,
+        {s.topic_articles: settings.articles_partitions, s.topic_dlq: 1, s.topic_predictions: 8},
+    )
+    clf = Classifier.load(model_dir)
+    ceiling = measure_model_only(clf, rows, settings.batch_max_size, report)
+    procs = start_workers(
+        s, model_dir=model_dir, workdir=workdir, tag=tag, workers=workers, report=report
+    )
+    offered = OfferedFigures()
+    try:
+        warm_up(s, rows=rows, engine=engine, tag=tag, workers=workers, report=report)
+        drain = measure_drain(
+            s, rows=rows, engine=engine, tag=tag, articles=articles, procs=procs, report=report
+        )
+        if offered_articles:
+            offered = measure_offered_load(
+                s,
+                rows=rows,
+                engine=engine,
+                tag=tag,
+                articles=offered_articles,
+                per_min=offered_per_min,
+                committed=drain.committed_sql,
+                report=report,
+            )
+    finally:
+        for proc in procs:
+            stop_worker(proc)
+    return bench_result(
+        settings,
+        clf=clf,
+        ceiling=ceiling,
+        drain=drain,
+        offered=offered,
+        articles=articles,
+        offered_per_min=offered_per_min,
+        offered_articles=offered_articles,
+        workers=workers,
+    )
+
+
+def bench_settings(settings: Settings, tag: str) -> Settings:
+    """The settings with this run's own topics and consumer group."""
+    return settings.model_copy(
         update={
             "topic_articles": f"bench-{tag}-articles",
             "topic_dlq": f"bench-{tag}-dlq",
@@ -172,109 +240,172 @@ def run_bench(
             "worker_name": f"bench-{tag}",
         }
     )
-    create_topics(
-        s.kafka_bootstrap,
-        {s.topic_articles: settings.articles_partitions, s.topic_dlq: 1, s.topic_predictions: 8},
-    )
-    clf = Classifier.load(model_dir)
-    texts = [f"{r.title} {r.body}".strip() for r in rows[: min(len(rows), 2000)]]
-    report(f"model only: {len(texts)} texts, batch {settings.batch_max_size} ...")
-    ceiling = model_only_rate(clf, texts, settings.batch_max_size)
-    report(f"  {ceiling:.1f} articles/s")
 
+
+def measure_model_only(
+    clf: Classifier, rows: Sequence[LabelledText], batch: int, report: Report
+) -> float:
+    """The classifier alone on up to 2,000 of the texts (articles/s): the ceiling."""
+    texts = [f"{r.title} {r.body}".strip() for r in rows[: min(len(rows), 2000)]]
+    report(f"model only: {len(texts)} texts, batch {batch} ...")
+    ceiling = model_only_rate(clf, texts, batch)
+    report(f"  {ceiling:.1f} articles/s")
+    return ceiling
+
+
+def start_workers(
+    s: Settings, *, model_dir: Path, workdir: Path, tag: str, workers: int, report: Report
+) -> list[subprocess.Popen[bytes]]:
+    """``workers`` worker processes in the bench's consumer group, logging to ``workdir``."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
     workdir.mkdir(parents=True, exist_ok=True)
-    report(f"starting {workers} worker(s) on {settings.articles_partitions} partitions ...")
-    procs = [
+    report(f"starting {workers} worker(s) on {s.articles_partitions} partitions ...")
+    return [
         start_worker(s, model_dir, workdir / f"bench-worker-{tag}-{i}.log") for i in range(workers)
     ]
-    lat: list[float] = []
-    offer_unique = 0
-    counts = []
-    try:
-        warm_prefix = f"bw{tag}"
-        warm = max(settings.batch_max_size, 8) * workers
-        produce(
-            article_messages(rows, limit=warm, loop=True, run_id=warm_prefix),
-            bootstrap=s.kafka_bootstrap,
-            topic=s.topic_articles,
-            rate=0,
-        )
-        wait_stored(engine, warm_prefix, warm, 600, poll_s=1.0)
-        wait_group_stable(s.kafka_bootstrap, s.worker_name, workers, 300, report)
-        report(f"  group stable; warm-up of {warm} stored")
 
-        drain_prefix = f"bd{tag}"
-        report(f"drain: producing {articles} articles at once ...")
-        cpu_before = sum(process_cpu_s(p.pid) for p in procs)
-        produce(
-            article_messages(rows, limit=articles, loop=True, run_id=drain_prefix),
-            bootstrap=s.kafka_bootstrap,
-            topic=s.topic_articles,
-            rate=0,
-        )
-        wait_stored(engine, drain_prefix, articles, 1800, report=report, poll_s=1.0)
-        worker_cpu_s = sum(process_cpu_s(p.pid) for p in procs) - cpu_before
-        committed = committed_at_sql(engine)
-        drain_rate, drain_s, drain_total = drain_rate_per_min(engine, drain_prefix, committed)
-        drain_unique = prediction_counts(engine, drain_prefix)[1]
-        report(f"  {drain_total} stored in {drain_s:.1f}s; workers used {worker_cpu_s:.1f} CPU s")
-        counts.append(stream_counts(engine, drain_prefix))
 
-        if offered_articles:
-            offer_prefix = f"bo{tag}"
-            report(f"offered load: {offered_articles} articles at {offered_per_min:.0f}/min ...")
-            produce(
-                article_messages(rows, limit=offered_articles, loop=True, run_id=offer_prefix),
-                bootstrap=s.kafka_bootstrap,
-                topic=s.topic_articles,
-                rate=offered_per_min / 60,
+def warm_up(
+    s: Settings,
+    *,
+    rows: Sequence[LabelledText],
+    engine: Engine,
+    tag: str,
+    workers: int,
+    report: Report,
+) -> None:
+    """A few batches per worker, stored, and the consumer group stable."""
+    warm_prefix = f"bw{tag}"
+    warm = max(s.batch_max_size, 8) * workers
+    produce(
+        article_messages(rows, limit=warm, loop=True, run_id=warm_prefix),
+        bootstrap=s.kafka_bootstrap,
+        topic=s.topic_articles,
+        rate=0,
+    )
+    wait_stored(engine, warm_prefix, warm, 600, poll_s=1.0)
+    wait_group_stable(s.kafka_bootstrap, s.worker_name, workers, 300, report)
+    report(f"  group stable; warm-up of {warm} stored")
+
+
+def measure_drain(
+    s: Settings,
+    *,
+    rows: Sequence[LabelledText],
+    engine: Engine,
+    tag: str,
+    articles: int,
+    procs: Sequence[subprocess.Popen[bytes]],
+    report: Report,
+) -> DrainFigures:
+    """Produce ``articles`` at once and time the workers until every one is stored."""
+    drain_prefix = f"bd{tag}"
+    report(f"drain: producing {articles} articles at once ...")
+    cpu_before = sum(process_cpu_s(p.pid) for p in procs)
+    produce(
+        article_messages(rows, limit=articles, loop=True, run_id=drain_prefix),
+        bootstrap=s.kafka_bootstrap,
+        topic=s.topic_articles,
+        rate=0,
+    )
+    wait_stored(engine, drain_prefix, articles, 1800, report=report, poll_s=1.0)
+    worker_cpu_s = sum(process_cpu_s(p.pid) for p in procs) - cpu_before
+    committed = committed_at_sql(engine)
+    drain_rate, drain_s, drain_total = drain_rate_per_min(engine, drain_prefix, committed)
+    drain_unique = prediction_counts(engine, drain_prefix)[1]
+    report(f"  {drain_total} stored in {drain_s:.1f}s; workers used {worker_cpu_s:.1f} CPU s")
+    return DrainFigures(
+        per_min=drain_rate,
+        seconds=drain_s,
+        stored=drain_total,
+        unique=drain_unique,
+        worker_cpu_s=worker_cpu_s,
+        counts=stream_counts(engine, drain_prefix),
+        committed_sql=committed,
+    )
+
+
+def measure_offered_load(
+    s: Settings,
+    *,
+    rows: Sequence[LabelledText],
+    engine: Engine,
+    tag: str,
+    articles: int,
+    per_min: float,
+    committed: str,
+    report: Report,
+) -> OfferedFigures:
+    """Offer ``articles`` at ``per_min``; the latency from enqueue to committed row."""
+    offer_prefix = f"bo{tag}"
+    report(f"offered load: {articles} articles at {per_min:.0f}/min ...")
+    produce(
+        article_messages(rows, limit=articles, loop=True, run_id=offer_prefix),
+        bootstrap=s.kafka_bootstrap,
+        topic=s.topic_articles,
+        rate=per_min / 60,
+    )
+    wait_stored(engine, offer_prefix, articles, 600, report=report, poll_s=1.0)
+    with engine.connect() as conn:
+        lat = [
+            float(r[0])
+            for r in conn.execute(
+                text(
+                    f"SELECT EXTRACT(EPOCH FROM ({committed} - a.enqueued_at)) "
+                    "FROM predictions p JOIN articles a ON a.id = p.article_id "
+                    "WHERE p.article_id LIKE :p"
+                ),
+                {"p": offer_prefix + "-%"},
             )
-            wait_stored(engine, offer_prefix, offered_articles, 600, report=report, poll_s=1.0)
-            with engine.connect() as conn:
-                lat = [
-                    float(r[0])
-                    for r in conn.execute(
-                        text(
-                            f"SELECT EXTRACT(EPOCH FROM ({committed} - a.enqueued_at)) "
-                            "FROM predictions p JOIN articles a ON a.id = p.article_id "
-                            "WHERE p.article_id LIKE :p"
-                        ),
-                        {"p": offer_prefix + "-%"},
-                    )
-                ]
-            offer_unique = prediction_counts(engine, offer_prefix)[1]
-            counts.append(stream_counts(engine, offer_prefix))
-    finally:
-        for proc in procs:
-            stop_worker(proc)
-    arr = np.array(lat) if lat else None
+        ]
+    return OfferedFigures(
+        latencies_s=lat,
+        unique=prediction_counts(engine, offer_prefix)[1],
+        counts=stream_counts(engine, offer_prefix),
+    )
+
+
+def bench_result(
+    settings: Settings,
+    *,
+    clf: Classifier,
+    ceiling: float,
+    drain: DrainFigures,
+    offered: OfferedFigures,
+    articles: int,
+    offered_per_min: float,
+    offered_articles: int,
+    workers: int,
+) -> BenchResult:
+    """The figures of the three measurements, with what they were measured on."""
+    arr = np.array(offered.latencies_s) if offered.latencies_s else None
     cores = os.cpu_count() or 1
+    counts = [drain.counts] + ([offered.counts] if offered.counts is not None else [])
     return BenchResult(
         machine=machine_description(),
         model_version=clf.version,
         model_graph=clf.graph.name,
         articles=articles,
         model_only_per_s=ceiling,
-        drain_seconds=drain_s,
-        drain_per_min=drain_rate,
-        efficiency=(drain_rate / 60) / ceiling,
+        drain_seconds=drain.seconds,
+        drain_per_min=drain.per_min,
+        efficiency=(drain.per_min / 60) / ceiling,
         offered_rate_per_min=offered_per_min,
         offered_articles=offered_articles,
         latency_p50_s=None if arr is None else float(np.percentile(arr, 50)),
         latency_p95_s=None if arr is None else float(np.percentile(arr, 95)),
         latency_max_s=None if arr is None else float(np.max(arr)),
-        lost=(articles - drain_unique) + (offered_articles - offer_unique),
+        lost=(articles - drain.unique) + (offered_articles - offered.unique),
         duplicates=sum(c.redelivered + c.conflicts for c in counts),
         batch_size=settings.batch_max_size,
         workers=workers,
         partitions=settings.articles_partitions,
         cpu_count=cores,
         ort_threads=settings.ort_threads,
-        worker_cpu_s=worker_cpu_s,
-        articles_per_cpu_s=articles / worker_cpu_s if worker_cpu_s > 0 else 0.0,
-        drain_per_min_per_core=drain_rate / cores,
+        worker_cpu_s=drain.worker_cpu_s,
+        articles_per_cpu_s=articles / drain.worker_cpu_s if drain.worker_cpu_s > 0 else 0.0,
+        drain_per_min_per_core=drain.per_min / cores,
     )
 
 

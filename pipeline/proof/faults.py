@@ -178,8 +178,8 @@ class Stream:
     ) -> None:
         import random
 
+        from pipeline.malformed import BAD_KINDS, bad_messages
         from pipeline.produce import Outgoing, article_messages, produce
-        from pipeline.proof.badinput import BAD_KINDS, bad_messages
 
         self.sent = 0
         self.malformed: dict[str, str] = {}  # key -> kind
@@ -467,7 +467,7 @@ def run_case(
 
 def _send_with_kcat(settings: Settings, prefix: str, count: int) -> dict[str, str]:
     """Malformed messages from an outside client: kcat reading key<TAB>value lines."""
-    from pipeline.proof.badinput import bad_messages
+    from pipeline.malformed import bad_messages
 
     kcat = shutil.which("kcat") or shutil.which("kafkacat")
     if kcat is None:
@@ -515,7 +515,7 @@ def _send_with_kcat(settings: Settings, prefix: str, count: int) -> dict[str, st
 
 
 def _dlq_check(settings: Settings, result: CaseResult, malformed: dict[str, str]) -> None:
-    from pipeline.proof.badinput import bad_messages
+    from pipeline.malformed import bad_messages
 
     expected = {
         key: bad_messages(key, settings.max_message_bytes)[kind][1].value

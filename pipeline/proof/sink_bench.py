@@ -1,7 +1,7 @@
 """Benchmark of the prediction sink alone: no Kafka, no model.
 
-Each batch goes through the worker's own storing call, :func:`pipeline.batch.store` (one
-``save_batch`` transaction: articles upserted with their deliveries counter, predictions
+Each batch goes through the worker's own storing call, :func:`pipeline.sink.save_batch` (one
+transaction: articles upserted with their deliveries counter, predictions
 inserted ``ON CONFLICT DO NOTHING``, review picks, the model's label order on the first
 batch). Articles are real texts turned into Kafka-shaped messages and validated as the
 worker validates them; only the model's scores are made up (seeded), so the rows are the
@@ -39,13 +39,13 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, create_engine, text
 
-from pipeline.batch import Classified, RawMessage, store, validate_batch
+from pipeline.batch import RawMessage, validate_batch
 from pipeline.core.datasets import LabelledText
 from pipeline.core.db.scratch import drop_database
 from pipeline.core.records import CleanArticle, Prediction
 from pipeline.core.settings import Settings
 from pipeline.produce import article_messages
-from pipeline.sink import ReviewPolicy, WriteResult
+from pipeline.sink import ReviewPolicy, WriteResult, save_batch
 
 Report = Callable[[str], None]
 BATCH_SIZES = (64, 128, 256, 512, 1024)
@@ -221,9 +221,16 @@ def _timed_pass(
     times: list[float] = []
     results: list[WriteResult] = []
     for i, batch in enumerate(batches):
-        classified = Classified(list(batch), 0.0)
         start = time.perf_counter()
-        results.append(store(engine, classified, policy, rng, labels if i == 0 else None))
+        results.append(
+            save_batch(
+                engine=engine,
+                pairs=batch,
+                policy=policy,
+                rng=rng,
+                model_labels=labels if i == 0 else None,
+            )
+        )
         times.append(time.perf_counter() - start)
     total = sum(times)
     ms = np.array(times) * 1000

@@ -13,14 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pipeline.core.errors import StackError
-
-
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+from pipeline.core.net import port_open as port_open  # the stack's modules import it here
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -1,9 +1,9 @@
-"""Drift monitoring and the retraining loop against real Kafka, Postgres and MLflow, with a
-MiniLM model fine-tuned briefly inside the test (AG News)."""
+"""Drift monitoring and the retraining loop against real Kafka, Postgres and MLflow, starting
+from the shared briefly fine-tuned MiniLM (tests/integration/conftest.py) and retraining it
+through the scheduler's real path on a small budget."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,74 +14,47 @@ from sqlalchemy import text
 from monitoring.drift import load_window, run_drift_check
 from monitoring.retrain import RetrainOutcome, maybe_retrain
 from pipeline.core import registry
-from pipeline.core.datasets import load_dataset
+from pipeline.core.datasets import LabelledText, load_dataset
 from pipeline.core.db.engine import make_engine
 from pipeline.core.model_folder import read_metadata
 from pipeline.core.settings import Settings
 from pipeline.produce import Outgoing, article_messages, produce
-from retraining.data import make_splits
-from retraining.flow import run_flow
+from retraining.bases.tiny import write_tiny_model_folder
 from retraining.promotion import promote
-from retraining.train import TrainConfig
+from retraining.register import register_model_folder
 from tests.conftest import free_port
+from tests.integration.conftest import TUNED_GROUP, TunedModel, registry_copy
 from tests.integration.helpers import Worker, prediction_counts, read_topic, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 
 
 @pytest.fixture(scope="module")
-def ag(data_dir: Path) -> dict[str, list]:  # type: ignore[type-arg]
-    return {
-        "train": load_dataset("ag_news", split="train", data_dir=data_dir),
-        "test": load_dataset("ag_news", split="test", data_dir=data_dir),
-        "ng": load_dataset("20newsgroups", split="test", data_dir=data_dir),
-    }
+def ag(data_dir: Path, ag_rows: dict[str, list[LabelledText]]) -> dict[str, list[LabelledText]]:
+    return {**ag_rows, "ng": load_dataset("20newsgroups", split="test", data_dir=data_dir)}
 
 
 @pytest.fixture
-def env(db: Settings, topics: Settings, tmp_path: Path) -> Settings:
+def env(db: Settings, topics: Settings, tmp_path: Path, tuned_minilm: TunedModel) -> Settings:
     return topics.model_copy(
         update={
             "pg_database": db.pg_database,
             "home": tmp_path / "home",
-            "mlflow_tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+            # version 1 (the shared briefly tuned MiniLM) is registered, not yet promoted
+            "mlflow_tracking_uri": registry_copy(tuned_minilm, tmp_path / "mlflow.db"),
             "drift_min_window": 500,
             "drift_window_size": 500,
             "model_poll_s": 2.0,
+            # the automatic retraining runs its real path on a small budget: one epoch over
+            # 1,200 base rows plus the reviewed labels, scored on 800 test rows, fp32 only
+            # (a briefly trained model is too unsure for the int8 parity gate)
             "retrain_epochs": 1,
+            "retrain_max_rows": 1200,
+            "retrain_quantize": False,
+            "eval_limit": 800,
             "reports_dir": tmp_path / "reports",
         }
     )
-
-
-def _train(
-    env: Settings,
-    ag: dict[str, list],
-    *,
-    steps: int,
-    seed: int = 13,  # type: ignore[type-arg]
-    corrupt: bool = False,
-) -> str:
-    rows = ag["train"][:2400]
-    if corrupt:  # a worse model: most training labels rotated to the wrong class
-        names = sorted({r.label for r in rows})
-        rows = [
-            r
-            if i % 10 < 3
-            else dataclasses.replace(r, label=names[(names.index(r.label) + 1) % len(names)])
-            for i, r in enumerate(rows)
-        ]
-    splits = make_splits(rows, ag["test"][:800], seed=seed)
-    result = run_flow(  # fp32 only: a briefly trained model is too unsure for int8 parity
-        env,
-        quantize=False,
-        base="minilm",
-        splits=splits,
-        baseline=False,
-        cfg=TrainConfig(epochs=1, max_steps=steps, batch_size=32, seed=seed),
-    )
-    assert result.summary["parity_ok"] and result.registered_version
-    return result.registered_version
 
 
 @pytest.fixture
@@ -103,15 +76,17 @@ def _stream(env: Settings, rows: list, run_id: str, n: int) -> None:  # type: ig
     wait_for(lambda: prediction_counts(env, run_id)[0] >= n, 240, f"{n} rows for {run_id}")
 
 
-@pytest.mark.timeout(1500)  # two MiniLM trainings on 2 cores
+@TUNED_GROUP
+@pytest.mark.timeout(1500)  # the shared fixture (first use) and one short retraining
 def test_stable_then_shifted_stream_then_retrain_and_hot_swap(
     env: Settings,
-    ag: dict[str, list],
+    ag: dict[str, list[LabelledText]],
     worker: list[Worker],
-    tmp_path: Path,  # type: ignore[type-arg]
+    tmp_path: Path,
+    tuned_minilm: TunedModel,
 ) -> None:
     engine = make_engine(env)
-    v1 = _train(env, ag, steps=40)
+    v1 = tuned_minilm.version
     assert promote(env, v1, eval_rows=ag["test"][:800], engine=engine).passed
     w = Worker(env, None, free_port(), tmp_path / "worker.log")  # follows the champion
     worker.append(w)
@@ -168,11 +143,18 @@ def test_stable_then_shifted_stream_then_retrain_and_hot_swap(
     engine.dispose()
 
 
-def test_worse_challenger_is_not_promoted(env: Settings, ag: dict[str, list]) -> None:  # type: ignore[type-arg]
+@TUNED_GROUP
+def test_worse_challenger_is_not_promoted(
+    env: Settings, ag: dict[str, list[LabelledText]], tuned_minilm: TunedModel, tmp_path: Path
+) -> None:
     engine = make_engine(env)
-    good = _train(env, ag, steps=40)
+    good = tuned_minilm.version
     assert promote(env, good, eval_rows=ag["test"][:800], engine=engine).passed
-    bad = _train(env, ag, steps=40, corrupt=True)
+    # a worse challenger with the same topics: an untrained (random) encoder and head
+    worse = write_tiny_model_folder(
+        tmp_path / "worse", "bert", labels=tuned_minilm.labels, version="worse-1"
+    )
+    bad = register_model_folder(env, worse)
     decision = promote(env, bad, eval_rows=ag["test"][:800], engine=engine)
     assert not decision.passed
     assert registry.version_by_alias(env, registry.CHAMPION).version == good  # type: ignore[union-attr]

@@ -15,7 +15,8 @@ from pipeline.core.datasets import load_dataset
 from pipeline.core.settings import Settings
 from pipeline.proof.faults import CASES, FaultOptions, run_faults
 
-pytestmark = pytest.mark.integration
+# serial: restarts Kafka and PostgreSQL, so it runs alone after the parallel part
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 
 # about 250 s on the 2-core build machine; each case bounds its own waits (worker start 120 s,

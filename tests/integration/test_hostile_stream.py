@@ -18,11 +18,13 @@ from sqlalchemy import Engine, text
 
 from pipeline.core.db.engine import make_engine
 from pipeline.core.settings import Settings
-from pipeline.proof.badinput import bad_messages, fuzz_message, hostile_but_valid
+from pipeline.malformed import bad_messages
+from pipeline.proof.badinput import fuzz_message, hostile_but_valid
 from tests.conftest import free_port
 from tests.integration.helpers import Worker, read_topic
 
-pytestmark = pytest.mark.integration
+# serial: asserts latencies (a canary within 5 s), so it runs alone after the parallel part
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 PARTITIONS = 4
 
 

@@ -121,7 +121,7 @@ def test_trainer_and_two_workers_share_only_the_tracking_server(
     data_dir: Path,
     tmp_path: Path,
 ) -> None:
-    from retraining.tiny import write_tiny_model_folder
+    from retraining.bases.tiny import write_tiny_model_folder
 
     env = topics.model_copy(update={"pg_database": db.pg_database})
     trainer = _host(env, tracking_server, tmp_path / "trainer-home")
@@ -239,8 +239,8 @@ def test_missing_or_altered_artefacts_are_refused_and_nothing_is_replaced(
 ) -> None:
     from pipeline.core import model_fetch
     from pipeline.core.errors import ModelError
+    from retraining.bases.tiny import write_tiny_model_folder
     from retraining.register import register_model_folder
-    from retraining.tiny import write_tiny_model_folder
 
     host = _host(db, tracking_server, tmp_path / "trainer")
     host = host.model_copy(update={"registered_model_name": f"mh-bad-{uuid.uuid4().hex[:6]}"})

@@ -12,8 +12,8 @@ import pytest
 
 from pipeline.core.datasets import load_dataset
 from pipeline.core.settings import Settings
+from pipeline.malformed import BAD_KINDS, bad_messages
 from pipeline.produce import Outgoing, article_messages, produce
-from pipeline.proof.badinput import BAD_KINDS, bad_messages
 from pipeline.stack import postgres
 from tests.conftest import free_port
 from tests.integration.helpers import Worker, prediction_counts, read_topic, wait_for
@@ -119,6 +119,7 @@ def test_two_workers_split_the_partitions(
     assert ca + cb >= 1200
 
 
+@pytest.mark.serial  # stops the shared PostgreSQL
 def test_postgres_stopped_mid_stream_loses_nothing(
     env: Settings, data_dir: Path, tiny_bert: Path, workers: list[Worker], tmp_path: Path
 ) -> None:

@@ -31,11 +31,10 @@ from pipeline.core.model_folder import read_metadata
 from pipeline.core.settings import Settings
 from pipeline.produce import article_messages, produce
 from retraining.data import make_splits
-from retraining.flow import run_flow
 from retraining.gate import evaluate_folder, old_classes_macro_f1
 from retraining.promotion import promote
-from retraining.train import TrainConfig
 from tests.conftest import free_port
+from tests.integration.conftest import TUNED_GROUP, TunedModel, registry_copy
 from tests.integration.helpers import Worker, prediction_counts, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
@@ -53,12 +52,13 @@ def data(data_dir: Path) -> dict[str, list[LabelledText]]:
 
 
 @pytest.fixture
-def env(db: Settings, topics: Settings, tmp_path: Path) -> Settings:
+def env(db: Settings, topics: Settings, tmp_path: Path, tuned_minilm: TunedModel) -> Settings:
     return topics.model_copy(
         update={
             "pg_database": db.pg_database,
             "home": tmp_path / "home",
-            "mlflow_tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+            # version 1 (the shared briefly tuned MiniLM) is registered, not yet promoted
+            "mlflow_tracking_uri": registry_copy(tuned_minilm, tmp_path / "mlflow.db"),
             "model_poll_s": 2.0,
             "retrain_epochs": 1,
             "eval_limit": 800,
@@ -122,23 +122,21 @@ def _review_all(
 fp32_train = functools.partial(onboarding_train, quantize=False)
 
 
+@TUNED_GROUP
 @pytest.mark.timeout(1500)
 def test_discover_onboard_retrain_and_hot_swap(
-    env: Settings, data: dict[str, list[LabelledText]], worker: list[Worker], tmp_path: Path
+    env: Settings,
+    data: dict[str, list[LabelledText]],
+    worker: list[Worker],
+    tmp_path: Path,
+    tuned_minilm: TunedModel,
 ) -> None:
     engine = make_engine(env)
-    # a four-topic champion (MiniLM, briefly fine-tuned) that a worker follows
-    splits = make_splits(data["train"][:2400], data["test"][:800], seed=13)
-    first = run_flow(
-        env,
-        quantize=False,
-        base="minilm",
-        splits=splits,
-        baseline=False,
-        cfg=TrainConfig(epochs=1, max_steps=40, batch_size=32, seed=13),
-    )
-    assert first.registered_version
-    assert promote(env, first.registered_version, eval_rows=splits.test, engine=engine).passed
+    # a four-topic champion (the shared briefly fine-tuned MiniLM) that a worker follows;
+    # the same split as the fixture's (rows, test rows, seed)
+    splits = make_splits(data["train"][: tuned_minilm.train_rows], data["test"][:800], seed=13)
+    first = tuned_minilm.version
+    assert promote(env, first, eval_rows=splits.test, engine=engine).passed
     w = Worker(env, None, free_port(), tmp_path / "worker.log")
     worker.append(w)
     w.wait_ready(timeout=180)
@@ -184,7 +182,7 @@ def test_discover_onboard_retrain_and_hot_swap(
     unseen = [dataclasses.replace(r, label="Religion") for r in new[120:160]]
     folder = registry.local_copy(env, outcome.version)
     after, _ = evaluate_folder(folder, [*splits.test, *unseen])
-    before, _ = evaluate_folder(registry.local_copy(env, first.registered_version), splits.test)
+    before, _ = evaluate_folder(registry.local_copy(env, first), splits.test)
     old_after, _ = evaluate_folder(folder, splits.test)
     new_f1 = after.per_class["Religion"]["f1"]
     old_macro_after = old_classes_macro_f1(old_after, splits.labels)

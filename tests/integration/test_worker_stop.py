@@ -19,7 +19,8 @@ from pipeline.stack import kafka, postgres
 from tests.conftest import free_port
 from tests.integration.helpers import Worker, prediction_counts, wait_for
 
-pytestmark = pytest.mark.integration
+# serial: stops Kafka and PostgreSQL, so it runs alone after the parallel part
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 STOP_LIMIT_S = 10.0
 
 

@@ -32,7 +32,7 @@ def make_rows(n: int, seed: int) -> list[LabelledText]:
 def write_bert_base(out: Path) -> Path:
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from retraining.base_models import minilm_folder
+    from retraining.bases.resolve import minilm_folder
 
     tok = AutoTokenizer.from_pretrained(str(minilm_folder()))
     cfg = BertConfig(
@@ -51,7 +51,7 @@ def write_bert_base(out: Path) -> Path:
 def write_roberta_base(out: Path) -> Path:
     from transformers import RobertaConfig, RobertaModel
 
-    from retraining.tiny import tiny_roberta_tokenizer
+    from retraining.bases.tiny import tiny_roberta_tokenizer
 
     tok = tiny_roberta_tokenizer()
     cfg = RobertaConfig(

@@ -16,6 +16,7 @@ from pipeline.core.settings import Settings
 from retraining import train
 from retraining.distill import DistillConfig, load_teacher
 from retraining.errors import TrainingError
+from retraining.recipe import Recipe
 from retraining.train import TrainConfig, fine_tune, predict_logits
 from tests.model.synthetic import LABELS, make_rows
 
@@ -47,9 +48,9 @@ def student(base: Path, seed: int = 0) -> tuple[Any, Any]:
 @pytest.fixture(scope="module")
 def teachers(store: Settings, bert_base: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     """Version 1: the rotated-label teacher; version 2: a teacher with another label set."""
+    from retraining.bases.tiny import write_tiny_model_folder
     from retraining.export import write_model_folder
     from retraining.register import register_model_folder
-    from retraining.tiny import write_tiny_model_folder
 
     tmp = tmp_path_factory.mktemp("teachers")
     model, tok = student(bert_base, seed=1)
@@ -142,6 +143,7 @@ def test_bad_teachers_are_refused_before_training(
 ) -> None:
     from retraining import flow
     from retraining.data import make_splits
+    from retraining.flow import FlowOptions
 
     with pytest.raises(TrainingError, match=r"teacher version 9 does not exist .*registered: 1, 2"):
         load_teacher(store, DistillConfig("9"), LABELS)
@@ -166,28 +168,27 @@ def test_bad_teachers_are_refused_before_training(
     with pytest.raises(TrainingError, match="does not exist"):
         flow.run_flow(
             store,
-            base=str(bert_base),
+            Recipe(base=str(bert_base), teacher=DistillConfig("7")),
             splits=splits,
-            register=False,
-            card_speed=False,
-            distill=DistillConfig("7"),
+            options=FlowOptions(register=False, card_speed=False),
         )
 
 
 def test_flow_records_the_teacher(store: Settings, teachers: str, bert_base: Path) -> None:
     from retraining.data import make_splits
-    from retraining.flow import run_flow
+    from retraining.flow import FlowOptions, run_flow
 
     splits = make_splits(ROWS, make_rows(16, 5))
     result = run_flow(
         store,
-        base=str(bert_base),
-        cfg=TrainConfig(epochs=1, batch_size=16, learning_rate=1e-3, max_steps=3),
+        Recipe(
+            base=str(bert_base),
+            training=TrainConfig(epochs=1, batch_size=16, learning_rate=1e-3, max_steps=3),
+            quantize=False,
+            teacher=DistillConfig(teachers, alpha=0.7, temperature=3.0),
+        ),
         splits=splits,
-        baseline=False,
-        quantize=False,
-        card_speed=False,
-        distill=DistillConfig(teachers, alpha=0.7, temperature=3.0),
+        options=FlowOptions(baseline=False, card_speed=False),
     )
     t = result.summary["teacher"]
     assert t is not None
@@ -207,12 +208,15 @@ def test_cli_passes_the_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     import typer
     from typer.testing import CliRunner
 
-    from retraining import cli, flow
+    from monitoring.cli import train as cli
+    from retraining import flow
 
     seen: dict[str, Any] = {}
 
-    def fake_flow(settings: Settings, **kwargs: Any) -> Any:
-        seen.update(kwargs)
+    def fake_flow(settings: Settings, recipe: Recipe, **kwargs: Any) -> Any:
+        options = kwargs["options"]
+        seen.update(distill=recipe.teacher, warm_start=recipe.warm_start)
+        seen.update(resume=options.resume, checkpoint_minutes=options.checkpoint_minutes)
         kwargs["progress"]("epoch 1/1", 3, 10)
         raise TrainingError("stopped by the test")
 

@@ -25,9 +25,9 @@ from pipeline.core.runtime import (
     pick_graph,
     pick_providers,
 )
+from retraining.bases.tiny import build_tiny
 from retraining.export import FP16_MIN_AGREEMENT, parity_check, write_model_folder
 from retraining.int8_recipe import argmax_agreement
-from retraining.tiny import build_tiny
 
 pytestmark = pytest.mark.model
 LABELS = ("World", "Sports", "Business", "Sci/Tech")

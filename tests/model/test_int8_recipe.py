@@ -10,6 +10,7 @@ import pytest
 
 from pipeline.core.model_folder import FP32, INT8
 from pipeline.core.runtime import Classifier
+from retraining.bases.tiny import build_tiny, write_tiny_model_folder
 from retraining.export import torch_logits
 from retraining.int8_recipe import (
     argmax_agreement,
@@ -17,7 +18,6 @@ from retraining.int8_recipe import (
     down_projections,
     required_agreement,
 )
-from retraining.tiny import build_tiny, write_tiny_model_folder
 
 pytestmark = pytest.mark.model
 LABELS = ("World", "Sports", "Business", "Sci/Tech")

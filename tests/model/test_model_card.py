@@ -108,7 +108,8 @@ def test_card_files_speed_and_description(tiny_bert: Path, tmp_path: Path) -> No
 def test_flow_logs_the_card_and_describes_the_version(
     base_settings: Settings, data_dir: Path, tmp_path: Path
 ) -> None:
-    from retraining.flow import load_training_data, run_flow
+    from retraining.flow import FlowOptions, load_training_data, run_flow
+    from retraining.recipe import Recipe
     from retraining.train import TrainConfig
 
     base = write_bert_base(tmp_path / "tiny-bert")
@@ -118,12 +119,13 @@ def test_flow_logs_the_card_and_describes_the_version(
     splits = load_training_data(s, "ag_news")
     result = run_flow(
         s,
-        base=str(base),
-        cfg=TrainConfig(epochs=1, max_steps=3, batch_size=16, max_length=64),
+        Recipe(
+            base=str(base),
+            training=TrainConfig(epochs=1, max_steps=3, batch_size=16, max_length=64),
+            quantize=False,  # three steps leave the model too unsure for the int8 parity gate
+        ),
         splits=splits,
-        baseline=False,
-        quantize=False,  # three steps leave the model too unsure for the int8 parity gate
-        card_speed=False,
+        options=FlowOptions(baseline=False, card_speed=False),
     )
     assert result.registered_version == "1"
     card_dir = Path(result.summary["card_dir"])

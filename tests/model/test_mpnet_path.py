@@ -21,8 +21,8 @@ from pipeline.core.errors import ModelError
 from pipeline.core.model_folder import FP32, INT8, read_metadata
 from pipeline.core.runtime import Classifier
 from pipeline.core.settings import Settings
+from retraining.bases.tiny import build_tiny, build_tiny_encoder, tiny_mpnet_tokenizer
 from retraining.export import parity_check, torch_logits, write_model_folder
-from retraining.tiny import build_tiny, build_tiny_encoder, tiny_mpnet_tokenizer
 from retraining.train import TrainConfig, fine_tune, layer_depth, param_groups
 
 pytestmark = pytest.mark.model
@@ -225,10 +225,11 @@ def test_training_flow_on_a_tiny_mpnet_base_folder(
     import torch
 
     from pipeline.core.datasets import load_dataset
+    from retraining.bases.tiny import write_tiny_base_folder
     from retraining.data import make_splits
-    from retraining.flow import TORCH_STATE, run_flow
+    from retraining.flow import TORCH_STATE, FlowOptions, run_flow
     from retraining.modeling import load_base
-    from retraining.tiny import write_tiny_base_folder
+    from retraining.recipe import Recipe
 
     base = write_tiny_base_folder(tmp_path / "tiny-mpnet", "mpnet")
     s = base_settings.model_copy(update={"home": tmp_path / "home"})
@@ -236,7 +237,10 @@ def test_training_flow_on_a_tiny_mpnet_base_folder(
     test = load_dataset("ag_news", split="test", data_dir=data_dir)[:80]
     cfg = TrainConfig(epochs=1, max_steps=8, batch_size=16, learning_rate=1e-3, max_length=64)
     result = run_flow(
-        s, base=str(base), cfg=cfg, splits=make_splits(train, test), register=False, baseline=False
+        s,
+        Recipe(base=str(base), training=cfg),
+        splits=make_splits(train, test),
+        options=FlowOptions(register=False, baseline=False),
     )
     summary = result.summary
     assert summary["parity"]["fp32_max_abs_diff"] <= 1e-3
@@ -256,7 +260,7 @@ def test_training_flow_on_a_tiny_mpnet_base_folder(
 
 
 def _installed_mpnet(settings: Settings) -> Path:
-    from retraining.mpnet import installed_folder
+    from retraining.bases.mpnet import installed_folder
 
     try:
         return installed_folder(settings.cache_dir)
@@ -270,7 +274,7 @@ def test_installed_all_mpnet_base_v2_exports_truncated(
     """The real checkpoint (when installed): its tokenizer and config load through the
     `--base mpnet-base` resolution, and the first two layers export (fp32 + int8) and pass
     parity."""
-    from retraining.base_models import resolve_base_model
+    from retraining.bases.resolve import resolve_base_model
     from retraining.modeling import load_base
 
     folder = _installed_mpnet(base_settings)
@@ -295,10 +299,10 @@ def test_installed_all_mpnet_base_v2_exports_truncated(
 def test_max_length_beyond_the_position_table_is_refused_before_training() -> None:
     from transformers import AutoConfig
 
-    from retraining.base_models import minilm_folder
+    from retraining.bases.resolve import minilm_folder
+    from retraining.bases.tiny import build_tiny_encoder
     from retraining.errors import TrainingError
     from retraining.modeling import check_max_length, position_limit
-    from retraining.tiny import build_tiny_encoder
 
     mpnet = build_tiny_encoder("mpnet")[0].config
     assert position_limit(mpnet) == mpnet.max_position_embeddings - 2

@@ -4,6 +4,7 @@ every checkpoint that would not continue the same run is refused before a traini
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import shutil
@@ -15,6 +16,8 @@ import pytest
 from pipeline.core.settings import Settings
 from retraining import checkpoint as ck
 from retraining.errors import TrainingError
+from retraining.flow import FlowOptions
+from retraining.recipe import Recipe
 from retraining.train import TrainConfig, fine_tune
 from tests.model.synthetic import LABELS, make_rows
 
@@ -244,16 +247,16 @@ def test_flow_resumes_and_refuses_before_training(
 
     settings = Settings().model_copy(update={"home": tmp_path / "home"})
     splits = make_splits([*TRAIN, *VAL, *make_rows(8, 3)], make_rows(12, 4))
-    quick: dict[str, Any] = dict(register=False, baseline=False, quantize=False, card_speed=False)
+    recipe = Recipe(base=str(bert_base), training=CFG, quantize=False)
+    quick = FlowOptions(register=False, baseline=False, card_speed=False)
     per_epoch = -(-len(splits.train) // CFG.batch_size)
     with pytest.raises(Stop):
         flow.run_flow(
             settings,
-            base=str(bert_base),
-            cfg=CFG,
+            recipe,
             splits=splits,
             progress=stop_at(per_epoch + 1),
-            **quick,
+            options=quick,
         )
     (run_dir,) = (settings.home / "checkpoints").iterdir()
     saved = f"step-{per_epoch:08d}.pt"
@@ -267,12 +270,12 @@ def test_flow_resumes_and_refuses_before_training(
     for resume, match in ((bad, "corrupt or truncated"), (tmp_path / "nope.pt", "does not exist")):
         with pytest.raises(TrainingError, match=match):
             flow.run_flow(
-                settings, base=str(bert_base), cfg=CFG, splits=splits, resume=resume, **quick
+                settings, recipe, splits=splits, options=dataclasses.replace(quick, resume=resume)
             )
     monkeypatch.setattr(flow, "fine_tune", original)
 
     result = flow.run_flow(
-        settings, base=str(bert_base), cfg=CFG, splits=splits, resume="auto", **quick
+        settings, recipe, splits=splits, options=dataclasses.replace(quick, resume="auto")
     )
     assert result.summary["resumed_from"] == str(run_dir / saved)
     assert result.summary["train_steps"] == 2 * per_epoch
@@ -283,7 +286,7 @@ def test_progress_bar_starts_at_the_checkpoint_step() -> None:
     from rich.console import Console
     from rich.progress import Progress
 
-    from retraining.cli import bar_progress
+    from monitoring.cli.progress import bar_progress
 
     with Progress(console=Console(file=io.StringIO())) as bar:
         task = bar.add_task("training", total=None)
@@ -303,7 +306,7 @@ def test_cli_refuses_a_missing_checkpoint_path(tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from retraining.cli import register
+    from monitoring.cli.train import register
 
     app = typer.Typer()
     register(app)
@@ -362,11 +365,9 @@ def test_the_same_seed_gives_the_same_initial_head(
         with pytest.raises(Stop):
             flow.run_flow(
                 settings,
-                base=str(bert_base),
-                cfg=TrainConfig(seed=seed),
+                Recipe(base=str(bert_base), training=TrainConfig(seed=seed)),
                 splits=splits,
-                register=False,
-                checkpoints=False,
+                options=FlowOptions(register=False, checkpoints=False),
             )
     assert heads[0].equal(heads[1]) and not heads[0].equal(heads[2])
 
@@ -377,7 +378,7 @@ def test_bad_input_found_by_the_flow_exits_with_code_2(tmp_path: Path, bert_base
     import typer
     from typer.testing import CliRunner
 
-    from retraining.cli import register
+    from monitoring.cli.train import register
     from retraining.errors import InputError
     from retraining.modeling import load_base
 
@@ -418,7 +419,7 @@ def test_progress_prints_plain_lines_when_no_bar_can_be_drawn() -> None:
     from rich.console import Console
     from rich.progress import Progress
 
-    from retraining.cli import bar_progress
+    from monitoring.cli.progress import bar_progress
 
     now = [0.0]
     lines: list[str] = []
@@ -440,7 +441,7 @@ def test_plain_progress_lines_at_the_edges() -> None:
     from rich.console import Console
     from rich.progress import Progress
 
-    from retraining.cli import bar_progress, plain_progress
+    from monitoring.cli.progress import bar_progress, plain_progress
 
     assert plain_progress("x", 999, 1000, 10, 10) == "x: 999/1,000 (99%), 1.00/s, ETA 1 s"
     assert plain_progress("x", 1, 1000, 300, 1) == "x: 1/1,000 (0%), 300.0 s each, ETA 83.2 h"

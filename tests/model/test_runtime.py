@@ -11,8 +11,8 @@ import pytest
 from pipeline.core.errors import ModelError
 from pipeline.core.model_folder import read_metadata
 from pipeline.core.runtime import Classifier, pick_graph, pick_providers
+from retraining.bases.tiny import build_tiny
 from retraining.export import parity_check
-from retraining.tiny import build_tiny
 
 pytestmark = pytest.mark.model
 LABELS = ("World", "Sports", "Business", "Sci/Tech")

@@ -17,11 +17,12 @@ from pipeline.core.errors import ModelError
 from pipeline.core.model_folder import read_metadata
 from pipeline.core.runtime import Classifier
 from pipeline.core.settings import Settings
-from retraining.base_models import resolve_base_model
+from retraining.bases.resolve import resolve_base_model
 from retraining.data import make_splits
 from retraining.errors import TrainingError
-from retraining.flow import run_flow
+from retraining.flow import FlowOptions, run_flow
 from retraining.promotion import promote, rollback
+from retraining.recipe import Recipe
 from retraining.train import TrainConfig
 from tests.model.synthetic import write_bert_base
 
@@ -44,7 +45,7 @@ def test_flow_registers_promotes_and_rolls_back(
     test = load_dataset("ag_news", split="test", data_dir=data_dir)[:200]
     splits = make_splits(train, test)
     cfg = TrainConfig(epochs=1, max_steps=12, batch_size=16, learning_rate=1e-3)
-    first = run_flow(s, base=str(tiny_base), cfg=cfg, splits=splits, baseline=True)
+    first = run_flow(s, Recipe(base=str(tiny_base), training=cfg), splits=splits)
     summary = first.summary
     assert summary["parity_ok"] is True
     assert summary["parity"]["fp32_max_abs_diff"] <= 1e-3
@@ -69,11 +70,13 @@ def test_flow_registers_promotes_and_rolls_back(
 
     second = run_flow(
         s,
-        base=str(tiny_base),
-        cfg=TrainConfig(epochs=1, max_steps=3, seed=5),
+        Recipe(
+            base=str(tiny_base),
+            training=TrainConfig(epochs=1, max_steps=3, seed=5),
+            quantize=False,  # three steps leave the model too unsure for the int8 parity gate
+        ),
         splits=splits,
-        baseline=False,
-        quantize=False,  # three steps leave the model too unsure for the int8 parity gate
+        options=FlowOptions(baseline=False),
     )
     assert second.registered_version == "2"
     promote(s, "2", eval_rows=test, engine=engine, force=True)
@@ -91,12 +94,9 @@ def test_flow_registers_promotes_and_rolls_back(
     frozen = TrainConfig(epochs=1, max_steps=1, learning_rate=1e-12, seed=9)
     warm = run_flow(
         s,
-        base=str(tiny_base),
-        cfg=frozen,
+        Recipe(base=str(tiny_base), training=frozen),
         splits=splits,
-        baseline=False,
-        register=False,
-        init_from=state,
+        options=FlowOptions(baseline=False, register=False, init_from=state),
     )
     assert warm.summary["warm_start"] is True
     texts = [r.text for r in test[:20]]
@@ -109,12 +109,9 @@ def test_flow_registers_promotes_and_rolls_back(
     with pytest.raises(TrainingError, match="warm-start"):
         run_flow(
             s,
-            base=str(tiny_base),
-            cfg=frozen,
+            Recipe(base=str(tiny_base), training=frozen),
             splits=other,
-            register=False,
-            baseline=False,
-            init_from=state,
+            options=FlowOptions(register=False, baseline=False, init_from=state),
         )
 
     # behaviour of the served artefact: invariance to case, whitespace and HTML noise

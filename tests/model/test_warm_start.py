@@ -13,6 +13,8 @@ import pytest
 from pipeline.core import registry
 from pipeline.core.settings import Settings
 from retraining.errors import TrainingError
+from retraining.flow import FlowOptions
+from retraining.recipe import Recipe
 from retraining.train import TrainConfig
 from tests.model.synthetic import LABELS, make_rows
 
@@ -20,6 +22,7 @@ pytestmark = pytest.mark.model
 
 ROWS = make_rows(48, 1)
 CFG = TrainConfig(epochs=1, batch_size=16, learning_rate=1e-3, max_steps=2)
+QUICK = FlowOptions(register=False, card_speed=False)
 
 
 @pytest.fixture(scope="module")
@@ -36,19 +39,15 @@ def _splits() -> Any:
     return make_splits(ROWS, make_rows(16, 5))
 
 
-def _train(store: Settings, bert_base: Path, **options: Any) -> Any:
+def _train(store: Settings, bert_base: Path, warm_start: str | None = None) -> Any:
     """A real tiny run of the flow, registered in ``store``."""
     from retraining.flow import run_flow
 
     return run_flow(
         store,
-        base=str(bert_base),
-        cfg=CFG,
+        Recipe(base=str(bert_base), training=CFG, quantize=False, warm_start=warm_start),
         splits=_splits(),
-        baseline=False,
-        quantize=False,
-        card_speed=False,
-        **options,
+        options=FlowOptions(baseline=False, card_speed=False),
     )
 
 
@@ -58,9 +57,9 @@ def versions(
 ) -> dict[str, str]:
     """1: trained by the flow (weights logged); 2: other labels; 3: same base name and labels
     but registered from a bare folder, so its run logged no weights."""
+    from retraining.bases.tiny import build_tiny, write_tiny_model_folder
     from retraining.export import write_model_folder
     from retraining.register import register_model_folder
-    from retraining.tiny import build_tiny, write_tiny_model_folder
 
     first = _train(store, bert_base)
     assert first.summary["registered_version"] == "1"
@@ -99,9 +98,15 @@ def test_the_run_starts_from_the_registered_weights(
         m.setattr(flow, "fine_tune", capture)
         with pytest.raises(TrainingError, match="stopped by the test"):
             flow.run_flow(
-                store, base=f"{bert_base}/../{bert_base.name}/", cfg=CFG, splits=_splits(),
-                register=False, card_speed=False, warm_start="0" + versions["trained"],
-            )  # fmt: skip
+                store,
+                Recipe(
+                    base=f"{bert_base}/../{bert_base.name}/",
+                    training=CFG,
+                    warm_start="0" + versions["trained"],
+                ),
+                splits=_splits(),
+                options=QUICK,
+            )
     assert seen["state"].keys() == registered.keys()
     assert all(torch.equal(seen["state"][k], registered[k]) for k in registered)
     # and a fresh start does not: the head is new
@@ -109,9 +114,8 @@ def test_the_run_starts_from_the_registered_weights(
         m.setattr(flow, "fine_tune", capture)
         with pytest.raises(TrainingError, match="stopped by the test"):
             flow.run_flow(
-                store, base=str(bert_base), cfg=CFG, splits=_splits(), register=False,
-                card_speed=False,
-            )  # fmt: skip
+                store, Recipe(base=str(bert_base), training=CFG), splits=_splits(), options=QUICK
+            )
     assert not all(torch.equal(seen["state"][k], registered[k]) for k in registered)
 
     # "001": recorded in its canonical spelling
@@ -158,12 +162,9 @@ def test_versions_it_cannot_continue_are_refused_before_training(
     with pytest.raises(InputError, match=message):
         flow.run_flow(
             store,
-            base=bases.get(base, base),
-            cfg=CFG,
+            Recipe(base=bases.get(base, base), training=CFG, warm_start=versions.get(which, which)),
             splits=_splits(),
-            register=False,
-            card_speed=False,
-            warm_start=versions.get(which, which),
+            options=QUICK,
         )
 
 
@@ -184,9 +185,8 @@ def test_unreadable_weights_and_registry_are_refused_before_training(
     assert logged.is_file()
     keep = logged.with_name("state.pt.keep")
     shutil.copy(logged, keep)
-    kwargs: dict[str, Any] = dict(
-        base=str(bert_base), cfg=CFG, splits=_splits(), register=False, card_speed=False
-    )
+    recipe = Recipe(base=str(bert_base), training=CFG, warm_start="1")
+    kwargs: dict[str, Any] = dict(splits=_splits(), options=QUICK)
     c, name = registry.client(store), store.registered_model_name
     digest = dict(c.get_model_version(name, "1").tags)[registry.STATE_TAG]
     try:
@@ -199,19 +199,19 @@ def test_unreadable_weights_and_registry_are_refused_before_training(
             if damage is not None:
                 logged.write_bytes(damage(keep.read_bytes()))
             with pytest.raises(InputError, match=r"differ from the ones registered"):
-                flow.run_flow(store, warm_start="1", **kwargs)
+                flow.run_flow(store, recipe, **kwargs)
         # a version registered before the digest existed: the load itself refuses
         c.delete_model_version_tag(name, "1", registry.STATE_TAG)
         for damage in damages:
             logged.write_bytes(damage(keep.read_bytes()))
             with pytest.raises(InputError, match="unreadable weights"):
-                flow.run_flow(store, warm_start="1", **kwargs)
+                flow.run_flow(store, recipe, **kwargs)
     finally:
         shutil.copy(keep, logged)
         c.set_model_version_tag(name, "1", registry.STATE_TAG, digest)
     gone = store.model_copy(update={"mlflow_tracking_uri": "sqlite:////proc/no/such/mlflow.db"})
     with pytest.raises(InputError, match="cannot reach the registry"):
-        flow.run_flow(gone, warm_start="1", **kwargs)
+        flow.run_flow(gone, recipe, **kwargs)
 
 
 def test_non_finite_or_foreign_weights_are_refused(bert_base: Path, tmp_path: Path) -> None:
@@ -246,16 +246,15 @@ def test_a_registry_server_that_is_down_or_not_mlflow_is_refused_at_once(
     from retraining.errors import InputError
     from tests.conftest import free_port
 
-    kwargs: dict[str, Any] = dict(
-        base=str(bert_base), cfg=CFG, splits=_splits(), register=False, card_speed=False
-    )
+    recipe = Recipe(base=str(bert_base), training=CFG, warm_start="1")
+    kwargs: dict[str, Any] = dict(splits=_splits(), options=QUICK)
     down = store.model_copy(update={"mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}"})
     with pytest.raises(InputError, match=r"cannot reach the registry at http://127\.0\.0\.1"):
-        flow.run_flow(down, warm_start="1", **kwargs)
+        flow.run_flow(down, recipe, **kwargs)
     # a registry kept apart from the tracking store is the one the versions come from
     apart = store.model_copy(update={"mlflow_registry_uri": f"http://127.0.0.1:{free_port()}"})
     with pytest.raises(InputError, match=r"cannot reach the registry at http://127\.0\.0\.1"):
-        flow.run_flow(apart, warm_start="1", **kwargs)
+        flow.run_flow(apart, recipe, **kwargs)
 
     class Answer(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -273,7 +272,7 @@ def test_a_registry_server_that_is_down_or_not_mlflow_is_refused_at_once(
             update={"mlflow_tracking_uri": f"http://127.0.0.1:{server.server_address[1]}"}
         )
         with pytest.raises(InputError, match=r"cannot read version 1 from the registry"):
-            flow.run_flow(page, warm_start="1", **kwargs)
+            flow.run_flow(page, recipe, **kwargs)
     finally:
         server.shutdown()
         server.server_close()

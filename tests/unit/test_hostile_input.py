@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from pipeline.cleaning import clean_text
 from pipeline.core.records import CleanArticle, DeadLetter, DeadLetterReason
-from pipeline.proof.badinput import bad_messages, hostile_but_valid
+from pipeline.malformed import bad_messages
+from pipeline.proof.badinput import hostile_but_valid
 from pipeline.validate import parse_article
 
 NOW = datetime(2026, 11, 30, tzinfo=UTC)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from retraining.learning_curve import CurveError, main, read_point, read_points
+from retraining.analysis.learning_curve import CurveError, main, read_point, read_points
 
 
 def summary(**over: Any) -> dict[str, Any]:

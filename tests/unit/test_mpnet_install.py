@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from pipeline.core.errors import ModelError
 from pipeline.core.settings import Settings
-from retraining import mpnet
-from retraining.base_models import resolve_base_model
+from retraining.bases import mpnet
+from retraining.bases.resolve import resolve_base_model
 
 # Random-looking bytes so the deflated zip stays about as large as the input.
 WEIGHTS = hashlib.sha256(b"seed").digest() * 2048  # 64 KiB
@@ -198,7 +198,7 @@ def test_wheel_without_its_volume(tmp_path: Path, volumes: list[bytes]) -> None:
 
 
 def _cli() -> typer.Typer:
-    from retraining.cli import register
+    from monitoring.cli.models import register
 
     app = typer.Typer()
     register(app)

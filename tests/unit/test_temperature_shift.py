@@ -1,4 +1,5 @@
-"""retraining.temperature_shift: the fitted temperature against the test split's best one."""
+"""retraining.analysis.temperature_shift: the fitted temperature against the test split's
+best one."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retraining.temperature_shift import main, measure
+from retraining.analysis.temperature_shift import main, measure
 
 
 def _calibrated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -166,7 +166,7 @@ def test_load_training_data_defaults_to_time_for_20newsgroups_only(
 
 
 def test_calibration_bench_on_a_tiny_split() -> None:
-    from retraining.bench_calibration import paired_bootstrap, run_variant
+    from retraining.analysis.bench_calibration import paired_bootstrap, run_variant
 
     words = {"x": "stocks market bank rates", "y": "match goal team season"}
     rows = [

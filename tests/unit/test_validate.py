@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.cleaning import clean_text
 from pipeline.core.records import CleanArticle, DeadLetter, DeadLetterReason
-from pipeline.proof.badinput import bad_messages
+from pipeline.malformed import bad_messages
 from pipeline.schemas import ARTICLE_V1, article_json_schema
 from pipeline.validate import parse_article
 

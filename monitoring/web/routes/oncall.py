@@ -8,8 +8,10 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from monitoring.web import charts, oncall, review_queue
+from monitoring.web import charts, review_queue
 from monitoring.web.deps import AdminUser, Ctx, Denied
+from pipeline.core.db import drift_runs, events, predictions
+from pipeline.core.db.drift_runs import DriftRun
 from pipeline.core.settings import Settings
 
 # Evidently's report is a self-contained page with inline scripts: it runs sandboxed (an
@@ -24,7 +26,7 @@ def dashboard(ctx: Ctx, signed: AdminUser) -> HTMLResponse:
     from monitoring.status import gather
 
     status = gather(ctx.settings, ctx.db)
-    runs = list(reversed(oncall.drift_runs(ctx.db, limit=50)))
+    runs = list(reversed(drift_runs.list_drift_runs(ctx.db, limit=50)))
     return ctx.page(
         "dashboard.html",
         signed=signed,
@@ -37,14 +39,14 @@ def dashboard(ctx: Ctx, signed: AdminUser) -> HTMLResponse:
 
 @router.get("/drift")
 def drift_list(ctx: Ctx, signed: AdminUser) -> HTMLResponse:
-    runs = oncall.drift_runs(ctx.db, limit=200)
+    runs = drift_runs.list_drift_runs(ctx.db, limit=200)
     ordered = list(reversed(runs))
     accuracy = charts.line_chart(
         [
-            ("estimated (label-free)", "#2a6fdb", [r["estimated_accuracy"] for r in ordered]),
-            ("reviewed", "#1b9e4b", [r["reviewed_accuracy"] for r in ordered]),
+            ("estimated (label-free)", "#2a6fdb", [r.estimated_accuracy for r in ordered]),
+            ("reviewed", "#1b9e4b", [r.reviewed_accuracy for r in ordered]),
         ],
-        x_labels=[f"#{r['id']}" for r in ordered],
+        x_labels=[f"#{r.id}" for r in ordered],
         title="Accuracy: label-free estimate and reviewed",
         lo=0.0,
         hi=1.0,
@@ -60,10 +62,10 @@ def drift_list(ctx: Ctx, signed: AdminUser) -> HTMLResponse:
 
 @router.get("/drift/{run_id}")
 def drift_detail(ctx: Ctx, signed: AdminUser, run_id: int) -> HTMLResponse:
-    run = oncall.drift_run(ctx.db, run_id)
+    run = drift_runs.get_drift_run(ctx.db, run_id=run_id)
     if run is None:
         raise Denied(404, f"No drift run {run_id}.")
-    hist = (run.get("details") or {}).get("histogram")
+    hist = run.details.get("histogram")
     chart = None
     if hist:
         edges = [float(e) for e in hist["edges"]]
@@ -85,7 +87,7 @@ def drift_detail(ctx: Ctx, signed: AdminUser, run_id: int) -> HTMLResponse:
 
 @router.get("/drift/{run_id}/report")
 def drift_report(ctx: Ctx, signed: AdminUser, run_id: int) -> Response:
-    run = oncall.drift_run(ctx.db, run_id)
+    run = drift_runs.get_drift_run(ctx.db, run_id=run_id)
     path = _report_file(run, ctx.reports_root) if run else None
     if path is None:
         raise Denied(404, f"Drift run {run_id} has no report file.")
@@ -110,14 +112,14 @@ def models(ctx: Ctx, signed: AdminUser) -> HTMLResponse:
         signed=signed,
         versions=versions,
         registry_error=registry_error,
-        events=oncall.model_events(ctx.db),
-        serving=oncall.serving_counts(ctx.db),
+        events=events.list_model_events(ctx.db),
+        serving=predictions.count_predictions_by_version(ctx.db),
     )
 
 
-def _report_file(run: dict[str, Any] | None, root: Path) -> Path | None:
+def _report_file(run: DriftRun | None, root: Path) -> Path | None:
     """The run's report, only when it lies inside the reports folder."""
-    raw = run.get("report_path") if run else None
+    raw = run.report_path if run else None
     if not raw:
         return None
     path = Path(raw).resolve()
@@ -126,13 +128,13 @@ def _report_file(run: dict[str, Any] | None, root: Path) -> Path | None:
     return path
 
 
-def _psi_chart(runs: list[dict[str, Any]], settings: Settings) -> str:
+def _psi_chart(runs: list[DriftRun], settings: Settings) -> str:
     return charts.line_chart(
         [
-            ("PSI confidence", "#d9480f", [r["psi_confidence"] for r in runs]),
-            ("PSI topics", "#7048e8", [r["psi_topics"] for r in runs]),
+            ("PSI confidence", "#d9480f", [r.psi_confidence for r in runs]),
+            ("PSI topics", "#7048e8", [r.psi_topics for r in runs]),
         ],
-        x_labels=[f"#{r['id']}" for r in runs],
+        x_labels=[f"#{r.id}" for r in runs],
         title="PSI per drift run",
         thresholds=[("warn", settings.drift_warn), ("drift", settings.drift_threshold)],
         lo=0.0,

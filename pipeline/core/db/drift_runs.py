@@ -1,5 +1,9 @@
 """Data access for ``drift_runs``: one row per drift check (written by the check, read by
-``newsflow status`` and the demo's watcher)."""
+``newsflow status``, the demo's watcher and the on-call pages).
+
+Read records: :class:`DriftRun` is the whole row (the on-call pages); ``newsflow status`` and
+the demo's watcher read the narrower :class:`DriftRunSummary` and :class:`WatchedDriftRun`,
+whose fields their JSON output is built from."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import Engine, Row, insert, text
 
 from pipeline.core.db.access import Db, connected
 from pipeline.core.db.models import DriftRunRow
@@ -59,6 +63,33 @@ class WatchedDriftRun:
     reviewed_accuracy: float | None
     report_path: str | None
     model_version: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftRun:
+    """A whole stored run, as the on-call pages show it."""
+
+    id: int
+    started_at: datetime
+    finished_at: datetime | None
+    model_version: str | None
+    level: str
+    window_size: int
+    psi_confidence: float | None
+    psi_topics: float | None
+    psi_evidently: float | None
+    estimated_accuracy: float | None
+    reviewed_accuracy: float | None
+    report_path: str | None
+    details: dict[str, Any]
+    decision: dict[str, Any] | None
+
+
+_DRIFT_RUN_COLUMNS = (
+    "id, started_at, finished_at, model_version, level, window_size, psi_confidence, "
+    "psi_topics, psi_evidently, estimated_accuracy, reviewed_accuracy, report_path, details, "
+    "decision"
+)
 
 
 def insert_drift_run(engine: Engine, run: NewDriftRun) -> int:
@@ -130,3 +161,28 @@ def max_drift_run_id(db: Db) -> int:
     """The highest run id (0 when there is none)."""
     with connected(db) as conn:
         return int(conn.execute(text("SELECT coalesce(max(id), 0) FROM drift_runs")).scalar_one())
+
+
+def list_drift_runs(db: Db, *, limit: int = 200) -> list[DriftRun]:
+    """The latest ``limit`` whole runs, newest first."""
+    with connected(db) as conn:
+        rows = conn.execute(
+            text(f"SELECT {_DRIFT_RUN_COLUMNS} FROM drift_runs ORDER BY id DESC LIMIT :n"),
+            {"n": limit},
+        ).all()
+    return [_drift_run(r) for r in rows]
+
+
+def get_drift_run(db: Db, *, run_id: int) -> DriftRun | None:
+    """One whole run, or None when there is no such id."""
+    with connected(db) as conn:
+        row = conn.execute(
+            text(f"SELECT {_DRIFT_RUN_COLUMNS} FROM drift_runs WHERE id = :i"), {"i": run_id}
+        ).first()
+    return _drift_run(row) if row is not None else None
+
+
+def _drift_run(row: Row[Any]) -> DriftRun:
+    values = row._asdict()
+    values["details"] = values["details"] or {}
+    return DriftRun(**values)

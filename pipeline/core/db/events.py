@@ -36,6 +36,21 @@ class WatchedModelEvent:
     reason: str
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelEvent:
+    """A whole stored event, as the on-call model history shows it."""
+
+    id: int
+    at: datetime
+    kind: str
+    model_name: str
+    version: str | None
+    previous_version: str | None
+    drift_run_id: int | None
+    reason: str
+    metrics: dict[str, Any]
+
+
 def record_model_event(
     *,
     engine: Engine,
@@ -109,3 +124,16 @@ def max_model_event_id(db: Db) -> int:
     """The highest event id (0 when there is none)."""
     with connected(db) as conn:
         return int(conn.execute(text("SELECT coalesce(max(id), 0) FROM model_events")).scalar_one())
+
+
+def list_model_events(db: Db, *, limit: int = 100) -> list[ModelEvent]:
+    """The latest ``limit`` whole events of every model name, newest first."""
+    with connected(db) as conn:
+        rows = conn.execute(
+            text(
+                "SELECT id, at, kind, model_name, version, previous_version, drift_run_id, "
+                "reason, metrics FROM model_events ORDER BY id DESC LIMIT :n"
+            ),
+            {"n": limit},
+        ).all()
+    return [ModelEvent(*r) for r in rows]

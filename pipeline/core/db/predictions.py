@@ -1,16 +1,22 @@
-"""Reads of ``predictions`` (joined with ``articles`` where a figure needs the Kafka
-timestamp): the drift window, throughput and serving versions for ``newsflow status``, and
-the per-stream figures of ``newsflow run`` and the demo (article ids ``<prefix>-<n>``)."""
+"""Data access for ``predictions`` and ``model_labels``: the sink's bulk, idempotent insert
+and each served version's label order; reads (joined with ``articles`` where a figure needs
+the Kafka timestamp) of the drift window, throughput and serving versions for ``newsflow
+status`` and the on-call pages, and the per-stream figures of ``newsflow run`` and the demo
+(article ids ``<prefix>-<n>``)."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
+from sqlalchemy.dialects.postgresql import insert
 
-from pipeline.core.db.access import Db, connected
+from pipeline.core.db.access import Db, connected, unnest_rows
+from pipeline.core.db.models import ModelLabelsRow, PredictionRow
+from pipeline.core.records import Prediction
 
 
 class ConfidenceTopic(NamedTuple):
@@ -40,12 +46,80 @@ class PhaseStats:
     model_versions: list[str]
 
 
+@dataclasses.dataclass(frozen=True)
+class VersionServing:
+    """Predictions of one model version: in all, in the last hour, and the latest time."""
+
+    model_version: str
+    total: int
+    last_hour: int
+    last_at: datetime | None
+
+
 def _like(prefix: str) -> dict[str, str]:
     return {"p": f"{prefix}-%"}
 
 
 def _opt_float(value: float | None) -> float | None:
     return None if value is None else float(value)
+
+
+def _array_literal(values: Sequence[float]) -> str:
+    """A float list as a PostgreSQL array literal; ``repr`` round-trips a float exactly."""
+    return "{" + ",".join(repr(float(v)) for v in values) + "}"
+
+
+def insert_new_predictions(
+    conn: Connection, *, predictions: Sequence[Prediction]
+) -> dict[tuple[str, str], int]:
+    """Store predictions, skipping any (article, model version) stored already. Returns the
+    row id of each one stored now, by (article id, model version)."""
+    if not predictions:
+        return {}
+    rows = [
+        {
+            "article_id": p.article_id,
+            "model_version": p.model_version,
+            "topic": p.topic,
+            "confidence": p.confidence,
+            "margin": p.margin,
+            "probabilities": _array_literal(p.probabilities),
+            "latency_ms": p.latency_ms,
+            "received_at": p.received_at,
+            "predicted_at": p.predicted_at,
+        }
+        for p in predictions
+    ]
+    inserted = conn.execute(
+        insert(PredictionRow)
+        .from_select(
+            list(rows[0]),
+            unnest_rows(PredictionRow.__table__, rows, as_text=["probabilities"]),
+        )
+        .on_conflict_do_nothing(constraint="uq_prediction_article_version")
+        .returning(PredictionRow.id, PredictionRow.article_id, PredictionRow.model_version)
+    ).all()
+    return {(str(r.article_id), str(r.model_version)): int(r.id) for r in inserted}
+
+
+def record_model_labels(conn: Connection, *, labels: Mapping[str, Sequence[str]]) -> None:
+    """Keep each model version's label order (version -> labels); a version recorded
+    already keeps its first order."""
+    if not labels:
+        return
+    conn.execute(
+        insert(ModelLabelsRow).on_conflict_do_nothing(index_elements=["model_version"]),
+        [{"model_version": v, "labels": list(ls)} for v, ls in labels.items()],
+    )
+
+
+def select_latest_model_labels(db: Db) -> list[str]:
+    """The label order recorded last (empty when none is)."""
+    with connected(db) as conn:
+        row = conn.execute(
+            text("SELECT labels FROM model_labels ORDER BY recorded_at DESC LIMIT 1")
+        ).first()
+    return [str(t) for t in row[0]] if row else []
 
 
 def committed_at_sql(db: Db, alias: str = "p") -> str:
@@ -106,6 +180,19 @@ def serving_versions(db: Db) -> dict[str, int]:
             )
         ).all()
     return {str(r[0]): int(r[1]) for r in rows}
+
+
+def count_predictions_by_version(db: Db) -> list[VersionServing]:
+    """Every model version's predictions, the most recently serving version first."""
+    with connected(db) as conn:
+        rows = conn.execute(
+            text(
+                "SELECT model_version, count(*) AS total, count(*) FILTER (WHERE "
+                "predicted_at >= now() - interval '1 hour') AS last_hour, "
+                "max(predicted_at) AS last_at FROM predictions GROUP BY 1 ORDER BY 4 DESC"
+            )
+        ).all()
+    return [VersionServing(str(r[0]), int(r[1]), int(r[2]), r[3]) for r in rows]
 
 
 def prediction_count(db: Db, prefix: str) -> int:

@@ -1,7 +1,9 @@
-"""Reads of ``review_items`` used outside the web app: open items for ``newsflow status``,
-a stream's sampled items for ``newsflow run``, reviewed accuracy for the drift check and
-reviewed labels for retraining, and the expiry of stale pending items. (The web app's queue
-lives in ``monitoring.web``.)
+"""Data access for ``review_items`` outside the reviewers' own actions: the sink's fill of
+the queue (its advisory lock, the pending items it competes with, replacing and renumbering
+them, queueing new picks), the expiry of stale pending items; open items for ``newsflow
+status``, counts per status, a stream's sampled items for ``newsflow run``, reviewed
+accuracy for the drift check and reviewed labels for retraining. (Claim, label and skip are
+in :mod:`pipeline.core.db.review_queue`.)
 
 Statuses: ``pending`` (waiting), ``done`` (labelled), ``expired`` (waited longer than the
 expiry setting unreviewed), ``replaced`` (gave its place in the budgeted queue to a more
@@ -9,12 +11,19 @@ useful item)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from sqlalchemy import Connection, text
+from sqlalchemy.dialects.postgresql import insert
 
 from pipeline.core.db.access import Db, connected
+from pipeline.core.db.models import ReviewItemRow
+
+REVIEW_QUEUE_LOCK = 0x72657671  # "revq": one filler of the review queue at a time
+# an item nobody holds by a claim younger than :s seconds
+_MOVABLE_NOW = "(assigned_to IS NULL OR assigned_at <= now() - make_interval(secs => :s))"
 
 
 class ReviewedCounts(NamedTuple):
@@ -27,6 +36,32 @@ class ReviewedArticle(NamedTuple):
     title: str
     body: str
     label: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueuedReview:
+    """A pending budgeted item (not an onboarding one) as the queue's filler sees it."""
+
+    item_id: int
+    prediction_id: int
+    reason: str
+    topic: str
+    title: str
+    margin: float
+    priority: int
+    round: int
+    held: bool  # claimed by a reviewer within the claim time
+    skips: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewReviewItem:
+    """A first-round pick of the sink."""
+
+    prediction_id: int
+    article_id: str
+    reason: str  # uniform | uncertainty
+    priority: int
 
 
 def pending_review_count(db: Db) -> int:
@@ -99,4 +134,98 @@ def expire_stale_reviews(conn: Connection, *, older_than_s: float, claim_s: floa
             ),
             {"old": older_than_s, "c": claim_s},
         ).rowcount
+    )
+
+
+def count_reviews_by_status(db: Db) -> dict[str, int]:
+    """Review items per status."""
+    with connected(db) as conn:
+        rows = conn.execute(text("SELECT status, count(*) FROM review_items GROUP BY 1")).all()
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+def lock_review_queue(conn: Connection) -> None:
+    """Wait for the transaction-level advisory lock that lets one filler at a time change
+    the budgeted queue."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": REVIEW_QUEUE_LOCK})
+
+
+def select_budgeted_pending(conn: Connection, *, claim_s: float) -> list[QueuedReview]:
+    """Pending items that count against the review budget, with their prediction and title.
+    Onboarding reviews (an admin's request for a new topic) are outside the budget: never
+    replaced, renumbered or counted, so not returned."""
+    rows = conn.execute(
+        text(
+            "SELECT r.id, r.prediction_id, r.reason, r.priority, r.round, r.skips, p.margin, "
+            "p.topic, a.title, (r.assigned_to IS NOT NULL "
+            "AND r.assigned_at > now() - make_interval(secs => :s)) AS held "
+            "FROM review_items r JOIN predictions p ON p.id = r.prediction_id "
+            "JOIN articles a ON a.id = r.article_id WHERE r.status = 'pending' "
+            "AND r.reason <> 'onboarding'"
+        ),
+        {"s": claim_s},
+    ).all()
+    return [
+        QueuedReview(
+            item_id=int(r.id),
+            prediction_id=int(r.prediction_id),
+            reason=str(r.reason),
+            topic=str(r.topic),
+            title=str(r.title or ""),
+            margin=float(r.margin),
+            priority=int(r.priority),
+            round=int(r.round),
+            held=bool(r.held),
+            skips=int(r.skips or 0),
+        )
+        for r in rows
+    ]
+
+
+def replace_review_items(conn: Connection, *, item_ids: Sequence[int], claim_s: float) -> int:
+    """Mark pending first-round items ``replaced``, except those a reviewer claimed within
+    ``claim_s`` seconds. Returns how many were replaced."""
+    return len(
+        conn.execute(
+            text(
+                "UPDATE review_items SET status = 'replaced' WHERE id = ANY(:ids) "
+                f"AND status = 'pending' AND round = 1 AND {_MOVABLE_NOW} RETURNING id"
+            ),
+            {"ids": list(item_ids), "s": claim_s},
+        ).all()
+    )
+
+
+def renumber_review_items(
+    conn: Connection, *, priorities: Mapping[int, int], claim_s: float
+) -> None:
+    """Give pending items new priorities (item id -> priority), except those a reviewer
+    claimed within ``claim_s`` seconds."""
+    conn.execute(
+        text(
+            "UPDATE review_items r SET priority = o.priority "
+            "FROM unnest(CAST(:ids AS bigint[]), CAST(:prios AS integer[])) "
+            f"AS o(id, priority) WHERE r.id = o.id AND r.status = 'pending' AND {_MOVABLE_NOW}"
+        ),
+        {"ids": list(priorities), "prios": list(priorities.values()), "s": claim_s},
+    )
+
+
+def queue_review_items(conn: Connection, *, items: Sequence[NewReviewItem]) -> None:
+    """Add first-round pending items (a prediction queued already keeps its item)."""
+    if not items:
+        return
+    conn.execute(
+        insert(ReviewItemRow).on_conflict_do_nothing(constraint="uq_review_prediction_round"),
+        [
+            {
+                "prediction_id": i.prediction_id,
+                "article_id": i.article_id,
+                "reason": i.reason,
+                "priority": i.priority,
+                "round": 1,
+                "status": "pending",
+            }
+            for i in items
+        ],
     )

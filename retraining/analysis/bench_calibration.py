@@ -13,7 +13,7 @@ temperature) and the lowest test ECE any single temperature reaches; no split th
 used in training knows either. A paired bootstrap over test rows gives a 95 %
 interval for ECE(time) - ECE(random) from test-set sampling alone.
 
-    NEWSFLOW_DATA_DIR=../shared/data .venv/bin/python -m retraining.bench_calibration \\
+    NEWSFLOW_DATA_DIR=../shared/data .venv/bin/python -m retraining.analysis.bench_calibration \\
         --seeds 13 14 15 --json calibration-20ng.json
 """
 
@@ -203,7 +203,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
         },
-        "command": " ".join(["python -m retraining.bench_calibration", *(argv or sys.argv[1:])]),
+        "command": " ".join(
+            ["python -m retraining.analysis.bench_calibration", *(argv or sys.argv[1:])]
+        ),
     }
     _say(
         f"ECE(time) - ECE({first_random}) on the test split: 95% interval "

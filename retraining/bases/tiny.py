@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from retraining.base_models import minilm_folder
+from retraining.bases.resolve import minilm_folder
 
 Arch = Literal["bert", "roberta", "mpnet"]
 

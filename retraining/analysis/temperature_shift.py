@@ -1,8 +1,8 @@
 """How far a model's calibration travels from its validation split to its test split.
 
-``python -m retraining.temperature_shift SUMMARY.json [--json out.json]`` reads a ``newsflow
-train --json`` summary, scores its model folder (fp32 ONNX: equal to torch within 1e-4) on
-the same validation and test rows the training used, and prints test ECE with no scaling,
+``python -m retraining.analysis.temperature_shift SUMMARY.json [--json out.json]`` reads a
+``newsflow train --json`` summary, scores its model folder (fp32 ONNX: equal to torch within
+1e-4) on the same validation and test rows the training used, and prints test ECE with no scaling,
 with the temperature fitted on validation (what training does) and with the temperature
 that gives the lowest ECE on the test rows themselves (a search over 0.1–10): a bound on what
 any single temperature can reach.
@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.core.runtime import softmax
+from retraining.errors import InputError
 from retraining.evaluate import expected_calibration_error, fit_temperature
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def measure(
     )
 
 
-class SummaryError(ValueError):
+class SummaryError(InputError):
     """The summary cannot be scored as the run was: a clear message, exit 2."""
 
 
@@ -124,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.core.settings import Settings
 
     ap = argparse.ArgumentParser(
-        prog="python -m retraining.temperature_shift", description=__doc__.split("\n\n")[0]
+        prog="python -m retraining.analysis.temperature_shift", description=__doc__.split("\n\n")[0]
     )
     ap.add_argument("summary", type=Path, help="a `newsflow train --json` summary")
     ap.add_argument("--json", dest="json_path", type=Path, help="also write the figures here")

@@ -2,7 +2,7 @@
 against training rows, one line per base model and number of epochs, so where a long CPU run
 is heading can be seen before it is paid for.
 
-    .venv/bin/python -m retraining.learning_curve runs/*.json --out curve.png --json curve.json
+    .venv/bin/python -m retraining.analysis.learning_curve runs/*.json --out c.png --json c.json
 
 Each summary gives its base (``base_model``), training rows (``splits.train``), epochs run
 (``epoch_seconds``), test rows (``splits.test``), the fp32 and served int8 accuracy and the
@@ -25,11 +25,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.stats import wilson_interval
+from retraining.errors import InputError
+
 MAX_BYTES = 10_000_000  # a train summary is a few kB
 _NAME = re.compile(r"[\w.@/+-]{1,200}")  # base names, folders, hub names; no table breakers
 
 
-class CurveError(ValueError):
+class CurveError(InputError):
     """A file that cannot be read as a ``newsflow train --json`` summary."""
 
 
@@ -48,8 +51,6 @@ class Point:
     @property
     def bounds(self) -> tuple[float, float]:
         """The 95 % Wilson interval of ``accuracy`` on ``test_rows`` rows."""
-        from monitoring.psi import wilson_interval
-
         return wilson_interval(round(self.accuracy * self.test_rows), self.test_rows)
 
     @property
@@ -221,7 +222,7 @@ def check_outputs(inputs: Sequence[Path], out: Path, points_json: Path | None) -
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m retraining.learning_curve",
+        prog="python -m retraining.analysis.learning_curve",
         description="Plot test accuracy against training rows from newsflow train --json files.",
     )
     parser.add_argument("summaries", nargs="+", type=Path, help="newsflow train --json files")

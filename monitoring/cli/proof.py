@@ -1,4 +1,4 @@
-"""CLI commands owned by the pipeline package: stack, db, config, schema, produce, worker."""
+"""`newsflow bench | bench-sink | faults | soak`: the proof tools, measured on the local stack."""
 
 from __future__ import annotations
 
@@ -6,264 +6,13 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from monitoring.cli.helpers import console, err_console, fail, model_folder, settings_or_exit
 from pipeline.core.errors import NewsflowError
-from pipeline.core.model_folder import Precision
-from pipeline.core.settings import Settings, load_settings
-
-console = Console()
-err_console = Console(stderr=True)
-
-stack_app = typer.Typer(
-    help="Start, inspect and stop the local Kafka + PostgreSQL stack.", no_args_is_help=True
-)
-db_app = typer.Typer(help="Database schema migrations (Alembic).", no_args_is_help=True)
-config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
-
-
-def settings_or_exit() -> Settings:
-    try:
-        return load_settings()
-    except NewsflowError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-
-
-def fail(exc: Exception, code: int = 1) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {exc}")
-    return typer.Exit(code)
-
-
-@stack_app.command("up")
-def stack_up_cmd(
-    no_migrate: Annotated[bool, typer.Option(help="skip `db upgrade`")] = False,
-) -> None:
-    """Start PostgreSQL and Kafka on 127.0.0.1 (installing them when missing), create the
-    topics and migrate the database. Running it again changes nothing."""
-    from pipeline.stack import stack_up
-
-    settings = settings_or_exit()
-    try:
-        stack_up(settings, migrate=not no_migrate, report=lambda m: console.print(f"  {m}"))
-    except NewsflowError as exc:
-        raise fail(exc) from None
-    console.print("[green]stack is up[/green]")
-
-
-@stack_app.command("status")
-def stack_status_cmd(
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
-) -> None:
-    """List each service with port, pid, data directory and whether it answers.
-    Exits 1 when a service is down."""
-    from pipeline.stack import stack_status
-
-    services = stack_status(settings_or_exit())
-    if as_json:
-        typer.echo(json.dumps({"services": [s.to_json() for s in services]}, indent=2))
-    else:
-        table = Table("service", "address", "pid", "up", "data directory", "log")
-        for column in table.columns:
-            column.overflow = "fold"
-        for s in services:
-            table.add_row(
-                s.name,
-                f"{s.host}:{s.port}",
-                str(s.pid or "-"),
-                "[green]yes[/green]" if s.up else "[red]no[/red]",
-                str(s.data_dir),
-                str(s.log),
-            )
-        console.print(table)
-    if not all(s.up for s in services):
-        raise typer.Exit(1)
-
-
-@stack_app.command("down")
-def stack_down_cmd(
-    purge: Annotated[bool, typer.Option(help="also delete the services' data")] = False,
-) -> None:
-    """Stop the processes the stack started (by pid); data stays unless --purge."""
-    from pipeline.stack import stack_down
-
-    try:
-        stack_down(settings_or_exit(), purge=purge, report=lambda m: console.print(f"  {m}"))
-    except NewsflowError as exc:
-        raise fail(exc) from None
-
-
-@db_app.command("upgrade")
-def db_upgrade_cmd(revision: Annotated[str, typer.Argument()] = "head") -> None:
-    """Apply migrations up to REVISION (default: head)."""
-    from pipeline.core.db.migrate import current_revision, upgrade
-
-    settings = settings_or_exit()
-    try:
-        upgrade(settings.database_url(), revision)
-    except Exception as exc:
-        raise fail(exc) from None
-    console.print(f"database at revision {current_revision(settings.database_url())}")
-
-
-@db_app.command("downgrade")
-def db_downgrade_cmd(revision: Annotated[str, typer.Argument()] = "-1") -> None:
-    """Revert migrations down to REVISION (default: one step; `base` drops everything)."""
-    from pipeline.core.db.migrate import current_revision, downgrade
-
-    settings = settings_or_exit()
-    try:
-        downgrade(settings.database_url(), revision)
-    except Exception as exc:
-        raise fail(exc) from None
-    console.print(f"database at revision {current_revision(settings.database_url())}")
-
-
-@config_app.command("show")
-def config_show_cmd(
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-) -> None:
-    """Print the effective settings (environment, .env and defaults), secrets masked."""
-    values = settings_or_exit().masked()
-    if as_json:
-        typer.echo(json.dumps(values, indent=2, default=str))
-        return
-    table = Table("setting", "environment variable", "value")
-    for name, value in values.items():
-        table.add_row(name, f"NEWSFLOW_{name.upper()}", str(value))
-    console.print(table)
-
-
-def schema_cmd(
-    output: Annotated[Path | None, typer.Option(help="write here instead of stdout")] = None,
-) -> None:
-    """Print the JSON Schema of article messages (schema v1) for producer teams."""
-    from pipeline.schemas import article_json_schema
-
-    text = json.dumps(article_json_schema(), indent=2) + "\n"
-    if output:
-        output.write_text(text)
-    else:
-        typer.echo(text, nl=False)
-
-
-def worker_cmd(
-    model_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="model folder to serve (default: NEWSFLOW_MODEL_DIR, else the registry's "
-            "champion, followed as it changes)"
-        ),
-    ] = None,
-    precision: Annotated[str, typer.Option(help="auto | fp32 | int8 | fp16")] = "auto",
-) -> None:
-    """Run a Faust worker: consume `articles`, classify in micro-batches, store predictions,
-    dead-letter bad messages. Start several to split the partitions. Ctrl-C stops it."""
-    from pipeline.core.logs import configure_logging
-    from pipeline.worker import run_worker
-
-    settings = settings_or_exit()
-    folder = model_dir or settings.model_dir
-    if precision not in {"auto", "fp32", "int8", "fp16"}:
-        raise fail(ValueError(f"--precision {precision!r}: use auto, fp32, int8 or fp16"), 2)
-    configure_logging(settings.log_level, json_lines=settings.log_json)
-    try:
-        run_worker(settings, model_dir=folder, precision=cast(Precision, precision))
-    except NewsflowError as exc:
-        raise fail(exc) from None
-
-
-def produce_cmd(
-    dataset: Annotated[
-        str, typer.Argument(help="ag_news, 20newsgroups, or a CSV/JSONL file")
-    ] = "ag_news",
-    split: Annotated[str, typer.Option(help="train | test")] = "test",
-    rate: Annotated[str, typer.Option(help="e.g. 1000/min, 50/s; 0 = unlimited")] = "1000/min",
-    limit: Annotated[int | None, typer.Option(min=1, help="stop after N messages")] = None,
-    loop: Annotated[bool, typer.Option(help="start over at the end of the dataset")] = False,
-    bad_share: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="share of malformed messages to mix in")
-    ] = 0.0,
-    text_col: Annotated[str, typer.Option(help="text column of a CSV/JSONL file")] = "text",
-    title_col: Annotated[str | None, typer.Option(help="title column")] = None,
-    label_col: Annotated[str, typer.Option(help="label column")] = "label",
-    run_id: Annotated[str | None, typer.Option(help="id prefix (default: random)")] = None,
-    seed: Annotated[int, typer.Option(help="seed for shuffling and bad messages")] = 0,
-) -> None:
-    """Replay a dataset into the `articles` topic at a steady rate, with unique ids."""
-    from rich.progress import Progress
-
-    from pipeline.core.datasets import ColumnMap, load_dataset
-    from pipeline.produce import article_messages, parse_rate, produce
-
-    settings = settings_or_exit()
-    if split not in {"train", "test"}:
-        raise fail(ValueError("--split must be train or test"), 2)
-    try:
-        per_s = parse_rate(rate)
-        rows = load_dataset(
-            dataset,
-            split="train" if split == "train" else "test",
-            data_dir=settings.data_dir,
-            columns=ColumnMap(text=text_col, label=label_col, title=title_col),
-        )
-    except (ValueError, NewsflowError) as exc:
-        raise fail(exc, 2) from None
-    import random as _random
-
-    _random.Random(seed).shuffle(rows)
-    total = limit if limit is not None else (None if loop else len(rows))
-    msgs = article_messages(
-        rows,
-        limit=limit,
-        loop=loop,
-        run_id=run_id,
-        bad_share=bad_share,
-        max_bytes=settings.max_message_bytes,
-        seed=seed,
-    )
-    with Progress(console=err_console) as progress:
-        task = progress.add_task(f"producing to {settings.topic_articles}", total=total)
-        stats = produce(
-            msgs,
-            bootstrap=settings.kafka_bootstrap,
-            topic=settings.topic_articles,
-            rate=per_s,
-            on_progress=lambda n: progress.advance(task, n),
-        )
-    console.print(
-        f"sent {stats.sent} ({stats.bad} malformed) in {stats.seconds:.1f}s; "
-        f"failed deliveries: {stats.failed}"
-    )
-    if stats.failed:
-        raise typer.Exit(1)
-
-
-topics_app = typer.Typer(
-    help="Without a subcommand: create the Kafka topics `articles`, `articles.dlq` and "
-    "`predictions` when missing (Faust does not create the topics its agents use). "
-    "Subcommands: the news topics the model knows, and new ones (discovery, onboarding).",
-    invoke_without_command=True,
-)
-
-
-@topics_app.callback()
-def topics_cmd(ctx: typer.Context) -> None:
-    """Create the Kafka topics when missing (without a subcommand)."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from pipeline.stack.kafka import ensure_topics
-
-    settings = settings_or_exit()
-    try:
-        for name, state in sorted(ensure_topics(settings).items()):
-            console.print(f"  {name}: {state}")
-    except Exception as exc:
-        raise fail(exc) from None
 
 
 def bench_cmd(
@@ -297,7 +46,7 @@ def bench_cmd(
     try:
         per_min = parse_rate(rate) * 60
         rows = load_dataset(dataset, split="test", data_dir=settings.data_dir)
-        folder = _model_folder(settings, model_dir)
+        folder = model_folder(settings, model_dir)
         engine = make_engine(settings)
         result = run_bench(
             settings,
@@ -387,18 +136,6 @@ def bench_sink_cmd(
         raise typer.Exit(3)
 
 
-def _model_folder(settings: Settings, model_dir: Path | None) -> Path:
-    folder = model_dir or settings.model_dir
-    if folder is None:
-        from pipeline.core import registry
-
-        info = registry.version_by_alias(settings, registry.CHAMPION)
-        if info is None:
-            raise ValueError("no model: pass --model-dir or train a champion first")
-        folder = registry.local_copy(settings, info.version)
-    return folder
-
-
 def faults_cmd(
     articles: Annotated[int, typer.Option(min=100, help="valid articles per case")] = 5000,
     rate: Annotated[str, typer.Option(help="producer rate (2,000/min = twice the rated load)")] = (
@@ -447,7 +184,7 @@ def faults_cmd(
             cases=tuple(c.strip() for c in cases.split(",") if c.strip()),
         )
         rows = load_dataset(dataset, split="test", data_dir=settings.data_dir)
-        folder = _model_folder(settings, model_dir)
+        folder = model_folder(settings, model_dir)
         started = time.time()
         results = run_faults(
             settings, options, rows=rows, model_dir=folder, report=lambda m: console.print(m)
@@ -524,7 +261,7 @@ def soak_cmd(
         result = run_soak(
             settings,
             rows=rows,
-            model_dir=_model_folder(settings, model_dir),
+            model_dir=model_folder(settings, model_dir),
             minutes=minutes,
             rate_per_min=parse_rate(rate) * 60,
             report=lambda m: console.print(m),
@@ -542,17 +279,3 @@ def soak_cmd(
         )
     if not result.ok:
         raise typer.Exit(1)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("soak")(soak_cmd)
-    app.command("faults")(faults_cmd)
-    app.command("bench")(bench_cmd)
-    app.command("bench-sink")(bench_sink_cmd)
-    app.add_typer(topics_app, name="topics")
-    app.command("worker")(worker_cmd)
-    app.command("produce")(produce_cmd)
-    app.add_typer(stack_app, name="stack")
-    app.add_typer(db_app, name="db")
-    app.add_typer(config_app, name="config")
-    app.command("schema")(schema_cmd)

@@ -1,31 +1,43 @@
-"""`newsflow topics discover | candidates | accept | dismiss | remove | retrain`."""
+"""`newsflow topics discover | candidates | accept | dismiss | remove | cancel | retrain`: the
+news topics the model knows, and new ones (discovery, onboarding).
+
+`newsflow topics` alone still creates the Kafka topics, with a deprecation notice on stderr:
+that is `newsflow stack topics` now, and the old spelling goes in the next release."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
-from sqlalchemy import Engine
 
-from pipeline.cli import console, fail, settings_or_exit
-from pipeline.core.settings import Settings
+from monitoring.cli.helpers import (
+    console,
+    engine_for,
+    fail,
+    settings_or_exit,
+    warn_deprecated,
+)
+
+topics_app = typer.Typer(
+    help="The news topics the model knows, and new ones (discovery, onboarding). The Kafka "
+    "topics are created by `newsflow stack topics` (`newsflow topics` alone still does it, "
+    "deprecated).",
+    invoke_without_command=True,
+)
 
 
-@contextlib.contextmanager
-def _engine(settings: Settings) -> Iterator[Engine]:
-    """One engine for one command, disposed afterwards."""
-    from pipeline.core.db.engine import make_engine
+@topics_app.callback()
+def topics_cmd(ctx: typer.Context) -> None:
+    """Without a subcommand (deprecated): create the Kafka topics, as `newsflow stack topics`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from monitoring.cli.stack import create_kafka_topics
 
-    engine = make_engine(settings)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
+    warn_deprecated("newsflow topics", "newsflow stack topics")
+    create_kafka_topics()
 
 
 def discover_cmd(
@@ -36,7 +48,7 @@ def discover_cmd(
     from monitoring.topics.service import run_discovery
 
     settings = settings_or_exit()
-    with _engine(settings) as engine:
+    with engine_for(settings) as engine:
         try:
             found = run_discovery(settings, engine)
         except Exception as exc:
@@ -52,7 +64,7 @@ def candidates_cmd(
     """The open candidates of the latest discovery, best first."""
     from monitoring.topics.onboarding import candidates
 
-    with _engine(settings_or_exit()) as engine:
+    with engine_for(settings_or_exit()) as engine:
         found = candidates(engine)
     if as_json:
         typer.echo(json.dumps([c.to_json() for c in found], indent=2))
@@ -72,7 +84,7 @@ def accept_cmd(
     from monitoring.topics.service import champion_labels
 
     settings = settings_or_exit()
-    with _engine(settings) as engine:
+    with engine_for(settings) as engine:
         try:
             queued = accept(
                 engine, candidate, name, admin=by, known_labels=champion_labels(settings)[1]
@@ -89,7 +101,7 @@ def dismiss_cmd(
     """Dismiss a candidate (nothing is queued)."""
     from monitoring.topics.onboarding import TopicError, dismiss
 
-    with _engine(settings_or_exit()) as engine:
+    with engine_for(settings_or_exit()) as engine:
         try:
             dismiss(engine, candidate, admin=by)
         except TopicError as exc:
@@ -111,7 +123,7 @@ def remove_cmd(
     from monitoring.topics.service import champion_labels
 
     settings = settings_or_exit()
-    with _engine(settings) as engine:
+    with engine_for(settings) as engine:
         try:
             retire(engine, name, into=into, admin=by, champion_labels=champion_labels(settings)[1])
         except TopicError as exc:
@@ -127,7 +139,7 @@ def cancel_cmd(
     """Stop onboarding a topic: reviewers no longer see it; its pending reviews are withdrawn."""
     from monitoring.topics.onboarding import TopicError, cancel
 
-    with _engine(settings_or_exit()) as engine:
+    with engine_for(settings_or_exit()) as engine:
         try:
             withdrawn = cancel(engine, name, admin=by)
         except TopicError as exc:
@@ -144,7 +156,7 @@ def retrain_cmd(
     from retraining.train import TrainConfig
 
     settings = settings_or_exit()
-    with _engine(settings) as engine:
+    with engine_for(settings) as engine:
         try:
             outcome = retrain_if_ready(
                 settings, engine, cfg=TrainConfig(epochs=settings.retrain_epochs, max_steps=steps)
@@ -174,11 +186,12 @@ def _table(found: list) -> None:  # type: ignore[type-arg]
     console.print(table)
 
 
-def register(topics_app: typer.Typer) -> None:
-    topics_app.command("discover")(discover_cmd)
-    topics_app.command("candidates")(candidates_cmd)
-    topics_app.command("accept")(accept_cmd)
-    topics_app.command("dismiss")(dismiss_cmd)
-    topics_app.command("remove")(remove_cmd)
-    topics_app.command("cancel")(cancel_cmd)
-    topics_app.command("retrain")(retrain_cmd)
+def register(app: typer.Typer) -> None:
+    """The news-topic subcommands (they need the `train` extra) on ``topics_app``."""
+    app.command("discover")(discover_cmd)
+    app.command("candidates")(candidates_cmd)
+    app.command("accept")(accept_cmd)
+    app.command("dismiss")(dismiss_cmd)
+    app.command("remove")(remove_cmd)
+    app.command("cancel")(cancel_cmd)
+    app.command("retrain")(retrain_cmd)

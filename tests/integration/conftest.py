@@ -1,0 +1,83 @@
+"""Fixtures of the integration tier that cost minutes: built once per test process and shared.
+
+``tuned_minilm`` fine-tunes the offline MiniLM briefly (40 steps on AG News) and registers it in
+an MLflow store of its own, once per pytest process. A loop test takes a copy of that store
+(``registry_copy``): it starts with version 1 registered, promotes it itself and writes its
+own runs and aliases, never the fixture's. The loop tests are about the loop (drift, retraining,
+gate, hot swap), not about how good a 40-step model is, so one such model serves them all."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from pipeline.core.datasets import LabelledText, load_dataset
+from pipeline.core.settings import Settings
+
+# All tests that use the fixture run in one xdist process, so it is trained once per run.
+TUNED_GROUP = pytest.mark.xdist_group("tuned-minilm")
+
+
+@dataclasses.dataclass(frozen=True)
+class TunedModel:
+    """Version ``version`` of ``registered_model_name`` in the SQLite store ``store``."""
+
+    store: Path
+    version: str
+    labels: tuple[str, ...]
+    train_rows: int  # the first N AG News training rows were used (tests stream other rows)
+
+
+@pytest.fixture(scope="session")
+def ag_rows(data_dir: Path) -> dict[str, list[LabelledText]]:
+    return {
+        "train": load_dataset("ag_news", split="train", data_dir=data_dir),
+        "test": load_dataset("ag_news", split="test", data_dir=data_dir),
+    }
+
+
+@pytest.fixture(scope="session")
+def tuned_minilm(
+    stack: Settings,
+    ag_rows: dict[str, list[LabelledText]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> TunedModel:
+    from retraining.data import make_splits
+    from retraining.flow import FlowOptions, run_flow
+    from retraining.recipe import Recipe
+    from retraining.train import TrainConfig
+
+    root = tmp_path_factory.mktemp("tuned-minilm")
+    store = root / "mlflow.db"
+    settings = stack.model_copy(
+        update={"home": root / "home", "mlflow_tracking_uri": f"sqlite:///{store}"}
+    )
+    train_rows = 2400
+    splits = make_splits(ag_rows["train"][:train_rows], ag_rows["test"][:800], seed=13)
+    result = run_flow(  # fp32 only: a briefly trained model is too unsure for int8 parity
+        settings,
+        Recipe(
+            base="minilm",
+            quantize=False,
+            training=TrainConfig(epochs=1, max_steps=40, batch_size=32, seed=13),
+        ),
+        splits=splits,
+        options=FlowOptions(baseline=False, checkpoints=False, card_speed=False),
+    )
+    assert result.summary["parity_ok"] and result.registered_version
+    return TunedModel(store, result.registered_version, tuple(splits.labels), train_rows)
+
+
+def registry_copy(tuned: TunedModel, dst: Path) -> str:
+    """Copy the fixture's store to ``dst`` (SQLite's online backup); returns its URI."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    src, out = sqlite3.connect(tuned.store), sqlite3.connect(dst)
+    try:
+        src.backup(out)
+    finally:
+        src.close()
+        out.close()
+    return f"sqlite:///{dst}"
