@@ -22,7 +22,7 @@ run: stack-up
 	$(NEWSFLOW) demo $(DEMO_FLAGS)
 
 # Two parts: the tests that share the stack peacefully run on TEST_WORKERS processes
-# (pytest-xdist; tests of one xdist_group share a worker and its session fixtures), then the
+# (pytest-xdist; the MiniLM-training tests share one worker, `--dist loadgroup`), then the
 # `serial` ones (they stop Kafka or PostgreSQL, or time latencies) alone.
 TEST_WORKERS ?= 2
 PYTEST := .venv/bin/python -m pytest -p no:cacheprovider

@@ -54,6 +54,7 @@ FORWARDED = (  # never a secret: those reach children through the inherited envi
     "retrain_accuracy_margin",
     "retrain_dataset",
     "eval_limit",
+    "topic_base_per_class",
     "retrain_warm_start",
     "gate_max_macro_f1_drop",
     "gate_max_class_f1_drop",

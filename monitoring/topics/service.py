@@ -86,6 +86,7 @@ def retrain_if_ready(
         cfg=cfg or TrainConfig(epochs=settings.retrain_epochs),
         min_labels=settings.topic_min_labels,
         min_f1=settings.topic_min_f1,
+        base_per_class=settings.topic_base_per_class,
     )
     if outcome.status == "promoted" and outcome.version:
         onboarding.mark_active(engine, topics, version=outcome.version)

@@ -304,6 +304,12 @@ class Settings(BaseSettings):
     topic_min_f1: float = Field(
         default=0.8, ge=0, le=1, description="a new topic's F1 on held-out reviewed examples"
     )
+    topic_base_per_class: int = Field(
+        default=600,
+        ge=8,
+        le=100_000,
+        description="base rows per kept topic when a retraining adds or removes topics",
+    )
 
     # Service timeouts.
     start_timeout_s: float = Field(default=90.0, gt=0, le=3600)

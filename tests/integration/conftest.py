@@ -1,24 +1,29 @@
-"""Fixtures of the integration tier that cost minutes: built once per test process and shared.
+"""Fixtures of the integration tier that cost minutes: built once per test run and shared.
 
-``tuned_minilm`` fine-tunes the offline MiniLM briefly (40 steps on AG News) and registers it in
-an MLflow store of its own, once per pytest process. A loop test takes a copy of that store
-(``registry_copy``): it starts with version 1 registered, promotes it itself and writes its
-own runs and aliases, never the fixture's. The loop tests are about the loop (drift, retraining,
-gate, hot swap), not about how good a 40-step model is, so one such model serves them all."""
+``tuned_minilm`` fine-tunes the offline MiniLM briefly (40 steps on AG News) and registers it
+in an MLflow store of its own, once per test run (pytest-xdist workers included). A loop test
+takes a copy of that store (``registry_copy``): it starts with version 1 registered, promotes
+it itself and writes its own runs and aliases, never the fixture's. The loop tests are about
+the loop (drift, retraining, gate, hot swap), not about how good a 40-step model is, so one
+such model serves them all."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import sqlite3
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from pipeline.core.datasets import LabelledText, load_dataset
 from pipeline.core.settings import Settings
 
-# All tests that use the fixture run in one xdist process, so it is trained once per run.
-TUNED_GROUP = pytest.mark.xdist_group("tuned-minilm")
+# The tests that train MiniLM run one after another in one xdist worker (`--dist loadgroup`),
+# so they never compete for the 2 cores with each other; the other tests fill the other worker.
+MINILM_GROUP = pytest.mark.xdist_group("minilm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,12 +50,28 @@ def tuned_minilm(
     ag_rows: dict[str, list[LabelledText]],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> TunedModel:
+    """Trained by the first process that asks; the others (pytest-xdist workers share the
+    parent of their base temp folders) wait on the lock and read what it wrote."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "tuned-minilm"
+    with FileLock(f"{root}.lock"):
+        record = root / "tuned.json"
+        if not record.exists():
+            _train_tuned(stack, ag_rows, root, record)
+        saved = json.loads(record.read_text())
+    return TunedModel(
+        Path(saved["store"]), saved["version"], tuple(saved["labels"]), saved["train_rows"]
+    )
+
+
+def _train_tuned(
+    stack: Settings, ag_rows: dict[str, list[LabelledText]], root: Path, record: Path
+) -> None:
     from retraining.data import make_splits
     from retraining.flow import FlowOptions, run_flow
     from retraining.recipe import Recipe
     from retraining.train import TrainConfig
 
-    root = tmp_path_factory.mktemp("tuned-minilm")
     store = root / "mlflow.db"
     settings = stack.model_copy(
         update={"home": root / "home", "mlflow_tracking_uri": f"sqlite:///{store}"}
@@ -68,7 +89,13 @@ def tuned_minilm(
         options=FlowOptions(baseline=False, checkpoints=False, card_speed=False),
     )
     assert result.summary["parity_ok"] and result.registered_version
-    return TunedModel(store, result.registered_version, tuple(splits.labels), train_rows)
+    saved = {
+        "store": str(store),
+        "version": result.registered_version,
+        "labels": list(splits.labels),
+        "train_rows": train_rows,
+    }
+    record.write_text(json.dumps(saved))
 
 
 def registry_copy(tuned: TunedModel, dst: Path) -> str:

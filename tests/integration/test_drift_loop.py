@@ -23,7 +23,7 @@ from retraining.bases.tiny import write_tiny_model_folder
 from retraining.promotion import promote
 from retraining.register import register_model_folder
 from tests.conftest import free_port
-from tests.integration.conftest import TUNED_GROUP, TunedModel, registry_copy
+from tests.integration.conftest import MINILM_GROUP, TunedModel, registry_copy
 from tests.integration.helpers import Worker, prediction_counts, read_topic, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
@@ -76,7 +76,7 @@ def _stream(env: Settings, rows: list, run_id: str, n: int) -> None:  # type: ig
     wait_for(lambda: prediction_counts(env, run_id)[0] >= n, 240, f"{n} rows for {run_id}")
 
 
-@TUNED_GROUP
+@MINILM_GROUP
 @pytest.mark.timeout(1500)  # the shared fixture (first use) and one short retraining
 def test_stable_then_shifted_stream_then_retrain_and_hot_swap(
     env: Settings,
@@ -143,7 +143,7 @@ def test_stable_then_shifted_stream_then_retrain_and_hot_swap(
     engine.dispose()
 
 
-@TUNED_GROUP
+@MINILM_GROUP
 def test_worse_challenger_is_not_promoted(
     env: Settings, ag: dict[str, list[LabelledText]], tuned_minilm: TunedModel, tmp_path: Path
 ) -> None:

@@ -73,7 +73,7 @@ def test_env_example_placeholder_is_refused_in_production(tmp_path, monkeypatch)
     production: the placeholder password it ships must be refused."""
     from pathlib import Path
 
-    example = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
+    example = (Path(__file__).resolve().parents[4] / ".env.example").read_text()
     (tmp_path / ".env").write_text(
         example.replace("NEWSFLOW_ENVIRONMENT=development", "NEWSFLOW_ENVIRONMENT=production")
     )

@@ -15,7 +15,7 @@ import yaml
 
 from pipeline.core.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = ROOT / "docker-compose.yml"
 TRACKING_URI = "http://mlflow:5000"
 # Services that load or register models: they must reach the registry over HTTP.
