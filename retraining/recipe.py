@@ -15,7 +15,7 @@ from typing import get_args
 
 from retraining.data import Validation
 from retraining.distill import DistillConfig
-from retraining.errors import TrainingError
+from retraining.errors import InputError
 from retraining.train import TrainConfig
 from retraining.training_data import DataChoice
 
@@ -58,6 +58,6 @@ class Recipe:
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
-            raise TrainingError(
+            raise InputError(
                 "invalid recipe: " + ", ".join(f"{k}={getattr(self, k)!r:.80}" for k in bad)
             )

@@ -265,7 +265,7 @@ def run_training(opts: TrainOptions) -> None:
         raise fail(exc, 2) from None
     _print_data(splits)
     try:
-        result = _train(settings, opts, cfg, splits, distill)
+        result = _train(settings, opts, cfg, choice, splits, distill)
     except InputError as exc:  # found before any training step
         raise fail(exc, 2) from None
     except NewsflowError as exc:
@@ -353,6 +353,7 @@ def _train(
     settings: Settings,
     opts: TrainOptions,
     cfg: TrainConfig,
+    choice: DataChoice,
     splits: Splits,
     distill: DistillConfig | None,
 ) -> FlowResult:
@@ -375,6 +376,8 @@ def _train(
             Recipe(
                 dataset=opts.dataset,
                 base=opts.base,
+                data=choice,  # recorded as the recipe; the splits below were drawn with it
+                validation=opts.validation,  # type: ignore[arg-type]  # checked by _configs
                 training=cfg,
                 teacher=distill,
                 warm_start=opts.warm_start,

@@ -25,17 +25,18 @@ from starlette.datastructures import FormData, UploadFile
 from monitoring.web.security import LoginLimiter, same_token
 from monitoring.web.topics_page import DiscoveryJob
 from monitoring.web.users import User, session_user
+from pipeline.core.errors import NewsflowError
 from pipeline.core.settings import Settings
 
 SESSION_COOKIE, LOGIN_CSRF_COOKIE = "nf_session", "nf_login_csrf"
 MAX_FIELDS = 32  # no form of this app has more than a handful
 
 
-class NeedLogin(Exception):
-    pass
+class NeedLogin(NewsflowError):
+    """No valid session: the app redirects to the login page."""
 
 
-class Denied(Exception):
+class Denied(NewsflowError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status, self.message = status, message

@@ -13,11 +13,13 @@ from collections.abc import Callable, Mapping
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pipeline.core.errors import NewsflowError
+
 MAX_FORM_BYTES = 64 * 1024
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(NewsflowError):
+    """A request body over the limit (answered 413)."""
 
 
 class BodyLimit:

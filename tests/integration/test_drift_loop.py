@@ -35,13 +35,12 @@ def ag(data_dir: Path, ag_rows: dict[str, list[LabelledText]]) -> dict[str, list
 
 
 @pytest.fixture
-def env(db: Settings, topics: Settings, tmp_path: Path, tuned_minilm: TunedModel) -> Settings:
+def env(db: Settings, topics: Settings, tmp_path: Path) -> Settings:
     return topics.model_copy(
         update={
             "pg_database": db.pg_database,
             "home": tmp_path / "home",
-            # version 1 (the shared briefly tuned MiniLM) is registered, not yet promoted
-            "mlflow_tracking_uri": registry_copy(tuned_minilm, tmp_path / "mlflow.db"),
+            "mlflow_tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
             "drift_min_window": 500,
             "drift_window_size": 500,
             "model_poll_s": 2.0,
@@ -55,6 +54,13 @@ def env(db: Settings, topics: Settings, tmp_path: Path, tuned_minilm: TunedModel
             "reports_dir": tmp_path / "reports",
         }
     )
+
+
+@pytest.fixture
+def tuned_env(env: Settings, tmp_path: Path, tuned_minilm: TunedModel) -> Settings:
+    """``env`` with version 1 (the shared briefly tuned MiniLM) registered, not yet promoted."""
+    uri = registry_copy(tuned_minilm, tmp_path / "registry" / "mlflow.db")
+    return env.model_copy(update={"mlflow_tracking_uri": uri})
 
 
 @pytest.fixture
@@ -79,12 +85,13 @@ def _stream(env: Settings, rows: list, run_id: str, n: int) -> None:  # type: ig
 @MINILM_GROUP
 @pytest.mark.timeout(1500)  # the shared fixture (first use) and one short retraining
 def test_stable_then_shifted_stream_then_retrain_and_hot_swap(
-    env: Settings,
+    tuned_env: Settings,
     ag: dict[str, list[LabelledText]],
     worker: list[Worker],
     tmp_path: Path,
     tuned_minilm: TunedModel,
 ) -> None:
+    env = tuned_env
     engine = make_engine(env)
     v1 = tuned_minilm.version
     assert promote(env, v1, eval_rows=ag["test"][:800], engine=engine).passed
@@ -145,8 +152,12 @@ def test_stable_then_shifted_stream_then_retrain_and_hot_swap(
 
 @MINILM_GROUP
 def test_worse_challenger_is_not_promoted(
-    env: Settings, ag: dict[str, list[LabelledText]], tuned_minilm: TunedModel, tmp_path: Path
+    tuned_env: Settings,
+    ag: dict[str, list[LabelledText]],
+    tuned_minilm: TunedModel,
+    tmp_path: Path,
 ) -> None:
+    env = tuned_env
     engine = make_engine(env)
     good = tuned_minilm.version
     assert promote(env, good, eval_rows=ag["test"][:800], engine=engine).passed

@@ -19,7 +19,7 @@ from pipeline.proof.faults import CASES, FaultOptions, run_faults
 pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 
-# about 250 s on the 2-core build machine; each case bounds its own waits (worker start 120 s,
+# about 200 s on the 2-core build machine; each case bounds its own waits (worker start 120 s,
 # recovery 180 s, storage 300 s), so a stalled case ends in its own error, shown with the
 # worker's log tail, instead of the whole test being cut at the default 600 s
 @pytest.mark.timeout(1800)
@@ -28,7 +28,7 @@ def test_fault_suite_short(
 ) -> None:
     rows = load_dataset("ag_news", split="test", data_dir=data_dir)[:500]
     options = FaultOptions(
-        articles=1500,
+        articles=1000,
         rate_per_min=3000,
         pg_down_s=10,
         kafka_down_s=3,
@@ -57,7 +57,7 @@ def test_fault_suite_short(
             assert r.topic_missing <= r.redelivered, r.to_json()
         else:
             assert r.topic_missing == 0, r.to_json()
-        assert r.stored == r.articles == 1500, r.to_json()
+        assert r.stored == r.articles == 1000, r.to_json()
     fuzz = results["fuzz"].fuzz
     assert fuzz["sent"] == 300 and fuzz["unaccounted"] == 0 and fuzz["internal_errors"] == 0, fuzz
     assert fuzz["dead"] > 0 and fuzz["stored"] > 0, fuzz  # the mutations reached both ends

@@ -18,7 +18,7 @@ from pipeline.core import registry
 from pipeline.core.datasets import load_dataset
 from pipeline.core.db.engine import make_engine
 from pipeline.core.settings import Settings
-from pipeline.produce import article_messages, produce
+from pipeline.produce import Outgoing, article_messages, produce
 from pipeline.proof.bench import wait_group_stable
 from pipeline.stack import mlflow_server
 from pipeline.worker_process import start_command
@@ -143,10 +143,21 @@ def test_trainer_and_two_workers_share_only_the_tracking_server(
         rows = load_dataset("ag_news", split="test", data_dir=data_dir)
         run_id, total = "mh", 4000
         produced: dict[str, int] = {}
+        v3_serves = threading.Event()
+
+        def gated() -> Iterator[Outgoing]:
+            # the last 400 articles wait until both workers serve v3, so v3 classifies some
+            # however long the steps before it take on a loaded machine
+            for n, message in enumerate(
+                article_messages(rows, limit=total, loop=True, run_id=run_id)
+            ):
+                if n == total - 400:
+                    v3_serves.wait(600)
+                yield message
 
         def stream() -> None:
             stats = produce(
-                article_messages(rows, limit=total, loop=True, run_id=run_id),
+                gated(),
                 bootstrap=env.kafka_bootstrap,
                 topic=env.topic_articles,
                 rate=25.0,  # 1,500 articles/min for ~160 s
@@ -176,6 +187,7 @@ def test_trainer_and_two_workers_share_only_the_tracking_server(
         _newsflow(trainer, ["models", "register", str(folders["v3"]), "--promote"], trainer_log)
         t0 = time.monotonic()  # the alias moved as the command ended
         swap_v3 = _wait_swap(workers, "mh-v3", t0)
+        v3_serves.set()
 
         # 4. a version whose artefact was altered on the server: refused, v3 keeps serving
         _newsflow(trainer, ["models", "register", str(folders["v4"])], trainer_log)
@@ -192,6 +204,7 @@ def test_trainer_and_two_workers_share_only_the_tracking_server(
         stats = _stream_stats(env, run_id)  # before any worker stops (a stop hands over
         # partitions whose last offsets are not committed yet: counted redeliveries)
     finally:
+        v3_serves.set()
         for w in workers:
             w.stop()
 
