@@ -21,11 +21,10 @@ from filelock import FileLock
 from pipeline.core.datasets import LabelledText, load_dataset
 from pipeline.core.settings import Settings
 
-# The tests that train MiniLM form two chains of about equal length (`--dist loadgroup`): the
-# drift loop's tests in one xdist worker, the topics loop in the other; the lighter tests fill
-# in around them. Whichever asks first trains `tuned_minilm`; the other waits for it.
-MINILM_GROUP = pytest.mark.xdist_group("minilm-drift")
-TOPICS_GROUP = pytest.mark.xdist_group("minilm-topics")
+# The tests that train MiniLM run one after another in one xdist worker (`--dist loadgroup`):
+# they never compete with each other for the 2 cores, and the lighter tests fill the other
+# worker. (Two such chains, one per worker, measured slower: the light tests then waited.)
+MINILM_GROUP = pytest.mark.xdist_group("minilm")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,7 +34,7 @@ from retraining.data import make_splits
 from retraining.gate import evaluate_folder, old_classes_macro_f1
 from retraining.promotion import promote
 from tests.conftest import free_port
-from tests.integration.conftest import TOPICS_GROUP, TunedModel, registry_copy
+from tests.integration.conftest import MINILM_GROUP, TunedModel, registry_copy
 from tests.integration.helpers import Worker, prediction_counts, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
@@ -125,7 +125,7 @@ def _review_all(
 fp32_train = functools.partial(onboarding_train, quantize=False)
 
 
-@TOPICS_GROUP
+@MINILM_GROUP
 @pytest.mark.timeout(1500)
 def test_discover_onboard_retrain_and_hot_swap(
     env: Settings,
