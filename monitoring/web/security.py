@@ -81,7 +81,7 @@ class LoginLimiter:
     """At most ``attempts`` failed logins per key within ``window_s`` seconds.
 
     Kept in process memory: one web process per deployment is the design; behind several
-    processes each keeps its own count (documented in README).
+    processes each keeps its own count (documented in docs/deployment.md).
     """
 
     def __init__(self, attempts: int, window_s: float) -> None:

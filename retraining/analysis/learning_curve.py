@@ -140,7 +140,7 @@ def read_points(paths: Sequence[Path]) -> list[Point]:
 
 
 def table(points: Sequence[Point]) -> str:
-    """A Markdown table of the points, as README prints them."""
+    """A Markdown table of the points, as the training benchmark page prints them."""
     lines = [
         "| base | epochs | train rows | test rows | accuracy [95 % interval] | int8 | train s |",
         "|---|---|---|---|---|---|---|",
