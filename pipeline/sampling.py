@@ -22,6 +22,8 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 
+from pipeline.core.records import Queued
+
 UNIFORM, UNCERTAINTY = "uniform", "uncertainty"
 SKIP_PENALTY = 100_000  # a skipped item goes behind the rest (monitoring.web.review_queue adds it)
 
@@ -129,26 +131,6 @@ class Budget:
             uniform = 1  # a share asked for always gets a slot
         topic_cap = max(1, math.ceil((capacity - uniform) * topic_share))
         return cls(capacity, uniform, topic_cap)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Queued:
-    """A pending item as the filler sees it."""
-
-    item_id: int
-    prediction_id: int
-    reason: str
-    topic: str
-    title: str
-    margin: float
-    priority: int
-    round: int = 1
-    held: bool = False  # claimed by a reviewer (recently): neither replaced nor moved
-    skips: int = 0
-
-    @property
-    def movable(self) -> bool:
-        return self.round == 1 and not self.held
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

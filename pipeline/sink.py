@@ -37,7 +37,6 @@ from pipeline.sampling import (
     Budget,
     Candidate,
     Pick,
-    Queued,
     fill_queue,
     select_for_review,
 )
@@ -236,7 +235,7 @@ def _fill_budgeted(
     reviews_db.lock_review_queue(conn)
     claim_s = policy.claim_minutes * 60
     reviews_db.expire_stale_reviews(conn, older_than_s=policy.expire_hours * 3600, claim_s=claim_s)
-    queued = [_queued(q) for q in reviews_db.select_budgeted_pending(conn, claim_s=claim_s)]
+    queued = reviews_db.select_budgeted_pending(conn, claim_s=claim_s)
     fill = fill_queue(candidates, queued, budget)
     picks = fill.picks
     if fill.replaced:
@@ -249,18 +248,3 @@ def _fill_budgeted(
     if fill.reorder:
         reviews_db.renumber_review_items(conn, priorities=fill.reorder, claim_s=claim_s)
     return picks
-
-
-def _queued(item: reviews_db.QueuedReview) -> Queued:
-    return Queued(
-        item_id=item.item_id,
-        prediction_id=item.prediction_id,
-        reason=item.reason,
-        topic=item.topic,
-        title=item.title,
-        margin=item.margin,
-        priority=item.priority,
-        round=item.round,
-        held=item.held,
-        skips=item.skips,
-    )

@@ -177,3 +177,23 @@ class Prediction:
             "received_at": self.received_at.isoformat(),
             "predicted_at": self.predicted_at.isoformat(),
         }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Queued:
+    """A pending item as the filler sees it."""
+
+    item_id: int
+    prediction_id: int
+    reason: str
+    topic: str
+    title: str
+    margin: float
+    priority: int
+    round: int = 1
+    held: bool = False  # claimed by a reviewer (recently): neither replaced nor moved
+    skips: int = 0
+
+    @property
+    def movable(self) -> bool:
+        return self.round == 1 and not self.held

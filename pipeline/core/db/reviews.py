@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from pipeline.core.db.access import Db, connected
 from pipeline.core.db.models import ReviewItemRow
+from pipeline.core.records import Queued
 
 REVIEW_QUEUE_LOCK = 0x72657671  # "revq": one filler of the review queue at a time
 # an item nobody holds by a claim younger than :s seconds
@@ -36,22 +37,6 @@ class ReviewedArticle(NamedTuple):
     title: str
     body: str
     label: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class QueuedReview:
-    """A pending budgeted item (not an onboarding one) as the queue's filler sees it."""
-
-    item_id: int
-    prediction_id: int
-    reason: str
-    topic: str
-    title: str
-    margin: float
-    priority: int
-    round: int
-    held: bool  # claimed by a reviewer within the claim time
-    skips: int
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -150,7 +135,7 @@ def lock_review_queue(conn: Connection) -> None:
     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": REVIEW_QUEUE_LOCK})
 
 
-def select_budgeted_pending(conn: Connection, *, claim_s: float) -> list[QueuedReview]:
+def select_budgeted_pending(conn: Connection, *, claim_s: float) -> list[Queued]:
     """Pending items that count against the review budget, with their prediction and title.
     Onboarding reviews (an admin's request for a new topic) are outside the budget: never
     replaced, renumbered or counted, so not returned."""
@@ -166,7 +151,7 @@ def select_budgeted_pending(conn: Connection, *, claim_s: float) -> list[QueuedR
         {"s": claim_s},
     ).all()
     return [
-        QueuedReview(
+        Queued(
             item_id=int(r.id),
             prediction_id=int(r.prediction_id),
             reason=str(r.reason),
