@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import logging
-import urllib.request
-from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -33,14 +31,22 @@ from monitoring.decision import (
     decide_retraining,
 )
 from monitoring.psi import (
-    categorical_psi,
-    level_of,
     psi,
     quantile_edges,
     shares,
     wilson_interval,
 )
-from pipeline.core.db import drift_runs, predictions, reviews
+from monitoring.reference import (
+    describe,
+    resolve_reference,
+    thresholds,
+    topic_psi,
+    training_reference,
+    unstored,
+)
+from pipeline.core.db import drift_runs, references, reviews
+from pipeline.core.db.references import Reference
+from pipeline.core.errors import ModelError
 from pipeline.core.model_folder import ModelMetadata, read_metadata
 from pipeline.core.settings import Settings
 
@@ -70,6 +76,15 @@ class DriftResult:
     histogram: dict[str, list[float]] | None = None
     # Whether to retrain, why, and the evidence (accuracies vs the reference, PSI values).
     decision: RetrainDecision | None = None
+    # The reference compared with (monitoring.reference): its row, what it is ("training",
+    # "live since T", "baseline T1 – T2"), each metric's cut-offs and level; the window's
+    # first and last prediction time.
+    reference_id: int | None = None
+    reference: str = ""
+    thresholds: dict[str, Any] | None = None
+    levels: dict[str, str] | None = None
+    window_from: dt.datetime | None = None
+    window_to: dt.datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -79,28 +94,45 @@ class DriftResult:
 class Window:
     confidences: list[float]
     topics: list[str]
+    times: list[dt.datetime] = dataclasses.field(default_factory=list)  # predicted_at
 
 
 def load_window(
     engine: Engine, model_version: str, *, size: int, minutes: float | None = None
 ) -> Window:
-    """The latest predictions of ``model_version``: the last ``size`` or the last
-    ``minutes``."""
-    if minutes is not None:
-        rows = predictions.predictions_since(engine, model_version, minutes=minutes)
-    else:
-        rows = predictions.latest_predictions(engine, model_version, limit=size)
-    return Window([r.confidence for r in rows], [r.topic for r in rows])
+    """The latest predictions of ``model_version`` (the last ``size`` or the last
+    ``minutes``), oldest first, with their times."""
+    rows = references.latest_timed_predictions(
+        engine, model_version=model_version, limit=size, minutes=minutes
+    )
+    return Window([r.confidence for r in rows], [r.topic for r in rows], [r.at for r in rows])
+
+
+_SEVERITY = {"ok": 0, "warn": 1, "drift": 2}
 
 
 def compare(
-    meta: ModelMetadata, window: Window, *, bins: int, warn: float, drift: float, min_window: int
+    meta: ModelMetadata,
+    window: Window,
+    *,
+    bins: int,
+    warn: float,
+    drift: float,
+    min_window: int,
+    reference: Reference | None = None,
+    margin: float = 0.0,
 ) -> DriftResult:
-    """Pure comparison of a window with the model's reference."""
+    """Pure comparison of a window with ``reference`` (default: the model folder's own,
+    at the fixed levels). Topic mix by hour of the week where the reference has one; each
+    metric's cut-offs from the reference's chunks with ``warn``/``drift`` as their floor
+    (:func:`monitoring.reference.thresholds`)."""
     result = DriftResult(
         level="insufficient", model_version=meta.version, window_size=len(window.confidences)
     )
-    ref = meta.reference
+    ref = reference or unstored(training_reference(meta, window_rows=None, bins=bins))
+    result.reference_id, result.reference = ref.id, describe(ref)
+    if window.times:
+        result.window_from, result.window_to = min(window.times), max(window.times)
     if not ref.confidences:
         result.level, result.reason = "error", "the model folder has no reference distribution"
         return result
@@ -114,23 +146,37 @@ def compare(
         "reference": shares(ref.confidences, edges).tolist(),
         "current": shares(window.confidences, edges).tolist(),
     }
-    result.psi_topics = categorical_psi(ref.topic_mix, Counter(window.topics))
+    result.psi_topics = topic_psi(ref.topic_mix, ref.hour_mix, window.topics, window.times)
     result.estimated_accuracy = sum(window.confidences) / len(window.confidences)
-    worst = max(result.psi_confidence, result.psi_topics)
-    result.level = level_of(worst, warn, drift)
-    result.reason = f"PSI confidence {result.psi_confidence:.3f}, topics {result.psi_topics:.3f}"
+    cuts = thresholds(ref, warn=warn, drift=drift, margin=margin, bins=bins)
+    levels = {
+        "confidence": cuts.confidence.level(result.psi_confidence),
+        "topics": cuts.topics.level(result.psi_topics),
+    }
+    result.thresholds, result.levels = cuts.to_json(), dict(levels)
+    result.level = max(levels.values(), key=_SEVERITY.__getitem__)
+    by_hour = " by hour of the week" if ref.hour_mix else ""
+    result.reason = (
+        f"PSI confidence {result.psi_confidence:.3f} ({levels['confidence']}; warn "
+        f"{cuts.confidence.warn:.3f}, drift {cuts.confidence.drift:.3f}), topics"
+        f"{by_hour} {result.psi_topics:.3f} ({levels['topics']}; warn {cuts.topics.warn:.3f}, "
+        f"drift {cuts.topics.drift:.3f}) against the {result.reference} reference"
+    )
     return result
 
 
-def evidently_report(meta: ModelMetadata, window: Window, path: Path) -> float | None:
-    """Evidently HTML report (reference vs current confidence and topic); returns
-    Evidently's own PSI of confidence."""
+def evidently_report(
+    meta: ModelMetadata, window: Window, path: Path, reference: Reference | None = None
+) -> float | None:
+    """Evidently HTML report (``reference``, default the model folder's, vs current
+    confidence and topic); returns Evidently's own PSI of confidence."""
     import pandas as pd
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
 
-    ref_topics = _topics_sample(meta.reference.topic_mix, len(meta.reference.confidences))
-    ref = pd.DataFrame({"confidence": meta.reference.confidences, "topic": ref_topics})
+    confidences = list(reference.confidences if reference else meta.reference.confidences)
+    mix = reference.topic_mix if reference else meta.reference.topic_mix
+    ref = pd.DataFrame({"confidence": confidences, "topic": _topics_sample(mix, len(confidences))})
     cur = pd.DataFrame({"confidence": window.confidences, "topic": window.topics})
     definition = DataDefinition(numerical_columns=["confidence"], categorical_columns=["topic"])
     report = Report(
@@ -181,10 +227,10 @@ def reviewed_accuracy(engine: Engine, model_version: str) -> ReviewedAccuracy:
     return ReviewedAccuracy(counts.correct, counts.labelled)
 
 
-def reference_accuracy(meta: ModelMetadata) -> float | None:
+def reference_accuracy(meta: ModelMetadata, reference: Reference | None = None) -> float | None:
     """The reference's label-free accuracy estimate: the mean calibrated confidence of the
-    champion on its held-out reference sample."""
-    ref = meta.reference.confidences
+    champion on its reference sample (``reference``, default the folder's held-out one)."""
+    ref = reference.confidences if reference is not None else meta.reference.confidences
     return sum(ref) / len(ref) if ref else None
 
 
@@ -194,9 +240,11 @@ def decide(
     result: DriftResult,
     meta: ModelMetadata | None,
     request: RetrainRequest | None,
+    reference: Reference | None = None,
 ) -> RetrainDecision:
-    """Gather the evidence for ``result`` (the uniform review slice for reviewed accuracy)
-    and decide whether to retrain."""
+    """Gather the evidence for ``result`` (the uniform review slice for reviewed accuracy;
+    the reference accuracy from ``reference``, default the folder's) and decide whether to
+    retrain."""
     rev_acc, rev_n, rev_interval = None, 0, None
     if meta is not None:
         counts = reviews.reviewed_accuracy_counts(engine, meta.version, sampled_as="uniform")
@@ -206,7 +254,7 @@ def decide(
     evidence = RetrainEvidence(
         level=result.level,
         estimated_accuracy=result.estimated_accuracy,
-        reference_accuracy=reference_accuracy(meta) if meta is not None else None,
+        reference_accuracy=reference_accuracy(meta, reference) if meta is not None else None,
         reviewed_accuracy=rev_acc,
         reviewed_n=rev_n,
         reviewed_interval=rev_interval,
@@ -241,8 +289,14 @@ def record(engine: Engine, result: DriftResult, started: dt.datetime) -> int:
                 "reviewed_n": result.reviewed_n,
                 "reviewed_interval": result.reviewed_interval,
                 "histogram": result.histogram,
+                "reference": result.reference,
+                "thresholds": result.thresholds,
+                "levels": result.levels,
             },
             decision=result.decision.to_json() if result.decision else None,
+            reference_id=result.reference_id,
+            window_from=result.window_from,
+            window_to=result.window_to,
         ),
     )
 
@@ -254,14 +308,20 @@ def run_drift_check(
     model_dir: Path | None = None,
     report: bool = True,
     request: RetrainRequest | None = None,
+    on_refused: Callable[[str], None] | None = None,
 ) -> DriftResult:
     """Check the champion (or ``model_dir``), decide on retraining (``request``: an explicit
-    reason to), record the run, alert on warn/drift."""
+    reason to), record the run, alert on warn/drift. ``on_refused(reason)``: told when the
+    champion's folder fails its checks (``bad_files``: its hashes; ``bad_folder``: it does not
+    read)."""
     started = dt.datetime.now(dt.UTC)
+    folder: Path | None = None
     try:
         folder = model_dir or _champion_folder(settings)
         meta = read_metadata(folder)
     except Exception as exc:
+        if on_refused is not None and isinstance(exc, ModelError):
+            on_refused("bad_files" if folder is None else "bad_folder")
         result = DriftResult(
             level="error",
             model_version=None,
@@ -272,6 +332,7 @@ def run_drift_check(
         result.decision = decide(settings, engine, result, None, request)
         result.run_id = record(engine, result, started)
         return result
+    reference = resolve_reference(settings, engine, meta)  # adopts a live one when due
     window = load_window(
         engine, meta.version, size=settings.drift_window_size, minutes=settings.drift_window_minutes
     )
@@ -282,6 +343,8 @@ def run_drift_check(
         warn=settings.drift_warn,
         drift=settings.drift_threshold,
         min_window=settings.drift_min_window,
+        reference=reference,
+        margin=settings.drift_chunk_margin,
     )
     result.started_at = started.isoformat()
     rev = reviewed_accuracy(engine, meta.version)
@@ -290,14 +353,13 @@ def run_drift_check(
     if report and result.level in {"ok", "warn", "drift"}:
         path = settings.reports_path() / f"drift-{started:%Y%m%dT%H%M%S}-{meta.version}.html"
         try:
-            result.psi_evidently = evidently_report(meta, window, path)
+            result.psi_evidently = evidently_report(meta, window, path, reference)
             result.report_path = str(path)
         except Exception as exc:  # the report is for people; the decision stands without it
             log.error("Evidently report failed: %s", exc)
-    result.decision = decide(settings, engine, result, meta, request)
+    result.decision = decide(settings, engine, result, meta, request, reference)
     result.run_id = record(engine, result, started)
-    if result.level in {"warn", "drift"}:
-        alert(settings, result)
+    alert(settings, result, engine=engine)
     return result
 
 
@@ -311,28 +373,20 @@ def _champion_folder(settings: Settings) -> Path:
     return registry.local_copy(settings, info.version)
 
 
-def alert(settings: Settings, result: DriftResult) -> None:
-    """Log line always; webhook POST (JSON) when configured. Never raises."""
-    decided = f"; {result.decision.action}: {result.decision.reason}" if result.decision else ""
-    log.warning(
-        "drift level %s for model %s: %s%s",
-        result.level,
-        result.model_version,
-        result.reason,
-        decided,
-        extra={"drift_run_id": result.run_id},
-    )
-    if not settings.alert_webhook_url:
-        return
-    text = f"newsflow drift {result.level}: {result.reason}{decided}"
-    body = json.dumps({"text": text, **result.to_json()}, default=str).encode()
-    req = urllib.request.Request(  # noqa: S310 - http(s) only, checked by Settings
-        settings.alert_webhook_url,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        urllib.request.urlopen(req, timeout=5).close()  # noqa: S310 - operator-set URL
-    except Exception as exc:
-        log.error("webhook %s failed: %s", settings.alert_webhook_url, exc)
+def alert(settings: Settings, result: DriftResult, *, engine: Engine) -> None:
+    """Log line on warn/drift; every run with PSI figures feeds the alert lifecycle
+    (:mod:`monitoring.alerts`: one notice per condition and repeat interval, resolved when it
+    clears, delivered by the scheduler's delivery job). Never raises."""
+    from monitoring.alerts import record_drift
+
+    if result.level in {"warn", "drift"}:
+        decided = f"; {result.decision.action}: {result.decision.reason}" if result.decision else ""
+        log.warning(
+            "drift level %s for model %s: %s%s",
+            result.level,
+            result.model_version,
+            result.reason,
+            decided,
+            extra={"drift_run_id": result.run_id},
+        )
+    record_drift(settings, engine, result)

@@ -1,6 +1,7 @@
 """Retraining when the drift check decides on it (:mod:`monitoring.decision`): single
-flight (a Postgres advisory lock), a cooldown and a daily cap; training data = the base
-labelled set + reviewed labels (never the model's own predictions); the challenger is
+flight (a Postgres advisory lock), a cooldown and a daily cap; the champion's recipe
+(:mod:`retraining.retrain_recipe`: refused, never replaced, when it cannot run here) on the
+base labelled set + reviewed labels (never the model's own predictions); the challenger is
 promoted only through the gate. Every decision is a row in ``model_events`` (a start carries
 the drift run's decision: its reason, and its evidence as metrics); the MLflow run is tagged
 with the drift run that caused it."""
@@ -11,23 +12,28 @@ import dataclasses
 import datetime as dt
 import logging
 import random
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import Engine
 
+from monitoring.alerts import record_retraining
 from monitoring.decision import RetrainDecision
 from pipeline.core.db.events import count_model_events_since, record_model_event
 from pipeline.core.db.locks import advisory_unlock, try_advisory_lock
 from pipeline.core.settings import Settings
+
+if TYPE_CHECKING:
+    from retraining.retrain_recipe import InheritedRecipe
 
 log = logging.getLogger("newsflow.retrain")
 RETRAIN_LOCK = 0x6E657773  # "news"
 DRIFT_LOCK = 0x64726674  # "drft"
 
 
-RetrainStatus = Literal["skipped", "busy", "cooldown", "capped", "promoted", "rejected", "failed"]
+RetrainStatus = Literal[
+    "skipped", "busy", "cooldown", "capped", "promoted", "rejected", "failed", "refused"
+]
 
 
 @dataclasses.dataclass
@@ -96,6 +102,7 @@ def maybe_retrain(
                     reason=f"{type(exc).__name__}: {exc}",
                     drift_run_id=drift_run_id,
                 )
+                record_retraining(settings, engine, status="failed", reason=str(exc), version=None)
                 return RetrainOutcome("failed", str(exc))
             assert isinstance(outcome, RetrainOutcome)
             record_model_event(
@@ -106,6 +113,13 @@ def maybe_retrain(
                 reason=outcome.status,
                 drift_run_id=drift_run_id,
             )
+            record_retraining(
+                settings,
+                engine,
+                status=outcome.status,
+                reason=outcome.reason,
+                version=outcome.version,
+            )
             return outcome
         finally:
             advisory_unlock(lock_conn, RETRAIN_LOCK)
@@ -115,39 +129,49 @@ def maybe_retrain(
 def _train_and_promote(
     settings: Settings, *, engine: Engine, drift_run_id: int | None, dataset: str
 ) -> RetrainOutcome:
+    """The champion's recipe (:mod:`retraining.retrain_recipe`) on its base rows plus 70 % of
+    the reviewed labels of the champion's topics; the gate scores the challenger on the test
+    split plus the other 30 %. A recipe that cannot run here is refused, with a
+    ``retrain_refused`` event."""
     from retraining.flow import FlowOptions, load_training_data, run_flow
     from retraining.promotion import promote
-    from retraining.recipe import Recipe
+    from retraining.retrain_recipe import RecipeRefused, inherit_recipe
     from retraining.reviewed import load_reviewed_rows
-    from retraining.train import TrainConfig
-    from retraining.training_data import DataChoice
 
-    choice = DataChoice(max_rows=settings.retrain_max_rows)
-    base = load_training_data(settings, dataset, choice=choice)
-    reviewed = load_reviewed_rows(engine=engine, labels=base.labels)
+    try:
+        plan = inherit_recipe(settings, dataset=dataset, warm_start=settings.retrain_warm_start)
+    except RecipeRefused as exc:
+        return refuse_retraining(settings, engine, drift_run_id, str(exc))
+    _record_recipe_choice(settings, engine, drift_run_id, plan)
+    recipe = plan.recipe
+    labels = list(plan.champion_labels) or (
+        load_training_data(settings, recipe.dataset, choice=recipe.data).labels
+    )
+    reviewed = load_reviewed_rows(engine=engine, labels=labels)
     rng = random.Random(drift_run_id or 0)
     rng.shuffle(reviewed)
     cut = int(len(reviewed) * 0.7)
     for_training, held_out = reviewed[:cut], reviewed[cut:]
-    splits = load_training_data(settings, dataset, extra=for_training, choice=choice)
-    init_from = _champion_state(settings, splits.labels) if settings.retrain_warm_start else None
+    splits = load_training_data(
+        settings,
+        recipe.dataset,
+        extra=for_training,
+        choice=recipe.data,
+        validation=recipe.validation,
+    )
+    plan = plan.for_labels(splits.labels)
     result = run_flow(
         settings,
-        Recipe(
-            dataset=dataset,
-            data=choice,
-            training=TrainConfig(epochs=settings.retrain_epochs),
-            quantize=settings.retrain_quantize,
-        ),
+        plan.recipe,
         splits=splits,
         options=FlowOptions(
             baseline=False,
-            init_from=init_from,
             tags={
                 "drift_run_id": str(drift_run_id),
                 "trigger": "drift",
-                "warm_start": str(init_from is not None),
+                "warm_start": str(plan.recipe.warm_start is not None),
                 "reviewed_labels": str(len(for_training)),
+                **plan.tags(),
             },
         ),
     )
@@ -159,24 +183,46 @@ def _train_and_promote(
         eval_rows=[*splits.test, *held_out],
         engine=engine,
         drift_run_id=drift_run_id,
+        live_exclude=[r.id for r in for_training],  # the live check: items it never saw
     )
     status: RetrainStatus = "promoted" if decision.passed else "rejected"
     return RetrainOutcome(status, "; ".join(decision.reasons), result.registered_version)
 
 
-def _champion_state(settings: Settings, labels: Sequence[str]) -> Path | None:
-    """The champion's fine-tuned weights when its label set is the one being trained."""
-    import tempfile
+def _record_recipe_choice(
+    settings: Settings, engine: Engine, drift_run_id: int | None, plan: InheritedRecipe
+) -> None:
+    """Log which recipe the retraining runs; a default recipe (the champion recorded none)
+    is also a ``retrain_default_recipe`` model event."""
+    log.info("retraining with %s", plan.describe())
+    if plan.source == "default":
+        record_model_event(
+            engine=engine,
+            kind="retrain_default_recipe",
+            model_name=settings.registered_model_name,
+            version=None,
+            previous_version=plan.champion,
+            reason=plan.describe(),
+            metrics={"recipe": plan.recipe.to_dict()},
+            drift_run_id=drift_run_id,
+        )
 
+
+def refuse_retraining(
+    settings: Settings, engine: Engine, drift_run_id: int | None, reason: str
+) -> RetrainOutcome:
+    """Nothing trained: the champion's recipe cannot run here (``retrain_refused``)."""
     from pipeline.core import registry
-    from pipeline.core.model_folder import read_metadata
 
+    log.error("retraining refused: %s", reason)
     champion = registry.version_by_alias(settings, registry.CHAMPION)
-    if champion is None:
-        return None
-    meta = read_metadata(registry.local_copy(settings, champion.version))
-    if list(meta.labels) != list(labels):
-        log.info("champion labels differ from the training labels: training from the base")
-        return None
-    scratch = Path(tempfile.mkdtemp(prefix="newsflow-warm-", dir=settings.home))
-    return registry.torch_state(settings, champion.version, scratch)
+    record_model_event(
+        engine=engine,
+        kind="retrain_refused",
+        model_name=settings.registered_model_name,
+        version=None,
+        previous_version=champion.version if champion else None,
+        reason=reason,
+        drift_run_id=drift_run_id,
+    )
+    return RetrainOutcome("refused", reason)

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import Engine
 
 from monitoring.decision import RetrainRequest
 from monitoring.drift import DriftResult, run_drift_check
+from monitoring.metrics import SchedulerMetrics, record_drift_run, record_refused, record_retrain
 from monitoring.retrain import DRIFT_LOCK, RetrainOutcome, maybe_retrain
 from pipeline.core.db.drift_runs import record_retrain_outcome
 from pipeline.core.db.locks import advisory_unlock, try_advisory_lock
@@ -33,10 +36,12 @@ def drift_job(
     model_dir: Path | None = None,
     report: bool = True,
     train: Callable[..., object] | None = None,
+    metrics: SchedulerMetrics | None = None,
 ) -> tuple[DriftResult | None, RetrainOutcome | None]:
     """One drift check and, when its decision says so, one retraining attempt (whose outcome
     is added to the run's decision). ``request``: an explicit reason to retrain;
-    ``model_dir``, ``train``: for tests (the champion's folder, the training step)."""
+    ``model_dir``, ``train``: for tests (the champion's folder, the training step);
+    ``metrics``: the scheduler's, updated with the run and the retraining."""
     with engine.connect() as conn:
         if not try_advisory_lock(conn, DRIFT_LOCK):
             log.info("another scheduler is running the drift check; skipping")
@@ -44,8 +49,15 @@ def drift_job(
         conn.commit()
         try:
             result = run_drift_check(
-                settings, engine=engine, model_dir=model_dir, report=report, request=request
+                settings,
+                engine=engine,
+                model_dir=model_dir,
+                report=report,
+                request=request,
+                on_refused=partial(record_refused, metrics) if metrics is not None else None,
             )
+            if metrics is not None:
+                record_drift_run(metrics, result)
             decision = result.decision
             log.info(
                 "drift check: %s (%s); decision %s: %s",
@@ -56,6 +68,7 @@ def drift_job(
             )
             outcome = None
             if decision is not None and decision.retrain:
+                began = time.monotonic()
                 outcome = maybe_retrain(
                     settings,
                     engine=engine,
@@ -65,6 +78,8 @@ def drift_job(
                     decision=decision,
                 )
                 log.info("retraining: %s (%s)", outcome.status, outcome.reason)
+                if metrics is not None:
+                    record_retrain(metrics, outcome, time.monotonic() - began)
                 if result.run_id is not None:
                     record_retrain_outcome(
                         engine, result.run_id, status=outcome.status, reason=outcome.reason
@@ -78,13 +93,22 @@ def drift_job(
 def run_scheduler(settings: Settings) -> None:
     from apscheduler.schedulers.blocking import BlockingScheduler
 
+    from monitoring.metrics import build_scheduler_metrics, serve_scheduler_metrics
     from pipeline.core.db.engine import make_engine, wait_for_database
 
     engine = make_engine(settings)
     wait_for_database(engine, timeout_s=settings.start_timeout_s)
+    metrics = build_scheduler_metrics()
+    serve_scheduler_metrics(metrics, settings.scheduler_metrics_port, settings.metrics_host)
     scheduler = BlockingScheduler(timezone="UTC")
 
     def job() -> None:
+        try:  # onboarding topics short of labels: suggest more (MiniLM loads only then)
+            from monitoring.topics.label_requests import top_up
+
+            top_up(settings, engine)
+        except Exception:  # suggestions are a help; the drift check must still run
+            log.exception("topic label requests failed")
         try:
             from monitoring.topics.service import onboarding_request, onboarding_train
 
@@ -94,6 +118,7 @@ def run_scheduler(settings: Settings) -> None:
                 engine,
                 request=request,
                 train=onboarding_train if request is not None else None,
+                metrics=metrics,
             )
         except Exception:  # the scheduler must keep running
             log.exception("drift job failed")
@@ -106,6 +131,30 @@ def run_scheduler(settings: Settings) -> None:
         max_instances=1,
         coalesce=True,
         misfire_grace_time=60,
+        next_run_time=dt.datetime.now(dt.UTC),
+    )
+    from monitoring.alerts import delivery_job
+
+    scheduler.add_job(  # the alert outbox: its own thread, so a slow receiver holds no check
+        delivery_job(settings, engine),
+        "interval",
+        seconds=settings.alert_delivery_interval_s,
+        id="alert-delivery",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=30,
+    )
+    from monitoring.retention import retention_job
+
+    scheduler.add_job(  # bounded storage: partitions ahead, prune, reports cap; at start-up too
+        retention_job,
+        "interval",
+        hours=settings.retention_interval_hours,
+        args=(settings, engine),
+        id="retention",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=3600,
         next_run_time=dt.datetime.now(dt.UTC),
     )
     log.info("scheduler started: drift check every %g min", settings.drift_interval_minutes)

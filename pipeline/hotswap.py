@@ -13,7 +13,9 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
+from pipeline.core.errors import ModelError
 from pipeline.core.model_fetch import RemoteVersion
 from pipeline.core.model_folder import Precision
 from pipeline.core.runtime import Classifier
@@ -21,6 +23,25 @@ from pipeline.core.settings import Settings
 
 log = logging.getLogger("newsflow.hotswap")
 CHAMPION = "champion"
+
+# Why a new champion was refused, the `reason` label of newsflow_model_refused_total:
+# bad_files = its download or cached files fail the registered hashes/sizes (or it has none);
+# bad_folder = the files are there but the folder does not load; version_mismatch = the
+# registry's tag names another version than its metadata.json.
+RefusalReason = Literal["bad_files", "bad_folder", "version_mismatch"]
+
+
+class ModelRefused(ModelError):
+    """A version that fails its checks, with the step that refused it."""
+
+    def __init__(self, message: str, reason: RefusalReason) -> None:
+        super().__init__(message)
+        self.reason: RefusalReason = reason
+
+
+def refusal_reason(exc: ModelError) -> RefusalReason:
+    """The label for a refused version (a ModelError from elsewhere counts as bad_folder)."""
+    return exc.reason if isinstance(exc, ModelRefused) else "bad_folder"
 
 
 class ModelHolder:
@@ -85,12 +106,11 @@ def champion_ref(settings: Settings) -> ChampionRef | None:
 def _check_version(ref: ChampionRef, clf: Classifier) -> Classifier:
     """The loaded folder must be the version the registry's tag names: otherwise the watcher
     would compare the tag with what it serves, never match, and reload every poll."""
-    from pipeline.core.errors import ModelError
-
     if ref.model_version and clf.version != ref.model_version:
-        raise ModelError(
+        raise ModelRefused(
             f"version {ref.version} refused: registered as model version "
-            f"{ref.model_version!r} but its metadata.json says {clf.version!r}"
+            f"{ref.model_version!r} but its metadata.json says {clf.version!r}",
+            "version_mismatch",
         )
     return clf
 
@@ -104,18 +124,22 @@ def _load_ref(
 ) -> Classifier:
     """Fetch (once) and load ``ref``; only a version that loaded and matches its tag becomes
     the remembered fallback for restarts."""
+    from pipeline.core import model_fetch, registry
+
+    try:
+        if ref.remote is None:
+            folder: Path = registry.local_copy(settings, ref.version)
+        else:
+            folder = model_fetch.fetch_version(settings, ref.version, ref.remote, stop=stop)
+    except ModelError as exc:
+        raise ModelRefused(str(exc), "bad_files") from exc
+    try:
+        loaded = Classifier.load(folder, precision=precision, threads=settings.ort_threads)
+    except ModelError as exc:
+        raise ModelRefused(str(exc), "bad_folder") from exc
+    clf = _check_version(ref, loaded)
     if ref.remote is None:
-        from pipeline.core import registry
-
-        folder: Path = registry.local_copy(settings, ref.version)
-        clf = Classifier.load(folder, precision=precision, threads=settings.ort_threads)
-        return _check_version(ref, clf)
-    from pipeline.core import model_fetch
-
-    folder = model_fetch.fetch_version(settings, ref.version, ref.remote, stop=stop)
-    clf = _check_version(
-        ref, Classifier.load(folder, precision=precision, threads=settings.ort_threads)
-    )
+        return clf
     model_fetch.remember_champion(settings, ref.remote)
     return clf
 
@@ -181,12 +205,13 @@ def watch_champion(
     precision: Precision = "auto",
     loader: Callable[..., tuple[str, Classifier]] = load_champion,
     on_refused: Callable[[str, str], None] | None = None,
+    count_refused: Callable[[RefusalReason], None] | None = None,
 ) -> None:
     """Thread body: poll the alias until ``stop`` is set. A new champion whose files or graph
     fail their checks is refused: the old model keeps serving, ``on_refused(version,
-    reason)`` is told, and that version is not tried again by this process. A registry that
-    does not answer is asked again at the next poll."""
-    from pipeline.core.errors import ModelError
+    reason)`` is told, ``count_refused`` gets the :data:`RefusalReason` (the metric), and that
+    version is not tried again by this process. A registry that does not answer is asked
+    again at the next poll."""
     from pipeline.core.model_fetch import RegistryUnreachable
 
     refused: set[str] = set()
@@ -211,5 +236,7 @@ def watch_champion(
             version = ref.version if ref is not None else "?"
             if isinstance(exc, ModelError) and version not in refused:
                 refused.add(version)
+                if count_refused:
+                    count_refused(refusal_reason(exc))
                 if on_refused:
                     on_refused(version, str(exc))

@@ -6,6 +6,10 @@ import dataclasses
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+# The `reason` label of newsflow_model_refused_total (pipeline.hotswap.RefusalReason), every
+# one exported at 0 from the start so that a rate over it sees the first refusal.
+REFUSAL_REASONS = ("bad_files", "bad_folder", "version_mismatch")
+
 
 @dataclasses.dataclass(frozen=True)
 class WorkerMetrics:
@@ -24,11 +28,12 @@ class WorkerMetrics:
     end_to_end_seconds: Histogram
     consumer_lag: Gauge
     model_info: Gauge
+    model_refused: Counter
 
 
 def build_metrics() -> WorkerMetrics:
     reg = CollectorRegistry()
-    return WorkerMetrics(
+    metrics = WorkerMetrics(
         registry=reg,
         consumed=Counter("newsflow_consumed", "messages read from articles", registry=reg),
         predicted=Counter("newsflow_predicted", "predictions stored", registry=reg),
@@ -69,7 +74,16 @@ def build_metrics() -> WorkerMetrics:
             "newsflow_consumer_lag", "messages behind the log end", ["partition"], registry=reg
         ),
         model_info=Gauge("newsflow_model_info", "model being served", ["version"], registry=reg),
+        model_refused=Counter(
+            "newsflow_model_refused",
+            "new champions refused (bad_files, bad_folder, version_mismatch)",
+            ["reason"],
+            registry=reg,
+        ),
     )
+    for reason in REFUSAL_REASONS:
+        metrics.model_refused.labels(reason=reason)
+    return metrics
 
 
 def serve_metrics(metrics: WorkerMetrics, port: int, host: str = "127.0.0.1") -> None:

@@ -193,6 +193,7 @@ def run_worker(settings: Settings, *, model_dir: Any, precision: Precision = "au
     stop = threading.Event()
     engine = make_engine(settings)
     wait_for_database(engine, timeout_s=settings.start_timeout_s)
+    metrics = build_metrics()  # served once a model is loaded
     if model_dir is not None:
         holder = ModelHolder(
             Classifier.load(model_dir, precision=precision, threads=settings.ort_threads)
@@ -208,11 +209,14 @@ def run_worker(settings: Settings, *, model_dir: Any, precision: Precision = "au
         threading.Thread(
             target=watch_champion,
             args=(settings, holder, stop),
-            kwargs={"precision": precision, "on_refused": _refusal_recorder(settings, engine)},
+            kwargs={
+                "precision": precision,
+                "on_refused": _refusal_recorder(settings, engine),
+                "count_refused": lambda reason: metrics.model_refused.labels(reason=reason).inc(),
+            },
             daemon=True,
             name="champion-watcher",
         ).start()
-    metrics = build_metrics()
     serve_metrics(metrics, settings.metrics_port, settings.metrics_host)
     (settings.home / "faust" / settings.worker_name).mkdir(parents=True, exist_ok=True)
     guard = StopGuard(settings.shutdown_grace_s)

@@ -58,6 +58,12 @@ FORWARDED = (  # never a secret: those reach children through the inherited envi
     "retrain_warm_start",
     "gate_max_macro_f1_drop",
     "gate_max_class_f1_drop",
+    "live_check_reviewed",  # the scheduler child promotes: the live check's settings
+    "live_check_min_reviewed",
+    "live_check_margin",
+    "live_check_confidence",
+    "live_check_required",
+    "live_check_window",
     "registered_model_name",
     "data_dir",
     "web_port",

@@ -5,13 +5,19 @@ weights; each new class gets a fresh head row. Training rows: a balanced sample 
 labelled set, the reviewed labels of known classes, and the new classes' reviewed examples
 (a share held out for the gate, the rest repeated until each new class is about as frequent
 as a known one).
-Promotion needs both: the usual gate on the known classes (against the champion, on their
-rows only) and a minimum F1 for every new class on its held-out reviewed examples.
+Promotion needs both, each decided on an interval (:mod:`retraining.topic_gate`): every new
+class's F1 on its held-out reviewed examples (promote, refuse, or ask for a stated number of
+labels), and the old classes' macro-F1 change against the champion on the same rows (then
+the usual gate, :func:`retraining.promotion.promote`).
+The run keeps the champion's recipe (:mod:`retraining.retrain_recipe`, chosen by the caller)
+but for its starting point (the grown champion, not a registered version) and its teacher
+(which does not know the new classes).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import random
 import tempfile
@@ -25,7 +31,15 @@ from sqlalchemy import Engine
 from pipeline.core.datasets import LabelledText
 from pipeline.core.settings import Settings
 from retraining.errors import TrainingError
-from retraining.train import TrainConfig
+from retraining.gate import GatePolicy
+from retraining.recipe import Recipe
+from retraining.topic_gate import (
+    NewTopicGate,
+    OldClassesGate,
+    decide_new_topic,
+    old_classes_change,
+    topic_counts,
+)
 
 log = logging.getLogger("newsflow.expand")
 MAX_REPEAT = 20
@@ -33,11 +47,13 @@ MAX_REPEAT = 20
 
 @dataclasses.dataclass(frozen=True)
 class ExpandOutcome:
-    status: str  # promoted | rejected | failed
+    status: str  # promoted | rejected | needs_labels | failed
     reason: str
     version: str | None
     new_class_f1: dict[str, float]
     held_out: dict[str, int]
+    gate: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # per new topic
+    old_classes: dict[str, Any] | None = None  # the old classes' macro-F1 change
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -112,26 +128,24 @@ def retrain_expanded(
     new_topics: Sequence[str],
     base_rows: Sequence[LabelledText],
     test_rows: Sequence[LabelledText],
-    cfg: TrainConfig,
+    recipe: Recipe,
     min_labels: int,
     min_f1: float,
     retire: Mapping[str, str | None] | None = None,
-    quantize: bool = True,
+    recipe_tags: Mapping[str, str] | None = None,
     held_share: float = 0.3,
     base_per_class: int = 600,
     seed: int = 13,
 ) -> ExpandOutcome:
     """Train, gate and (when both gates pass) promote a champion that knows ``new_topics``
     and no longer ``retire``'s topics: each removed (→ None; its examples are dropped) or
-    merged into another (its examples count as that topic)."""
+    merged into another (its examples count as that topic). ``recipe``: the champion's
+    (its warm start and teacher are not used: the grown champion is the starting point);
+    ``recipe_tags``: where it came from, for the MLflow run."""
     from pipeline.core import registry
-    from pipeline.core.db.events import record_model_event
     from pipeline.core.model_folder import read_metadata
     from retraining.data import make_splits
     from retraining.flow import FlowOptions, run_flow
-    from retraining.gate import evaluate_folder
-    from retraining.promotion import promote
-    from retraining.recipe import Recipe
     from retraining.reviewed import load_reviewed_rows
 
     champion = registry.version_by_alias(settings, registry.CHAMPION)
@@ -173,12 +187,13 @@ def retrain_expanded(
     )
     result = run_flow(
         settings,
-        Recipe(training=cfg, quantize=quantize),
+        dataclasses.replace(recipe, warm_start=None, teacher=None),
         splits=splits,
         options=FlowOptions(
             baseline=False,
             init_from=init_from,
             tags={
+                **(recipe_tags or {}),
                 "trigger": "new_topic" if new_topics else "retire_topic",
                 "new_topics": ",".join(new_topics),
                 "retired_topics": ",".join(f"{k}->{v or '-'}" for k, v in mapping.items()),
@@ -194,25 +209,189 @@ def retrain_expanded(
             "failed", "parity check failed; nothing registered", None, {}, held_counts
         )
     version = result.registered_version
+    return _gate_and_promote(
+        settings,
+        engine=engine,
+        version=version,
+        champion_version=champion.version,
+        mapping=mapping,
+        test_rows=test_rows,
+        held=held,
+        new_topics=new_topics,
+        old_labels=old_labels,
+        labelled=counts,
+        min_labels=min_labels,
+        min_f1=min_f1,
+        held_share=held_share,
+        live_exclude={r.id for r in splits.train},
+    )
+
+
+def _gate_and_promote(
+    settings: Settings,
+    *,
+    engine: Engine,
+    version: str,
+    champion_version: str,
+    mapping: Mapping[str, str | None],
+    test_rows: Sequence[LabelledText],
+    held: Sequence[LabelledText],
+    new_topics: Sequence[str],
+    old_labels: Sequence[str],
+    labelled: Mapping[str, int],
+    min_labels: int,
+    min_f1: float,
+    held_share: float,
+    live_exclude: set[str],
+) -> ExpandOutcome:
+    """Decide on the intervals (:func:`_gate`), record the decision as a model event
+    (``needs_labels``, ``rejected`` or ``topic_gate``), and when it passes run the usual
+    gate and promotion."""
+    from pipeline.core import registry
+    from pipeline.core.db.events import record_model_event
+    from retraining.promotion import promote
+
+    held_counts = dict(Counter(r.label for r in held))
     folder = registry.local_copy(settings, version)
-    ev, _ = evaluate_folder(folder, [*test_rows, *held])
-    f1 = {t: round(ev.per_class.get(t, {}).get("f1", 0.0), 4) for t in new_topics}
-    weak = {t: v for t, v in f1.items() if v < min_f1}
-    if weak:
-        reason = ", ".join(f"new topic {t!r} F1 {v:.3f} < {min_f1}" for t, v in weak.items())
-        record_model_event(
-            engine=engine,
-            kind="rejected",
-            model_name=settings.registered_model_name,
-            version=version,
-            previous_version=champion.version,
-            reason=reason,
-            metrics={"new_class_f1": f1, "held_out": held_counts},
+    gates = _gate(
+        settings,
+        folder=folder,
+        champion_version=champion_version,
+        mapping=mapping,
+        test_rows=test_rows,
+        held=held,
+        new_topics=new_topics,
+        old_labels=old_labels,
+        min_f1=min_f1,
+        held_share=held_share,
+    )
+    f1 = {g.topic: round(g.f1.estimate, 4) for g in gates.new}
+    metrics: dict[str, Any] = {
+        "new_class_f1": f1,
+        "held_out": held_counts,
+        "topic_gate": {
+            g.topic: {
+                **g.to_json(),
+                "labels_required": labelled.get(g.topic, 0) + _more(g, min_labels),
+            }
+            for g in gates.new
+        },
+        "old_classes": gates.old.to_json() if gates.old else None,
+    }
+    outcome = functools.partial(
+        ExpandOutcome,
+        version=version,
+        new_class_f1=f1,
+        held_out=held_counts,
+        gate=[g.to_json() for g in gates.new],
+        old_classes=metrics["old_classes"],
+    )
+    status, kind = gates.verdict()
+    record_model_event(
+        engine=engine,
+        kind=kind,
+        model_name=settings.registered_model_name,
+        version=version,
+        previous_version=champion_version,
+        reason=gates.reason(),
+        metrics=metrics,
+    )
+    if status != "promote":
+        return outcome(status=status, reason=gates.reason())
+    policy = GatePolicy(
+        max_macro_f1_drop=settings.gate_max_macro_f1_drop,
+        max_class_f1_drop=settings.gate_max_class_f1_drop,
+    )
+    if gates.old is not None and gates.old.decision == "pass":  # decided on the interval
+        policy = dataclasses.replace(
+            policy, max_macro_f1_drop=max(policy.max_macro_f1_drop, gates.old.tolerance)
         )
-        return ExpandOutcome("rejected", reason, version, f1, held_counts)
-    decision = promote(settings, version, eval_rows=list(test_rows), engine=engine)
-    status = "promoted" if decision.passed else "rejected"
-    return ExpandOutcome(status, "; ".join(decision.reasons), version, f1, held_counts)
+    decision = promote(  # the live check leaves out the reviewed rows it trained on
+        settings,
+        version,
+        eval_rows=list(test_rows),
+        engine=engine,
+        policy=policy,
+        live_exclude=live_exclude,
+    )
+    return outcome(
+        status="promoted" if decision.passed else "rejected",
+        reason="; ".join([gates.reason(), *decision.reasons]),
+    )
+
+
+def _more(gate: NewTopicGate, min_labels: int) -> int:
+    """Reviewed labels to collect before this topic is retrained again: the estimate when
+    the gate asked for labels, another ``min_labels`` after a refusal, none after a pass."""
+    return {"needs_labels": gate.more_labels, "refuse": min_labels}.get(gate.decision, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Gates:
+    new: list[NewTopicGate]
+    old: OldClassesGate | None
+
+    def verdict(self) -> tuple[str, str]:
+        """(outcome status, model event kind)."""
+        decisions = {g.decision for g in self.new}
+        if "refuse" in decisions or (self.old is not None and self.old.decision == "refuse"):
+            return "rejected", "rejected"
+        if "needs_labels" in decisions:
+            return "needs_labels", "needs_labels"
+        return "promote", "topic_gate"
+
+    def reason(self) -> str:
+        parts = [g.reason for g in self.new]
+        if self.old is not None:
+            parts.append(self.old.reason)
+        return "; ".join(parts)
+
+
+def _gate(
+    settings: Settings,
+    *,
+    folder: Path,
+    champion_version: str,
+    mapping: Mapping[str, str | None],
+    test_rows: Sequence[LabelledText],
+    held: Sequence[LabelledText],
+    new_topics: Sequence[str],
+    old_labels: Sequence[str],
+    min_f1: float,
+    held_share: float,
+) -> _Gates:
+    """The new topics' three-way decisions (on the test rows and the held-out reviewed
+    examples) and the old classes' macro-F1 change against the champion (on the test rows)."""
+    from pipeline.core import registry
+    from retraining.gate import evaluate_folder
+
+    rows = [*test_rows, *held]
+    ev, probs = evaluate_folder(folder, rows)
+    predicted = [ev.labels[int(i)] for i in probs.argmax(axis=1)]
+    truth = [r.label for r in rows]
+    new = []
+    for t in new_topics:
+        tp, fn, fp, negatives = topic_counts(truth, predicted, t)
+        new.append(
+            decide_new_topic(
+                t, tp=tp, fn=fn, fp=fp, negatives=negatives, threshold=min_f1, held_share=held_share
+            )
+        )
+    old = None
+    if test_rows and old_labels:
+        champ_ev, champ_probs = evaluate_folder(
+            registry.local_copy(settings, champion_version), test_rows
+        )
+        champ = [champ_ev.labels[int(i)] for i in champ_probs.argmax(axis=1)]
+        champ = [mapping.get(c) or c for c in champ]  # a merged topic's rows count as its target
+        old = old_classes_change(
+            truth[: len(test_rows)],
+            champ,
+            predicted[: len(test_rows)],
+            classes=old_labels,
+            tolerance=settings.topic_gate_old_max_loss,
+        )
+    return _Gates(new, old)
 
 
 def _grown_champion_state(

@@ -37,7 +37,7 @@ from retraining.evaluate import (
     write_report,
 )
 from retraining.model_card import describe_version, log_card, measure_speed, write_model_card
-from retraining.recipe import Recipe
+from retraining.recipe import Recipe, mlflow_params
 from retraining.time_split import default_order
 from retraining.train import TrainConfig, TrainOutcome, fine_tune, predict_logits
 from retraining.training_data import DataChoice, choose_rows, data_card_markdown
@@ -92,6 +92,7 @@ class FlowSummary(TypedDict):
     resumed_from: str | None  # the checkpoint the training continued (`--resume`)
     teacher: dict[str, Any] | None  # retraining.distill.Teacher.summary (`--teacher`)
     promotion: NotRequired[dict[str, Any]]  # set by `newsflow train --promote`
+    recipe: NotRequired[dict[str, Any]]  # retraining.recipe.Recipe.to_dict, as recorded
 
 
 @dataclasses.dataclass
@@ -282,6 +283,7 @@ def run_flow(
     write_report(ev, scores.probs, start.test_y, report_dir, title=recipe.dataset)
     (report_dir / "evaluation.json").write_text(json.dumps(dataclasses.asdict(ev), indent=2))
     summary = _summarise(recipe, start, scores, exported, outcome, base_acc, report_dir)
+    summary["recipe"] = _record_recipe(exported.model_dir, recipe, start)
     state_path = work / TORCH_STATE
     _save_state(start.model, state_path)
     card_dir = work / "card"
@@ -543,6 +545,19 @@ def _summarise(
     return summary
 
 
+def _record_recipe(folder: Path, recipe: Recipe, start: _Start) -> dict[str, Any]:
+    """Keep the recipe in metadata.json as it ran: the data files it read with their
+    SHA-256 (from the dataset card, when the rows came with one), the warm start's version
+    in its canonical spelling. Returns the recorded record."""
+    recorded = recipe.with_data_files(start.splits.card)
+    if start.warm_start is not None:
+        recorded = dataclasses.replace(recorded, warm_start=start.warm_start)
+    record = recorded.to_dict()
+    meta = read_metadata(folder)
+    write_metadata(folder, meta.model_copy(update={"recipe": record}))
+    return record
+
+
 def _record_parity(folder: Path, int8: float | None, fp16: float | None) -> None:
     """Keep the graphs' measured agreement in metadata.json, so a worker can log it."""
     _record_metrics(folder, {"int8_agreement": int8, "fp16_agreement": fp16})
@@ -640,6 +655,10 @@ def _log_to_mlflow(
         mlflow.log_params(
             {**dataclasses.asdict(cfg), **{f"split_{k}": v for k, v in summary["splits"].items()}}
         )
+        if "recipe" in summary:  # the whole recipe: flattened params, and as it is recorded
+            mlflow.log_params(mlflow_params(summary["recipe"]))
+            mlflow.log_dict(summary["recipe"], "recipe.json")
+            mlflow.set_tag("recipe", json.dumps(summary["recipe"], sort_keys=True))
         if summary.get("teacher"):
             teacher_params, teacher_metrics = distill_mlflow_record(summary["teacher"] or {})
             mlflow.log_params(teacher_params)

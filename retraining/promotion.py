@@ -1,9 +1,13 @@
-"""Promotion and rollback of registered versions, with the gate, recorded in Postgres."""
+"""Promotion and rollback of registered versions, with the gate and the live check,
+recorded in Postgres."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, select
 
@@ -14,6 +18,7 @@ from pipeline.core.db.models import ModelEventRow
 from pipeline.core.settings import Settings
 from retraining.errors import RegistryError
 from retraining.gate import GateDecision, GatePolicy, evaluate_folder, gate
+from retraining.live_check import run_live_check
 
 log = logging.getLogger(__name__)
 
@@ -27,17 +32,21 @@ def promote(
     policy: GatePolicy | None = None,
     force: bool = False,
     drift_run_id: int | None = None,
+    live_exclude: Collection[str] = (),
 ) -> GateDecision:
     """Evaluate challenger and champion on the same rows; move `champion` only if the gate
-    passes (or ``force``); the gate's margins come from the settings unless ``policy``.
-    Every decision is recorded in ``model_events``."""
+    passes and, where there is a champion, the live check finds the challenger
+    non-inferior on live evidence (:mod:`retraining.live_check`; ``live_exclude``: reviewed
+    article ids the challenger was trained on), or ``force``. The gate's margins come from
+    the settings unless ``policy``. Every decision is recorded in ``model_events``, the
+    live check's figures in its metrics (``live_check``)."""
     champion = registry.version_by_alias(settings, registry.CHAMPION)
-    challenger_eval, _ = evaluate_folder(registry.local_copy(settings, version), eval_rows)
-    champion_eval = None
+    challenger_dir = registry.local_copy(settings, version)
+    challenger_eval, _ = evaluate_folder(challenger_dir, eval_rows)
+    champion_eval = champion_dir = None
     if champion is not None and champion.version != version:
-        champion_eval, _ = evaluate_folder(
-            registry.local_copy(settings, champion.version), eval_rows
-        )
+        champion_dir = registry.local_copy(settings, champion.version)
+        champion_eval, _ = evaluate_folder(champion_dir, eval_rows)
     policy = policy or GatePolicy(
         max_macro_f1_drop=settings.gate_max_macro_f1_drop,
         max_class_f1_drop=settings.gate_max_class_f1_drop,
@@ -51,6 +60,16 @@ def promote(
         "gate": decision.compared,
         "n": challenger_eval.n,
     }
+    if champion_dir is not None:
+        decision = _live_evidence(
+            settings,
+            decision,
+            metrics,
+            engine=engine,
+            folders=(challenger_dir, champion_dir),
+            run=decision.passed or force,
+            exclude_ids=live_exclude,
+        )
     if decision.passed or force:
         registry.set_alias(settings, registry.CHAMPION, version)
         reason = "; ".join(decision.reasons) + ("; forced" if force and not decision.passed else "")
@@ -79,6 +98,40 @@ def promote(
         )
         log.warning("version %s rejected: %s", version, "; ".join(decision.reasons))
     return decision
+
+
+def _live_evidence(
+    settings: Settings,
+    decision: GateDecision,
+    metrics: dict[str, Any],
+    *,
+    engine: Engine,
+    folders: tuple[Path, Path],
+    run: bool,
+    exclude_ids: Collection[str],
+) -> GateDecision:
+    """The live check of (challenger, champion) folders added to the gate's ``decision``
+    and to ``metrics``; not run (recorded as such) when the offline gate refused already."""
+    if not run:
+        metrics["live_check"] = {
+            "verdict": "not run",
+            "reason": "the offline gate refused the challenger",
+        }
+        return decision
+    challenger_dir, champion_dir = folders
+    live = run_live_check(
+        settings,
+        engine=engine,
+        challenger=challenger_dir,
+        champion=champion_dir,
+        exclude_ids=exclude_ids,
+    )
+    metrics["live_check"] = live.to_json()
+    return dataclasses.replace(
+        decision,
+        passed=decision.passed and live.allows,
+        reasons=[*decision.reasons, live.reason],
+    )
 
 
 def rollback(settings: Settings, *, engine: Engine) -> tuple[str, str]:

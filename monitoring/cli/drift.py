@@ -27,6 +27,7 @@ def drift_check_cmd(
 
     from rich.console import Console
 
+    from monitoring.alerts import delivery_pass
     from monitoring.drift import run_drift_check
     from pipeline.core.db.engine import make_engine
 
@@ -34,6 +35,7 @@ def drift_check_cmd(
     engine = make_engine(settings)
     try:
         result = run_drift_check(settings, engine=engine, model_dir=model_dir, report=not no_report)
+        delivery_pass(settings, engine)  # send the alerts it raised (the scheduler does too)
     except Exception as exc:
         raise fail(exc) from None
     finally:
@@ -54,6 +56,61 @@ def drift_check_cmd(
         raise typer.Exit(1)
 
 
+@drift_app.command("baseline")
+def drift_baseline_cmd(
+    start: Annotated[
+        str,
+        typer.Option("--from", help="window start, ISO 8601 (no zone = UTC)", show_default=False),
+    ],
+    end: Annotated[
+        str,
+        typer.Option(
+            "--to", help="window end (excluded), ISO 8601 (no zone = UTC)", show_default=False
+        ),
+    ],
+    model_dir: Annotated[
+        Path | None, typer.Option(help="re-score with this model folder instead of the champion")
+    ] = None,
+) -> None:
+    """Set the champion's drift reference from the articles received between --from and
+    --to, re-scored by the champion. Refused (nothing changes): reversed or future times,
+    fewer than NEWSFLOW_LIVE_REFERENCE_ROWS articles, a window overlapping a drift run
+    flagged on confidence."""
+    from monitoring.baseline import BaselineRefused, parse_time, set_baseline
+    from monitoring.cli.helpers import console, engine_for, err_console, model_folder
+    from monitoring.reference import describe, settings_thresholds
+
+    settings = settings_or_exit()
+    try:
+        (t0, naive0), (t1, naive1) = parse_time(start), parse_time(end)
+    except BaselineRefused as exc:
+        raise fail(exc, 2) from None
+    if naive0 or naive1:
+        err_console.print(
+            f"note: times without a zone are taken as UTC: {t0.isoformat()} – {t1.isoformat()}",
+            highlight=False,
+        )
+    try:
+        folder = model_folder(settings, model_dir)
+        with engine_for(settings) as engine:
+            ref = set_baseline(settings, engine, folder, start=t0, end=t1)
+    except BaselineRefused as exc:
+        raise fail(exc, 2) from None
+    except Exception as exc:
+        raise fail(exc) from None
+    cuts = settings_thresholds(settings, ref)
+    console.print(
+        f"reference #{ref.id} for {ref.model_version}: {describe(ref)}, {ref.n_rows} rows"
+        f"{', topic mix by hour of the week' if ref.hour_mix else ''}; {ref.reason}",
+        highlight=False,
+    )
+    console.print(
+        f"levels: confidence warn {cuts.confidence.warn:.3f} / drift {cuts.confidence.drift:.3f}, "
+        f"topics warn {cuts.topics.warn:.3f} / drift {cuts.topics.drift:.3f} ({cuts.note})",
+        highlight=False,
+    )
+
+
 def retrain_cmd(
     reason: Annotated[str, typer.Option(help="why; recorded on the drift run and the event")],
     by: Annotated[str, typer.Option(help="who asks (recorded)")] = "",
@@ -63,6 +120,7 @@ def retrain_cmd(
     labels (single flight, cooldown and daily cap still apply)."""
     from rich.console import Console
 
+    from monitoring.alerts import delivery_pass
     from monitoring.decision import RetrainRequest
     from monitoring.scheduler import drift_job
     from pipeline.core.db.engine import make_engine
@@ -75,6 +133,7 @@ def retrain_cmd(
     engine = make_engine(settings)
     try:
         result, outcome = drift_job(settings, engine, request=request)
+        delivery_pass(settings, engine)
     except Exception as exc:
         raise fail(exc) from None
     finally:

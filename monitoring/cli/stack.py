@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,7 +23,9 @@ def stack_up_cmd(
     no_migrate: Annotated[bool, typer.Option(help="skip `db upgrade`")] = False,
 ) -> None:
     """Start PostgreSQL and Kafka on 127.0.0.1 (installing them when missing), create the
-    topics and migrate the database. Running it again changes nothing."""
+    topics and migrate the database; with NEWSFLOW_MLFLOW_SERVER=true an MLflow server, with
+    NEWSFLOW_PROMETHEUS_ENABLED=true Prometheus and Alertmanager (the project's rules,
+    notifications to NEWSFLOW_ALERT_WEBHOOK_URL). Running it again changes nothing."""
     from pipeline.stack import stack_up
 
     settings = settings_or_exit()
@@ -93,3 +96,29 @@ def create_kafka_topics() -> None:
             console.print(f"  {name}: {state}")
     except Exception as exc:
         raise fail(exc) from None
+
+
+@stack_app.command("dashboard")
+def stack_dashboard_cmd(
+    output: Annotated[
+        Path | None, typer.Option(help="file to write (default: infra/grafana/newsflow.json)")
+    ] = None,
+) -> None:
+    """Regenerate the Grafana dashboard JSON from infra/grafana/dashboard.py (dashboard as
+    code). Needs a source checkout and the `dev` extra (grafana-foundation-sdk)."""
+    import importlib.util
+    import sys
+
+    source = Path(__file__).resolve().parents[2] / "infra" / "grafana" / "dashboard.py"
+    if not source.is_file():
+        raise fail(FileNotFoundError(f"{source} is missing: run this in a source checkout"), 2)
+    if importlib.util.find_spec("grafana_foundation_sdk") is None:
+        typer.echo("this install lacks the `dev` extra: pip install 'newsflow[dev]'", err=True)
+        raise typer.Exit(2)
+    spec = importlib.util.spec_from_file_location("newsflow_grafana_dashboard", source)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    path = module.write(output or module.OUTPUT)
+    console.print(f"wrote {path}")

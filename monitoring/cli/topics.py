@@ -1,5 +1,5 @@
-"""`newsflow topics discover | candidates | accept | dismiss | remove | cancel | retrain`: the
-news topics the model knows, and new ones (discovery, onboarding).
+"""`newsflow topics discover | candidates | accept | add | dismiss | list | remove | cancel |
+retrain`: the news topics the model knows, and new ones (discovery, onboarding).
 
 `newsflow topics` alone still creates the Kafka topics, with a deprecation notice on stderr:
 that is `newsflow stack topics` now, and the old spelling goes in the next release."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -75,23 +75,75 @@ def candidates_cmd(
 def accept_cmd(
     candidate: Annotated[int, typer.Argument(help="candidate id (see `topics candidates`)")],
     name: Annotated[str, typer.Argument(help="the new topic's name (1-64 characters)")],
+    also: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--also", help="another candidate of the same discovery in this topic (repeatable)"
+        ),
+    ] = None,
     by: Annotated[str, typer.Option(help="who decides (recorded)")] = "cli",
 ) -> None:
-    """Name a candidate: a new topic whose members go to the review queue first, with the
-    name suggested. Once it has NEWSFLOW_TOPIC_MIN_LABELS reviewed examples, `topics
-    retrain` (or the scheduler) trains a champion that knows it."""
-    from monitoring.topics.onboarding import TopicError, accept
+    """Name a candidate (with --also: several, counted together as one topic): a new topic
+    whose members go to the review queue first, with the name suggested. Once it has
+    NEWSFLOW_TOPIC_MIN_LABELS reviewed examples, `topics retrain` (or the scheduler) trains
+    a champion that knows it."""
+    from monitoring.topics.onboarding import TopicError, accept_many
     from monitoring.topics.service import champion_labels
 
     settings = settings_or_exit()
+    ids = [candidate, *(also or [])]
     with engine_for(settings) as engine:
         try:
-            queued = accept(
-                engine, candidate, name, admin=by, known_labels=champion_labels(settings)[1]
+            queued = accept_many(
+                engine, ids, name, admin=by, known_labels=champion_labels(settings)[1]
             )
         except TopicError as exc:
             raise fail(exc, 2) from None
-    console.print(f"topic {name.strip()!r}: {queued} articles queued for review")
+    which = ", ".join(f"#{i}" for i in dict.fromkeys(ids))
+    console.print(f"topic {name.strip()!r} (candidates {which}): {queued} articles queued")
+
+
+def add_cmd(
+    name: Annotated[str, typer.Argument(help="a topic being onboarded")],
+    candidates: Annotated[list[int], typer.Argument(help="candidate ids to add to it")],
+    by: Annotated[str, typer.Option(help="who decides (recorded)")] = "cli",
+) -> None:
+    """Add candidates to a topic being onboarded: their members are queued with its name
+    suggested and count with its own."""
+    from monitoring.topics.onboarding import TopicError, add_to_topic
+
+    with engine_for(settings_or_exit()) as engine:
+        try:
+            queued = add_to_topic(engine, candidates, name, admin=by)
+        except TopicError as exc:
+            raise fail(exc, 2) from None
+    console.print(f"topic {name.strip()!r}: {queued} more articles queued for review")
+
+
+def list_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Topics people added, with their labels, what each waits for and the new-topic gate's
+    latest decision (F1 with its interval)."""
+    from monitoring.topics.progress import topic_rows
+
+    settings = settings_or_exit()
+    with engine_for(settings) as engine:
+        rows = topic_rows(engine, min_labels=settings.topic_min_labels)
+    if as_json:
+        typer.echo(json.dumps([r.to_json() for r in rows], indent=2, default=str))
+        return
+    table = Table("topic", "status", "labels", "candidates", "next", "gate")
+    for r in rows:
+        table.add_row(
+            r.name,
+            r.status,
+            f"{r.labelled} / {r.required}",
+            ", ".join(f"#{c}" for c in r.candidates) or "-",
+            r.next_step,
+            r.gate_text or "-",
+        )
+    console.print(table)
 
 
 def dismiss_cmd(
@@ -153,26 +205,45 @@ def retrain_cmd(
     """Train a champion that also knows the onboarding topics (once each has its labels)
     and no longer has the topics asked to be removed or merged."""
     from monitoring.topics.service import retrain_if_ready
-    from retraining.train import TrainConfig
 
     settings = settings_or_exit()
     with engine_for(settings) as engine:
         try:
-            outcome = retrain_if_ready(
-                settings, engine, cfg=TrainConfig(epochs=settings.retrain_epochs, max_steps=steps)
-            )
+            outcome = retrain_if_ready(settings, engine, max_steps=steps)
         except Exception as exc:
             raise fail(exc) from None
     if outcome is None:
         console.print("nothing to do: no onboarding topic has all its reviewed examples yet")
         return
+    for line in gate_lines(outcome.gate, outcome.old_classes):
+        console.print(line, highlight=False, soft_wrap=True)
     console.print_json(json.dumps(outcome.to_json()))
     if outcome.status != "promoted":
         raise typer.Exit(1)
 
 
+def gate_lines(gate: list[dict[str, Any]], old: dict[str, Any] | None) -> list[str]:
+    """The new-topic gate's decisions in words: one line per new topic, one for the old
+    classes (``ExpandOutcome.gate`` and ``.old_classes``)."""
+    lines = []
+    for g in gate:
+        f1, p, r = g["f1"], g["precision"], g["recall"]
+        line = (
+            f"{g['topic']}: {g['decision']}: F1 {f1['estimate']:.3f} "
+            f"[{f1['low']:.3f}, {f1['high']:.3f}] vs {g['threshold']} on {g['positives']} "
+            f"held-out examples (precision {p['estimate']:.3f} [{p['low']:.3f}, {p['high']:.3f}]"
+            f", recall {r['estimate']:.3f} [{r['low']:.3f}, {r['high']:.3f}])"
+        )
+        if g["decision"] == "needs_labels":
+            line += f"; needs {g['more_labels']} more labels"
+        lines.append(line)
+    if old:
+        lines.append(f"old classes: {old['decision']}: {old['reason']}")
+    return lines
+
+
 def _table(found: list) -> None:  # type: ignore[type-arg]
-    table = Table("id", "rank", "size", "separation", "none of these", "terms", "examples")
+    table = Table("id", "rank", "size", "separation", "none of these", "near", "terms", "examples")
     for c in found:
         table.add_row(
             str(c.id),
@@ -180,6 +251,7 @@ def _table(found: list) -> None:  # type: ignore[type-arg]
             str(c.size),
             f"{c.separation:.2f}",
             str(c.none_of_these),
+            ", ".join(f"#{k} ({cos:.2f})" for k, cos in c.near) or "-",
             ", ".join(c.terms[:6]),
             " | ".join(e[:40] for e in c.examples[:2]),
         )
@@ -191,6 +263,8 @@ def register(app: typer.Typer) -> None:
     app.command("discover")(discover_cmd)
     app.command("candidates")(candidates_cmd)
     app.command("accept")(accept_cmd)
+    app.command("add")(add_cmd)
+    app.command("list")(list_cmd)
     app.command("dismiss")(dismiss_cmd)
     app.command("remove")(remove_cmd)
     app.command("cancel")(cancel_cmd)

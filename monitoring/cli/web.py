@@ -27,9 +27,11 @@ def web_cmd(
     import uvicorn
 
     from monitoring.web.app import create_app
+    from monitoring.web.metrics import serve_web_metrics
 
     settings = settings_or_exit()
     app = create_app(settings)
+    serve_web_metrics(app.state.ctx.metrics, settings.web_metrics_port, settings.metrics_host)
     uvicorn.run(
         app,
         host=host or settings.web_host,

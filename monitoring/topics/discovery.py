@@ -1,6 +1,8 @@
 """Find candidate new topics among texts the model could not place: cluster their embeddings,
 rank clusters by size and by distance from the known topics, describe each with its most
-distinctive terms (class-based TF-IDF) and example titles. Pure: embeddings come in.
+distinctive terms (class-based TF-IDF) and example titles, and mark candidates whose centroids
+are near each other (one kind of news split in several clusters: an admin may name them as
+one topic). Pure: embeddings come in.
 
 Example:
     >>> found = discover(pool, known, embed=embed_texts)  # doctest: +SKIP
@@ -55,6 +57,9 @@ class Candidate:
     none_of_these: int  # members a reviewer marked "none of these"
     terms: list[str]
     examples: list[str]  # titles
+    # (rank, cosine of the centroids) of the other candidates of this discovery whose
+    # centroid is at least ``near_cosine`` similar to this one's; ranks count from 1
+    near: list[tuple[int, float]] = dataclasses.field(default_factory=list)
 
     @property
     def score(self) -> float:
@@ -110,9 +115,10 @@ def discover(
     min_size: int = 8,
     min_separation: float = 0.05,
     limit: int = 10,
+    near_cosine: float = 0.5,
 ) -> list[Candidate]:
     """Candidates from ``pool``, ranked by size × separation from ``known`` (topic → sample
-    texts the model placed confidently)."""
+    texts the model placed confidently); each lists the others within ``near_cosine``."""
     if not pool:
         return []
     vectors = embed([p.text for p in pool])
@@ -120,7 +126,7 @@ def discover(
     centroids = (
         np.stack([_unit(embed(list(known[n])).mean(axis=0)) for n in names]) if names else None
     )
-    found = []
+    found, centres = [], []
     groups = cluster(vectors, distance=distance, min_size=min_size)
     for group in groups:
         centre = _unit(vectors[group].mean(axis=0))
@@ -136,6 +142,7 @@ def discover(
         members = [pool[i] for i in group]
         # examples: the members nearest the centre
         order = np.argsort(-(vectors[group] @ centre))
+        centres.append(centre)
         found.append(
             Candidate(
                 members=[m.article_id for m in members],
@@ -148,8 +155,8 @@ def discover(
                 examples=[members[int(i)].title for i in order[:5]],
             )
         )
-    found.sort(key=lambda c: -c.score)
-    found = found[:limit]
+    ranked = sorted(range(len(found)), key=lambda i: -found[i].score)[:limit]
+    found = mark_near([found[i] for i in ranked], [centres[i] for i in ranked], near_cosine)
     if found:
         by_id = {p.article_id: p.text for p in pool}
         docs: dict[str, list[str]] = {
@@ -159,6 +166,25 @@ def discover(
         terms = class_tfidf(docs)
         found = [dataclasses.replace(c, terms=terms[f"c{i}"]) for i, c in enumerate(found)]
     return found
+
+
+def mark_near(
+    found: Sequence[Candidate], centres: Sequence[npt.NDArray[np.float32]], near_cosine: float
+) -> list[Candidate]:
+    """``found`` (in rank order) with ``near`` filled: for each, the ranks of the others whose
+    centroid's cosine similarity to its own is at least ``near_cosine``, nearest first."""
+    if not found:
+        return []
+    sims = np.stack(centres) @ np.stack(centres).T
+    out = []
+    for i, c in enumerate(found):
+        near = [
+            (int(j) + 1, round(float(sims[i, j]), 4))
+            for j in np.argsort(-sims[i])
+            if j != i and sims[i, j] >= near_cosine
+        ]
+        out.append(dataclasses.replace(c, near=near))
+    return out
 
 
 def _unit(v: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

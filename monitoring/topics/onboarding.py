@@ -1,6 +1,8 @@
 """Candidates and topics: store a discovery, name or dismiss a candidate (its members become
-review items with the new name suggested), count the labels a new topic has, ask for a topic
-to be removed or merged. The rows are read and written by :mod:`pipeline.core.db.topics`.
+review items with the new name suggested), name several candidates of one discovery as one
+topic or add one to a topic being onboarded (their members count together), count the labels
+a new topic has and say what it needs next, ask for a topic to be removed or merged. The rows
+are read and written by :mod:`pipeline.core.db.topics`.
 
 Every change is one transaction that locks the candidate row first, so two admins acting on
 the same candidate get one success and one clear refusal, and nothing is done half-way.
@@ -23,6 +25,8 @@ from pipeline.core.records import NONE_LABEL
 
 ONBOARDING_ROUND = 10  # review_items.round of onboarding reviews (1 = sampled, 2 = second)
 MAX_NAME = 64
+MAX_MERGE = 20  # candidates named as one topic at once
+HOPELESS_AFTER = 20  # answered suggestions, all rejected: stop suggesting more
 
 
 class TopicError(NewsflowError):
@@ -126,6 +130,7 @@ def save_discovery(
                     terms=c.terms,
                     examples=c.examples,
                     members=c.members,
+                    near=c.near,
                 ),
                 model_version=model_version,
             )
@@ -141,6 +146,11 @@ def _lock_open(conn: Connection, candidate_id: int) -> StoredCandidate:
     found = topics_db.lock_candidate(conn, candidate_id=candidate_id)
     if found is None:
         raise CandidateGone(f"candidate {candidate_id} does not exist")
+    return _check_open(found)
+
+
+def _check_open(found: StoredCandidate) -> StoredCandidate:
+    candidate_id = found.id
     if found.status != "open":
         what = {
             "superseded": "a newer discovery replaced it; look at the current candidates",
@@ -162,22 +172,102 @@ def accept(
 ) -> int:
     """Name an open candidate as a new topic; its members' latest predictions become review
     items (first in the queue) with ``name`` suggested. Returns how many were queued."""
+    return accept_many(engine, [candidate_id], name, admin=admin, known_labels=known_labels)
+
+
+def accept_many(
+    engine: Engine,
+    candidate_ids: Sequence[int],
+    name: str,
+    *,
+    admin: str,
+    known_labels: Sequence[str],
+) -> int:
+    """Name one or several open candidates of the same discovery as one new topic: their
+    members (together) become review items with ``name`` suggested. Returns how many were
+    queued. TopicError (nothing changed) when a candidate does not exist, is no longer open,
+    or they come from different discoveries, or the name is refused."""
+    ids = _candidate_ids(candidate_ids)
     try:
         with engine.begin() as conn:
             topics_db.lock_topic_changes(conn)
-            found = _lock_open(conn, candidate_id)
+            found = _lock_open_together(conn, ids)
             existing = [*known_labels, *topic_names(conn)]
             cleaned = check_name(name, existing)
-            topics_db.insert_onboarding_topic(
-                conn, name=cleaned, candidate_id=candidate_id, admin=admin
-            )
-            queued = topics_db.queue_onboarding_reviews(
-                conn, members=found.members, suggested_label=cleaned, review_round=ONBOARDING_ROUND
-            )
-            topics_db.accept_candidate(conn, candidate_id=candidate_id, name=cleaned, admin=admin)
-            return queued
+            topics_db.insert_onboarding_topic(conn, name=cleaned, candidate_id=ids[0], admin=admin)
+            return _take(conn, found, cleaned, admin=admin)
     except IntegrityError as exc:  # another admin created the same name at the same moment
         raise TopicError(f"topic {name.strip()!r} exists already") from exc
+
+
+def add_to_topic(engine: Engine, candidate_ids: Sequence[int], name: str, *, admin: str) -> int:
+    """Add open candidates to topic ``name``, which is being onboarded: their members are
+    queued with ``name`` suggested and count with its own. Returns how many were queued.
+    TopicError (nothing changed) when there is no such topic, it is not onboarding (being
+    removed or merged, cancelled, already in the model), or a candidate is refused as in
+    :func:`accept_many`."""
+    ids = _candidate_ids(candidate_ids)
+    with engine.begin() as conn:
+        topics_db.lock_topic_changes(conn)
+        names = topics_db.select_topic_names(conn, statuses=(*_WHY_NOT_ADD, "onboarding"))
+        topic = next((n for n in names if name_key(n) == name_key(name.strip())), None)
+        status = None if topic is None else topics_db.lock_topic_status(conn, name=topic)
+        if topic is None or status is None:
+            raise TopicError(f"there is no topic {name.strip()!r} to add candidates to")
+        if status != "onboarding":
+            why = _WHY_NOT_ADD.get(status, f"it is {status}")
+            raise TopicError(f"candidates cannot be added to topic {topic!r}: {why}")
+        found = _lock_open_together(conn, ids)
+        return _take(conn, found, topic, admin=admin)
+
+
+_WHY_NOT_ADD = {
+    "removing": "it is being removed at the next retraining",
+    "merging": "it is being merged into another topic at the next retraining",
+    "removed": "it was removed",
+    "merged": "it was merged into another topic",
+    "cancelled": "its onboarding was cancelled",
+    "active": "the model knows it already; reviewers label it in the usual queue",
+}
+
+
+def _candidate_ids(candidate_ids: Sequence[int]) -> list[int]:
+    ids = list(dict.fromkeys(candidate_ids))
+    if not ids:
+        raise TopicError("name at least one candidate")
+    if len(ids) > MAX_MERGE:
+        raise TopicError(f"at most {MAX_MERGE} candidates make one topic (got {len(ids)})")
+    return ids
+
+
+def _lock_open_together(conn: Connection, ids: Sequence[int]) -> list[StoredCandidate]:
+    """The candidates ``ids``, locked, each open, all of one discovery."""
+    found = {c.id: c for c in topics_db.lock_candidates(conn, candidate_ids=ids)}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise CandidateGone(f"candidate {', '.join(map(str, missing))} does not exist")
+    by_discovery: dict[object, list[int]] = {}
+    for i in ids:
+        by_discovery.setdefault(found[i].discovered_at, []).append(i)
+    if len(by_discovery) > 1:
+        groups = " and ".join(", ".join(f"#{i}" for i in g) for g in by_discovery.values())
+        raise TopicError(
+            f"candidates {groups} come from different discoveries: name candidates of the "
+            "latest discovery together (a later one can be added to the topic afterwards)"
+        )
+    return [_check_open(found[i]) for i in ids]
+
+
+def _take(conn: Connection, found: Sequence[StoredCandidate], name: str, *, admin: str) -> int:
+    """Queue the candidates' members (together, each once) with ``name`` suggested and mark
+    the candidates accepted as ``name``; how many review items were queued."""
+    members = list(dict.fromkeys(m for c in found for m in c.members))
+    queued = topics_db.queue_onboarding_reviews(
+        conn, members=members, suggested_label=name, review_round=ONBOARDING_ROUND
+    )
+    for c in found:
+        topics_db.accept_candidate(conn, candidate_id=c.id, name=name, admin=admin)
+    return queued
 
 
 def dismiss(engine: Engine, candidate_id: int, *, admin: str) -> None:
@@ -194,6 +284,41 @@ def labelled_count(engine: Engine, name: str) -> int:
 
 def onboarding_topics(engine: Engine) -> list[str]:
     return topics_db.select_topic_names(engine, statuses=("onboarding",))
+
+
+def labels_required(engine: Engine, name: str, *, min_labels: int) -> int:
+    """Reviewed examples topic ``name`` needs before it is trained: ``min_labels``, or what
+    the new-topic gate asked for after its last decision (more labels, never fewer)."""
+    state = topics_db.select_topic_state(engine, name=name)
+    asked = None if state is None else state.labels_required
+    return max(min_labels, asked or 0)
+
+
+def hopeless(state: topics_db.TopicState) -> bool:
+    """Reviewers rejected every one of at least ``HOPELESS_AFTER`` suggestions: suggesting
+    more of the same would waste their time."""
+    return state.done >= HOPELESS_AFTER and state.rejected == state.done
+
+
+def next_step(engine: Engine, name: str, *, labelled: int, min_labels: int) -> str:
+    """What an onboarding topic waits for, in words (the page and the CLI show it): never
+    a dead end; each case names a way forward."""
+    state = topics_db.select_topic_state(engine, name=name)
+    if state is None or state.status != "onboarding":
+        return state.status if state else "no such topic"
+    required = max(min_labels, state.labels_required or 0)
+    short = required - labelled
+    if short <= 0:
+        return "ready: the next retraining trains it"
+    text = f"needs {short} more labels"
+    if state.pending:
+        return f"{text} ({state.pending} suggestions waiting for review)"
+    if hopeless(state):
+        return (
+            f"{text}; reviewers rejected all {state.done} suggestions, so no more are "
+            "queued: add a candidate to it, or cancel it"
+        )
+    return f"{text}; more suggestions are queued at the next scheduler run"
 
 
 def mark_active(engine: Engine, names: Sequence[str], *, version: str) -> None:

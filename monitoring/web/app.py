@@ -31,7 +31,8 @@ from sqlalchemy import Engine
 from monitoring.web import review_queue
 from monitoring.web.deps import Denied, NeedLogin, WebContext
 from monitoring.web.limits import MAX_FORM_BYTES, BodyLimit
-from monitoring.web.routes import auth, health, labelstudio, oncall, review, topics
+from monitoring.web.metrics import WebMetrics, build_web_metrics, queue_budget
+from monitoring.web.routes import alerts, auth, health, labelstudio, oncall, review, topics
 from monitoring.web.security import LoginLimiter
 from pipeline.core.settings import Settings
 
@@ -49,7 +50,11 @@ def create_app(
     engine: Engine | None = None,
     max_form_bytes: int = MAX_FORM_BYTES,
     max_upload_bytes: int = MAX_IMPORT_BYTES,
+    metrics: WebMetrics | None = None,
 ) -> FastAPI:
+    """The app; ``metrics``: its Prometheus metrics (default: a fresh registry counting the
+    queue in this app's database), served apart by ``metrics.serve_web_metrics``."""
+    from pipeline.core.db import reviews
     from pipeline.core.db.engine import make_engine
 
     env = Environment(
@@ -62,21 +67,27 @@ def create_app(
         "%Y-%m-%d %H:%M"
     )
     env.filters["when"] = lambda v: "-" if v is None else v.strftime("%Y-%m-%d %H:%M:%S")
+    db = engine or make_engine(settings, pool_size=8, max_overflow=8)
     ctx = WebContext(
         settings=settings,
-        db=engine or make_engine(settings, pool_size=8, max_overflow=8),
+        db=db,
         env=env,
         limiter=LoginLimiter(settings.web_login_attempts, settings.web_login_window_s),
         ip_limiter=LoginLimiter(4 * settings.web_login_attempts, settings.web_login_window_s),
         rng=random.Random(),
         reports_root=settings.reports_path().resolve(),
         max_upload_bytes=max_upload_bytes,
+        metrics=metrics
+        or build_web_metrics(
+            review_budget=queue_budget(settings),
+            count_open=lambda: reviews.pending_review_count(db),
+        ),
     )
 
     app = FastAPI(title="newsflow", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ctx = ctx
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    routers = (health, auth, review, oncall, labelstudio, topics)
+    routers = (health, auth, review, oncall, alerts, labelstudio, topics)
     for module in routers:
         app.include_router(module.router)
 

@@ -22,6 +22,7 @@ from jinja2 import Environment
 from sqlalchemy import Engine
 from starlette.datastructures import FormData, UploadFile
 
+from monitoring.web.metrics import WebMetrics
 from monitoring.web.security import LoginLimiter, same_token
 from monitoring.web.topics_page import DiscoveryJob
 from monitoring.web.users import User, session_user
@@ -61,6 +62,7 @@ class WebContext:
     rng: random.Random
     reports_root: Path
     max_upload_bytes: int
+    metrics: WebMetrics  # served by `newsflow web` on web_metrics_port
     discovery: DiscoveryJob = dataclasses.field(default_factory=DiscoveryJob)  # /topics
 
     def page(

@@ -1,18 +1,20 @@
 """What the "Emerging topics" page needs beyond :mod:`monitoring.topics.onboarding`: the
 labels models already know (names a new topic may not take), the onboarded topics with their
-progress, and discovery run in a background thread (it embeds with MiniLM: ~30 s)."""
+progress (:mod:`monitoring.topics.progress`), the candidate ids a merge form sent, and
+discovery run in a background thread (it embeds with MiniLM: ~30 s)."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Engine
 
-from monitoring.topics import onboarding
+from monitoring.topics import onboarding, progress
+from monitoring.topics.progress import TopicProgress
 from pipeline.core.db import topics as topics_db
 from pipeline.core.settings import Settings
 
@@ -26,34 +28,20 @@ def known_labels(engine: Engine) -> list[str]:
     return topics_db.select_known_labels(engine)
 
 
-@dataclasses.dataclass(frozen=True)
-class TopicRow:
-    name: str
-    status: str
-    created_by: str
-    created_at: dt.datetime
-    retrain_version: str | None
-    labelled: int
-    pending: int  # onboarding review items still waiting for a reviewer
-
-    def ready(self, min_labels: int) -> bool:
-        return self.labelled >= min_labels
+def topic_rows(engine: Engine, *, min_labels: int) -> list[TopicProgress]:
+    """Topics people added, newest first, with their labels, next step and gate."""
+    return progress.topic_rows(engine, min_labels=min_labels)
 
 
-def topic_rows(engine: Engine) -> list[TopicRow]:
-    """Topics people added, newest first, each with its reviewed-label count."""
-    return [
-        TopicRow(
-            name=t.name,
-            status=t.status,
-            created_by=t.created_by,
-            created_at=t.created_at,
-            retrain_version=t.retrain_version,
-            labelled=onboarding.labelled_count(engine, t.name),
-            pending=t.pending,
-        )
-        for t in topics_db.select_topics(engine)
-    ]
+def candidate_ids(values: Sequence[str]) -> list[int]:
+    """The ticked candidates of a merge form (``candidate`` fields) as ids; TopicError when
+    one is not a number."""
+    out = []
+    for v in values:
+        if not v.strip().isdigit() or len(v.strip()) > 18:
+            raise onboarding.TopicError(f"{v[:40]!r} is not a candidate id")
+        out.append(int(v.strip()))
+    return out
 
 
 def candidate_name(engine: Engine, candidate_id: int) -> str | None:

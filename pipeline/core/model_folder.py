@@ -8,7 +8,9 @@ Layout (``newsflow-model/1``)::
     model.fp16.onnx     optional fp16 graph for GPUs
     tokenizer.json      Hugging Face fast-tokenizer file (read with `tokenizers`, no torch)
     metadata.json       ModelMetadata below: version, labels, max length, temperature,
-                        reference distributions for drift monitoring
+                        reference distributions for drift monitoring, and the training
+                        recipe (``retraining.recipe.Recipe.to_dict``; absent in folders
+                        written before recipes were recorded)
 
 Example:
     >>> meta = read_metadata(Path("models/champion"))  # doctest: +SKIP
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
@@ -52,6 +54,11 @@ class ModelMetadata(BaseModel):
     created_at: str = ""
     metrics: dict[str, float] = Field(default_factory=dict)
     reference: ReferenceDistribution = Field(default_factory=ReferenceDistribution)
+    recipe: dict[str, Any] | None = Field(
+        default=None,
+        description="how the model was trained (retraining.recipe.Recipe.to_dict; read "
+        "strictly by Recipe.from_dict); None: a folder from before recipes were recorded",
+    )
 
     @model_validator(mode="after")
     def _unique_labels(self) -> ModelMetadata:

@@ -170,6 +170,14 @@ class Settings(BaseSettings):
     )
     metrics_port: int = Field(default=9108, ge=0, le=65535, description="0 = no endpoint")
     metrics_host: str = Field(default="127.0.0.1", description="0.0.0.0 inside containers")
+    # Metrics from every process (issue 22): the scheduler's and the web app's endpoints,
+    # bound to metrics_host like the worker's.
+    scheduler_metrics_port: int = Field(
+        default=9109, ge=0, le=65535, description="the scheduler's /metrics port; 0 = none"
+    )
+    web_metrics_port: int = Field(
+        default=9110, ge=0, le=65535, description="the web app's /metrics port; 0 = none"
+    )
     model_dir: Path | None = Field(
         default=None, description="serve this folder; unset = the registry's champion"
     )
@@ -233,15 +241,21 @@ class Settings(BaseSettings):
     )
     retrain_cooldown_hours: float = Field(default=6.0, ge=0)
     retrain_daily_cap: int = Field(default=2, ge=0)
-    retrain_epochs: int = Field(default=2, ge=1)
+    # Retraining keeps the champion's recipe (retraining.retrain_recipe): these three
+    # override it only when set; None (the default) = the champion's own value.
+    retrain_epochs: int | None = Field(
+        default=None, ge=1, description="epochs of an automatic retraining (None: the champion's)"
+    )
     retrain_max_rows: int | None = Field(
         default=None,
         ge=8,
-        description="automatic retraining trains on at most N base rows (plus reviewed labels)",
+        description="automatic retraining trains on at most N base rows (plus reviewed labels; "
+        "None: the champion's row cap)",
     )
-    retrain_quantize: bool = Field(
-        default=True,
-        description="automatic retraining also exports and gates the int8 graph (CPU serving)",
+    retrain_quantize: bool | None = Field(
+        default=None,
+        description="automatic retraining also exports and gates the int8 graph (CPU serving; "
+        "None: as the champion was trained)",
     )
     retrain_warm_start: bool = Field(
         default=True, description="retrain from the champion's weights (else from the base)"
@@ -263,11 +277,118 @@ class Settings(BaseSettings):
         le=1,
         description="promotion gate: how far any one topic's F1 may fall",
     )
+    # Live check before promotion (issue 23): the challenger against the champion on the
+    # latest uniformly reviewed live items and on recent traffic (retraining/live_check.py).
+    live_check_reviewed: int = Field(
+        default=500,
+        ge=1,
+        le=1_000_000,
+        description="live check: the latest N uniformly reviewed items both models are scored on",
+    )
+    live_check_min_reviewed: int = Field(
+        default=50,
+        ge=1,
+        le=1_000_000,
+        description="live check: fewer reviewed items than this is no live evidence",
+    )
+    live_check_margin: float = Field(
+        default=0.02,
+        ge=0,
+        lt=1,
+        description="live check: promote only if the accuracy difference's lower bound > -margin",
+    )
+    live_check_confidence: float = Field(
+        default=0.95,
+        ge=0.5,
+        lt=1,
+        description="live check: two-sided level of the interval of the accuracy difference",
+    )
+    live_check_required: bool = Field(
+        default=True,
+        description="live check: refuse a promotion over a champion without enough live evidence "
+        "(false: the offline gate decides alone, the event says the evidence was missing)",
+    )
+    live_check_window: int = Field(
+        default=2000,
+        ge=0,
+        le=1_000_000,
+        description="live check: the latest N stored articles for agreement and confidence PSI",
+    )
     retrain_dataset: str = Field(
         default="ag_news", description="base labelled set: ag_news, 20newsgroups or a CSV/JSONL"
     )
-    alert_webhook_url: str | None = None
+    # Alert lifecycle: the notices newsflow sends itself (monitoring/alerts.py).
+    alert_webhook_url: str | None = Field(
+        default=None,
+        description="http(s) URL that gets newsflow's own alerts as JSON (firing/resolved)",
+    )
+    alert_repeat_minutes: float = Field(
+        default=240.0,
+        gt=0,
+        le=7 * 24 * 60,
+        description="a condition still firing is notified again after this many minutes",
+    )
+    alert_retry_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=7 * 24,
+        description="how long an undelivered notification is retried (backoff 30 s to 10 min)",
+    )
+    alert_timeout_s: float = Field(
+        default=5.0, gt=0, le=60, description="one webhook POST, connect to last byte, at most"
+    )
+    alert_delivery_interval_s: float = Field(
+        default=30.0, ge=1, le=3600, description="how often the scheduler sends due alerts"
+    )
     reports_dir: Path | None = Field(default=None, description="default home/reports")
+    # Drift reference that follows the feed (issue 23; monitoring/reference.py).
+    live_reference_rows: int = Field(
+        default=2000,
+        ge=100,
+        le=10_000_000,
+        description="after a promotion the champion's first N predictions become the drift "
+        "reference; also the fewest rows `drift baseline` accepts",
+    )
+    live_reference_max_psi: float = Field(
+        default=0.25,
+        gt=0,
+        description="a live reference is rejected when its confidence PSI against the "
+        "training reference is above this",
+    )
+    drift_chunk_margin: float = Field(
+        default=0.1,
+        ge=0,
+        le=10,
+        description="chunk-derived levels: warn from max chunk PSI x (1 + margin)",
+    )
+    drift_baseline_max_rows: int = Field(
+        default=20_000,
+        ge=100,
+        le=10_000_000,
+        description="`drift baseline` re-scores at most N articles, spread over the window",
+    )
+
+    # Bounded storage (issue 22): day partitions of articles/predictions, retention, and the
+    # drift reports folder's cap (pipeline/core/db/retention.py, monitoring/retention.py).
+    retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="articles and predictions older than this many days are dropped (daily), "
+        "except rows reviews, live drift references and open topic candidates use",
+    )
+    partitions_ahead_days: int = Field(
+        default=7, ge=1, le=366, description="day partitions created ahead of today"
+    )
+    retention_interval_hours: float = Field(
+        default=24.0, gt=0, le=24 * 7, description="how often the scheduler runs retention"
+    )
+    reports_keep: int = Field(
+        default=500, ge=1, le=1_000_000, description="drift HTML reports kept, newest first"
+    )
+    reports_max_days: float = Field(
+        default=30.0, gt=0, le=3650, description="drift HTML reports older than this are deleted"
+    )
 
     # Review and operations web app.
     web_host: str = "127.0.0.1"
@@ -310,6 +431,66 @@ class Settings(BaseSettings):
         le=100_000,
         description="base rows per kept topic when a retraining adds or removes topics",
     )
+    # New topics that resemble the old ones (issue 24: gates decided on intervals, one topic
+    # from several candidates, more labels when the gate cannot decide).
+    topic_near_cosine: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="discovery marks candidates whose centroids are at least this cosine-similar",
+    )
+    topic_gate_old_max_loss: float = Field(
+        default=0.01,
+        gt=0,
+        lt=1,
+        description="old topics' macro-F1 loss the new-topic retraining must rule out "
+        "(interval of the change against the champion)",
+    )
+    topic_label_request_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="share of the review budget's queue one onboarding topic's extra "
+        "suggestions may hold",
+    )
+
+    # Prometheus and Alertmanager in the local stack (issue 22, alert rules as code): Debian's
+    # binaries on 127.0.0.1, configs rendered under home at start.
+    prometheus_enabled: bool = Field(
+        default=False,
+        description="`stack up` also runs Prometheus (the project's scrape config and alert "
+        "rules) and Alertmanager (routes to NEWSFLOW_ALERT_WEBHOOK_URL)",
+    )
+    prometheus_port: int = Field(default=9091, ge=1, le=65535, description="Prometheus's port")
+    alertmanager_port: int = Field(
+        default=9095, ge=1, le=65535, description="Alertmanager's port (its cluster port is off)"
+    )
+    prometheus_scrape_interval_s: float = Field(
+        default=15.0, ge=0.5, le=3600, description="how often Prometheus scrapes each process"
+    )
+    prometheus_evaluation_interval_s: float = Field(
+        default=15.0, ge=0.5, le=3600, description="how often Prometheus evaluates the rules"
+    )
+    prometheus_worker_targets: str = Field(
+        default="",
+        max_length=4000,
+        pattern=r"^[A-Za-z0-9.:,\-\[\] ]*$",
+        description="the workers' metrics endpoints, host:port comma-separated; "
+        "default 127.0.0.1:<metrics_port>",
+    )
+    prometheus_rules_dir: Path | None = Field(
+        default=None,
+        description="folder of *.rules.yml Prometheus loads; default the checkout's "
+        "infra/prometheus/rules",
+    )
+    alertmanager_config: Path | None = Field(
+        default=None,
+        description="Alertmanager config to render from; default the checkout's "
+        "infra/alertmanager/alertmanager.yml",
+    )
+    prometheus_retention_days: int = Field(
+        default=15, ge=1, le=3650, description="how long Prometheus keeps samples"
+    )
 
     # Service timeouts.
     start_timeout_s: float = Field(default=90.0, gt=0, le=3600)
@@ -324,6 +505,16 @@ class Settings(BaseSettings):
     def _http_only(cls, value: str | None) -> str | None:
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("the webhook must be an http:// or https:// URL")
+        if value:
+            import urllib.parse
+
+            try:
+                parts = urllib.parse.urlsplit(value)
+                _ = parts.port  # raises on a port that is not a number
+            except ValueError:
+                raise ValueError("the webhook is not a usable http(s) URL") from None
+            if not parts.hostname or any(c.isspace() for c in value):
+                raise ValueError("the webhook URL needs a host and no spaces")
         return value or None
 
     @field_validator("mlflow_tracking_uri", "mlflow_registry_uri")
@@ -358,6 +549,24 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"NEWSFLOW_DRIFT_WARN ({self.drift_warn}) must be below "
                 f"NEWSFLOW_DRIFT_THRESHOLD ({self.drift_threshold})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _retention_covers_reviews_and_drift(self) -> Settings:
+        hours = self.retention_days * 24
+        if hours < self.review_expire_hours:
+            raise ValueError(
+                f"NEWSFLOW_RETENTION_DAYS ({self.retention_days}) is shorter than "
+                f"NEWSFLOW_REVIEW_EXPIRE_HOURS ({self.review_expire_hours:g} h): pending review "
+                "items would outlive their predictions; raise the retention or lower the expiry"
+            )
+        if self.drift_window_minutes is not None and hours * 60 < self.drift_window_minutes:
+            raise ValueError(
+                f"NEWSFLOW_RETENTION_DAYS ({self.retention_days}) is shorter than "
+                f"NEWSFLOW_DRIFT_WINDOW_MINUTES ({self.drift_window_minutes:g} min): the drift "
+                "window would reach past the stored predictions; raise the retention or "
+                "shorten the window"
             )
         return self
 

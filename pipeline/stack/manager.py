@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.core.settings import Settings
-from pipeline.stack import kafka, mlflow_server, postgres
+from pipeline.stack import alertmanager, kafka, mlflow_server, postgres, prometheus
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,32 +50,58 @@ def stack_up(settings: Settings, *, migrate: bool = True, report: Report = _quie
 
         upgrade(settings.database_url())
         report("database: migrated to head")
+        from pipeline.core.db.engine import make_engine
+        from pipeline.core.db.partitions import create_partitions_ahead
+
+        engine = make_engine(settings)
+        try:  # today's and the days ahead (the scheduler's retention job adds more daily)
+            created = create_partitions_ahead(engine, ahead=settings.partitions_ahead_days)
+        finally:
+            engine.dispose()
+        report(f"database: {len(created)} partitions created ahead")
     if settings.mlflow_server:
         report(f"mlflow: {mlflow_server.start(settings)}")
+    if settings.prometheus_enabled:  # Alertmanager first: Prometheus delivers to it at once
+        report(f"alertmanager: {alertmanager.start(settings)}")
+        report(f"prometheus: {prometheus.start(settings)}")
 
 
 def stack_status(settings: Settings) -> list[ServiceStatus]:
     kp, pp = kafka.paths(settings), postgres.paths(settings)
-    return [
-        ServiceStatus(
-            "kafka",
-            settings.kafka_host,
-            settings.kafka_port,
-            kafka.running_pid(settings),
-            kp.data,
-            kp.log,
-            kafka.answers(settings) and kafka.running_pid(settings) is not None,
-        ),
-        ServiceStatus(
-            "postgres",
-            settings.pg_host,
-            settings.pg_port,
-            postgres.running_pid(settings),
-            pp.data,
-            pp.log,
-            postgres.answers(settings) and postgres.running_pid(settings) is not None,
-        ),
-    ] + ([_mlflow_status(settings)] if settings.mlflow_server else [])
+    return (
+        [
+            ServiceStatus(
+                "kafka",
+                settings.kafka_host,
+                settings.kafka_port,
+                kafka.running_pid(settings),
+                kp.data,
+                kp.log,
+                kafka.answers(settings) and kafka.running_pid(settings) is not None,
+            ),
+            ServiceStatus(
+                "postgres",
+                settings.pg_host,
+                settings.pg_port,
+                postgres.running_pid(settings),
+                pp.data,
+                pp.log,
+                postgres.answers(settings) and postgres.running_pid(settings) is not None,
+            ),
+        ]
+        + ([_mlflow_status(settings)] if settings.mlflow_server else [])
+        + (_alerting_status(settings) if settings.prometheus_enabled else [])
+    )
+
+
+def _alerting_status(settings: Settings) -> list[ServiceStatus]:
+    out = []
+    for module in (prometheus, alertmanager):
+        d = module.service(settings)
+        pid = module.running_pid(settings)
+        up = pid is not None and module.answers(settings)
+        out.append(ServiceStatus(d.name, "127.0.0.1", d.port, pid, d.data, d.log, up))
+    return out
 
 
 def _mlflow_status(settings: Settings) -> ServiceStatus:
@@ -96,10 +122,16 @@ def stack_down(settings: Settings, *, purge: bool = False, report: Report = _qui
     """Stop only what the stack started (by pid); keep data unless ``purge``."""
     if settings.mlflow_server or mlflow_server.paths(settings).pidfile.exists():
         report("mlflow: " + ("stopped" if mlflow_server.stop(settings) else "was not running"))
+    for module in (prometheus, alertmanager):
+        if settings.prometheus_enabled or module.service(settings).pidfile.exists():
+            name = module.service(settings).name
+            report(f"{name}: " + ("stopped" if module.stop(settings) else "was not running"))
     report("kafka: " + ("stopped" if kafka.stop(settings) else "was not running"))
     report("postgres: " + ("stopped" if postgres.stop(settings) else "was not running"))
     if purge:
         kafka.purge(settings)
         postgres.purge(settings)
         mlflow_server.purge(settings)
+        prometheus.purge(settings)
+        alertmanager.purge(settings)
         report("data: purged")

@@ -68,6 +68,7 @@ def tuned_minilm(
 def _train_tuned(
     stack: Settings, ag_rows: dict[str, list[LabelledText]], root: Path, record: Path
 ) -> None:
+    from pipeline.core.model_folder import read_metadata
     from retraining.data import make_splits
     from retraining.flow import FlowOptions, run_flow
     from retraining.recipe import Recipe
@@ -90,6 +91,9 @@ def _train_tuned(
         options=FlowOptions(baseline=False, checkpoints=False, card_speed=False),
     )
     assert result.summary["parity_ok"] and result.registered_version
+    # its recipe is recorded: an automatic retraining of it inherits the 40-step cap
+    recorded = read_metadata(result.model_dir).recipe
+    assert recorded is not None and recorded["training"]["max_steps"] == 40, recorded
     saved = {
         "store": str(store),
         "version": result.registered_version,

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from sqlalchemy import insert
 
+from monitoring.alerts import delivery_pass
 from monitoring.drift import run_drift_check
 from pipeline.core.db.engine import make_engine
 from pipeline.core.db.models import ArticleRow, PredictionRow, ReviewItemRow
@@ -126,10 +127,14 @@ def test_windows_levels_and_reviewed_accuracy(db: Settings, tmp_path: Path) -> N
     )
     _insert(engine, "b", rng.uniform(0.3, 0.6, 600), ["World"] * 600)  # a shifted window
     drift = run_drift_check(hooked, engine=engine, model_dir=folder, report=False)
+    delivery_pass(hooked, engine)  # the scheduler's delivery job sends what the check queued
     server.shutdown()
     assert drift.level == "drift" and drift.psi_confidence > 0.25 and drift.psi_topics > 0.25
-    assert len(received) == 1 and received[0]["level"] == "drift"
-    assert received[0]["run_id"] == drift.run_id
+    # one notice per condition (monitoring.alerts), each carrying the run
+    assert sorted(r["key"] for r in received) == ["drift:confidence", "drift:topic_mix"]
+    assert all(r["status"] == "firing" and r["severity"] == "critical" for r in received)
+    assert all(r["details"]["level"] == "drift" for r in received)
+    assert received[0]["details"]["run_id"] == drift.run_id
     engine.dispose()
 
 

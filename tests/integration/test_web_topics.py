@@ -4,6 +4,7 @@ stored with save_discovery, so no MiniLM is needed."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Iterator
@@ -299,3 +300,89 @@ def test_admin_names_a_candidate_with_the_keyboard(
                 text("SELECT count(*) FROM review_items WHERE suggested_label = 'Spaceflight'")
             ).scalar_one()
         assert queued == 3
+
+
+def test_admin_names_near_candidates_as_one_topic_on_the_page(web: Web) -> None:
+    first, second = save_discovery(
+        web.engine,
+        [
+            dataclasses.replace(
+                _candidate(["seed-1", "seed-2", "seed-3"], ["film"], size=3, separation=0.6),
+                near=[(2, 0.74)],
+            ),
+            dataclasses.replace(
+                _candidate(["seed-4", "seed-5"], ["music"], size=2, separation=0.4),
+                near=[(1, 0.74)],
+            ),
+        ],
+        model_version="seed-1",
+    )
+    with hardening._signed_in(web, REVIEWER) as http:
+        page = http.get("/topics").text
+        assert 'id="merge-form"' not in page and 'name="candidate"' not in page
+        assert f'id="near-{first}"' in page  # everyone sees which candidates are near
+    with hardening._signed_in(web, ADMIN) as http:
+        token = _token(http)
+        page = http.get("/topics").text
+        assert re.search(
+            rf'id="near-{first}">Near <a href="#candidate-{second}">#2</a> \(0.74\)', page
+        )
+        assert f'value="{first}" form="merge-form"' in page and 'action="/topics/merge"' in page
+
+        r = http.post(
+            "/topics/merge",
+            data={
+                "candidate": [str(first), str(second)],
+                "name": "Arts",
+                "action": "new",
+                "csrf_token": token,
+            },
+        )
+        assert r.status_code == 303, r.text
+        assert r.headers["location"] == f"/topics?accepted={first}&queued=5&merged=2"
+        page = http.get(r.headers["location"]).text
+        assert "2 candidates are now the topic &#39;Arts&#39;; 5 articles were queued" in page
+        assert re.search(rf'data-topic="Arts">.*?#{first}, #{second} \(5 articles\)', page)
+
+        # a later discovery: one of its candidates is added; mixing discoveries is refused
+        (newer,) = save_discovery(
+            web.engine,
+            [_candidate(["seed-6"], ["tv"], size=1, separation=0.5)],
+            model_version="seed-1",
+        )
+        assert 'option value="Arts"' in http.get("/topics").text  # it can take candidates
+        before = _state(web.engine)
+        mixed = http.post(
+            "/topics/merge",
+            data={
+                "candidate": [str(newer), str(first)],
+                "name": "Mixed",
+                "action": "new",
+                "csrf_token": token,
+            },
+        )
+        assert mixed.status_code == 422 and "different discoveries" in mixed.text
+        bad = http.post(
+            "/topics/merge",
+            data={"candidate": ["1; DROP"], "name": "X", "action": "new", "csrf_token": token},
+        )
+        assert bad.status_code == 422 and "is not a candidate id" in bad.text
+        assert _state(web.engine) == before
+        added = http.post(
+            "/topics/merge",
+            data={"candidate": [str(newer)], "topic": "Arts", "action": "add", "csrf_token": token},
+        )
+        assert added.status_code == 303, added.text
+        page = http.get(added.headers["location"]).text
+        assert "1 candidate(s) added to the topic &#39;Arts&#39;; 1 more articles" in page
+    with hardening._signed_in(web, REVIEWER) as http:
+        r = http.post(
+            "/topics/merge",
+            data={
+                "candidate": [str(newer)],
+                "name": "Y",
+                "action": "new",
+                "csrf_token": _token(http),
+            },
+        )
+        assert r.status_code == 403

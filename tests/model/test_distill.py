@@ -227,7 +227,7 @@ def test_cli_passes_the_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     app = typer.Typer()
     cli.register(app)
     runner = CliRunner()
-    args = ["train", "--dataset", str(data), "--no-baseline"]
+    args = ["train", "--quick", "--dataset", str(data), "--no-baseline"]
     distil = ["--teacher", "3", "--distill-alpha", "0.8", "--distill-temperature", "4"]
     got = runner.invoke(app, [*args, *distil, "--resume", "--checkpoint-minutes", "5"])
     assert got.exit_code == 1 and "stopped by the test" in got.output

@@ -399,7 +399,7 @@ def test_bad_input_found_by_the_flow_exits_with_code_2(tmp_path: Path, bert_base
     app = typer.Typer()
     register(app)
     runner = CliRunner(env={"NEWSFLOW_HOME": str(tmp_path / "home")})
-    args = ["train", "--dataset", str(data), "--no-register", "--no-baseline"]
+    args = ["train", "--quick", "--dataset", str(data), "--no-register", "--no-baseline"]
     for extra in (["--base", str(bad)], ["--base", str(tmp_path / "none")]):
         got = runner.invoke(app, [*args, *extra])
         assert got.exit_code == 2, got.output

@@ -63,6 +63,7 @@ def login(request: Request, ctx: Ctx, form: OpenForm) -> Response:
         ctx.ip_limiter.release(host)
         raise
     if user is None:  # the reserved attempts stand as failures
+        ctx.metrics.login_failures.inc()
         return ctx.page(
             "login.html",
             401,

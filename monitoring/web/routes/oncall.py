@@ -8,9 +8,10 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
+from monitoring.reference import describe, settings_thresholds
 from monitoring.web import charts, review_queue
 from monitoring.web.deps import AdminUser, Ctx, Denied
-from pipeline.core.db import drift_runs, events, predictions
+from pipeline.core.db import drift_runs, events, predictions, references
 from pipeline.core.db.drift_runs import DriftRun
 from pipeline.core.settings import Settings
 
@@ -57,6 +58,9 @@ def drift_list(ctx: Ctx, signed: AdminUser) -> HTMLResponse:
         runs=runs,
         psi_chart=_psi_chart(ordered, ctx.settings),
         accuracy_chart=accuracy,
+        in_use=_reference_in_use(ctx, runs),
+        recent_references=references.list_references(ctx.db, limit=10),
+        live_rows=ctx.settings.live_reference_rows,
     )
 
 
@@ -76,10 +80,17 @@ def drift_detail(ctx: Ctx, signed: AdminUser, run_id: int) -> HTMLResponse:
             ("current window", "#d9480f", hist["current"]),
             title="Confidence histogram: share per bin",
         )
+    used = (
+        references.get_reference(ctx.db, reference_id=run.reference_id)
+        if run.reference_id is not None
+        else None
+    )
     return ctx.page(
         "drift_detail.html",
         signed=signed,
         run=run,
+        used=used,
+        used_label=describe(used) if used is not None else None,
         hist_chart=chart,
         has_report=_report_file(run, ctx.reports_root) is not None,
     )
@@ -107,14 +118,33 @@ def models(ctx: Ctx, signed: AdminUser) -> HTMLResponse:
         versions = registry.list_versions(ctx.settings)
     except Exception as exc:  # the page still shows Postgres' history
         registry_error = str(exc)
+    history = events.list_model_events(ctx.db)
     return ctx.page(
         "models.html",
         signed=signed,
         versions=versions,
         registry_error=registry_error,
-        events=events.list_model_events(ctx.db),
+        events=history,
+        # the live check before each promotion decision (retraining.live_check's figures)
+        live_checks=[
+            (e, e.metrics["live_check"])
+            for e in history
+            if isinstance(e.metrics, dict) and isinstance(e.metrics.get("live_check"), dict)
+        ],
         serving=predictions.count_predictions_by_version(ctx.db),
     )
+
+
+def _reference_in_use(ctx: Ctx, runs: list[DriftRun]) -> dict[str, Any] | None:
+    """The active reference of the version the latest run checked (else the newest active
+    one), what it is, and the cut-offs it gives each metric now."""
+    version = next((r.model_version for r in runs if r.model_version), None)
+    ref = references.active_reference(ctx.db, model_version=version) if version else None
+    if ref is None:
+        ref = next((r for r in references.list_references(ctx.db) if r.status == "active"), None)
+    if ref is None:
+        return None
+    return {"ref": ref, "label": describe(ref), "cuts": settings_thresholds(ctx.settings, ref)}
 
 
 def _report_file(run: DriftRun | None, root: Path) -> Path | None:

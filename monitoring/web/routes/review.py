@@ -48,6 +48,7 @@ def review_label(ctx: Ctx, signed: CurrentUser, form: CsrfForm, item_id: int) ->
         second_share=ctx.settings.review_second_share,
         rng=ctx.rng,
     )
+    ctx.metrics.reviews.inc()
     return RedirectResponse("/review", status_code=303)
 
 

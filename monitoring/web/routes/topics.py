@@ -1,7 +1,8 @@
 """Emerging topics: the open candidates of the latest discovery and the onboarded topics.
 
-Every signed-in user may look; naming, dismissing and starting a discovery need the admin
-role and a CSRF-checked form. A refused decision (bad name, candidate no longer open) is a
+Every signed-in user may look; naming (one candidate, several as one topic, or adding some to
+a topic being onboarded), dismissing and starting a discovery need the admin role and a
+CSRF-checked form. A refused decision (bad name, candidate no longer open) is a
 4xx page and changes nothing; a done one redirects back to the page with a notice.
 """
 
@@ -38,12 +39,20 @@ def topics(
     queued: int | None = None,
     dismissed: int | None = None,
     discovery: str | None = None,
+    merged: int | None = None,
+    added: int | None = None,
 ) -> HTMLResponse:
     notice = None
-    if accepted is not None:
+    if added is not None:
+        name = topics_page.candidate_name(ctx.db, added)
+        if name:
+            notice = f"{merged or 1} candidate(s) added to the topic {name!r}"
+            notice += f"; {queued or 0} more articles were queued for review."
+    elif accepted is not None:
         name = topics_page.candidate_name(ctx.db, accepted)
         if name:
-            notice = f"Candidate #{accepted} is now the topic {name!r}"
+            who = f"{merged} candidates are" if merged else f"Candidate #{accepted} is"
+            notice = f"{who} now the topic {name!r}"
             if queued is not None:
                 notice += f"; {queued} articles were queued for review with it suggested"
             notice += "."
@@ -53,11 +62,14 @@ def topics(
         notice = "Discovery started in the background (about 30 s); reload to see it."
     elif discovery == "running":
         notice = "A discovery is running already."
+    candidates = onboarding.candidates(ctx.db)
     return ctx.page(
         "topics.html",
         signed=signed,
-        candidates=onboarding.candidates(ctx.db),
-        topics=topics_page.topic_rows(ctx.db),
+        candidates=candidates,
+        by_rank={c.rank: c.id for c in candidates},
+        min_f1=ctx.settings.topic_min_f1,
+        topics=topics_page.topic_rows(ctx.db, min_labels=ctx.settings.topic_min_labels),
         min_labels=ctx.settings.topic_min_labels,
         max_name=onboarding.MAX_NAME,
         job=ctx.discovery.state(),
@@ -79,6 +91,29 @@ def accept(ctx: Ctx, signed: AdminUser, form: CsrfForm, candidate_id: int) -> Re
     except TopicError as exc:
         return _refused(ctx, signed, exc)
     return _back(accepted=candidate_id, queued=queued)
+
+
+@router.post("/topics/merge")
+def merge(ctx: Ctx, signed: AdminUser, form: CsrfForm) -> Response:
+    """The ticked candidates as one new topic (``name``), or added to a topic being
+    onboarded (``topic``, with ``action=add``)."""
+    values = form.getlist("candidate")
+    try:
+        ids = topics_page.candidate_ids([v if isinstance(v, str) else "" for v in values])
+        if text_field(form, "action", max_length=16) == "add":
+            topic = text_field(form, "topic", max_length=MAX_FIELD)
+            queued = onboarding.add_to_topic(ctx.db, ids, topic, admin=signed.user.username)
+            return _back(added=ids[0], queued=queued, merged=len(set(ids)))
+        queued = onboarding.accept_many(
+            ctx.db,
+            ids,
+            text_field(form, "name", max_length=MAX_FIELD),
+            admin=signed.user.username,
+            known_labels=topics_page.known_labels(ctx.db),
+        )
+    except TopicError as exc:
+        return _refused(ctx, signed, exc)
+    return _back(accepted=ids[0], queued=queued, merged=len(set(ids)))
 
 
 @router.post("/topics/candidates/{candidate_id}/dismiss")

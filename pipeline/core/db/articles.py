@@ -1,6 +1,7 @@
 """Data access for ``articles`` and ``article_conflicts``, as the sink writes them: one
 bulk, idempotent upsert per batch, the stored text of ids another message claimed first,
-redeliveries counted, conflicting copies kept.
+redeliveries counted, conflicting copies kept; and the latest stored texts (recent live
+traffic for the live check before a promotion).
 
 Writes take the caller's :class:`~sqlalchemy.Connection` inside its transaction (the caller
 commits)."""
@@ -8,12 +9,13 @@ commits)."""
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
-from pipeline.core.db.access import unnest_rows
+from pipeline.core.db.access import Db, connected, unnest_rows
 from pipeline.core.db.models import ArticleConflictRow, ArticleRow
 from pipeline.core.records import CleanArticle
 
@@ -28,6 +30,33 @@ def _position(value: int) -> int | None:
     return value if value >= 0 else None
 
 
+ARTICLE_LOCKS = 0x61727469  # "arti": first key of the per-article transaction locks
+
+
+def lock_article_ids(conn: Connection, *, ids: Collection[str]) -> None:
+    """Hold a transaction lock per article id (two-key advisory locks: :data:`ARTICLE_LOCKS`
+    and the id's hash), taken in one order so two writers never deadlock. ``articles`` and
+    ``predictions`` are partitioned by day, so no unique index spans an id's partitions:
+    writers that look an id up and then insert it hold its lock in between."""
+    if ids:
+        conn.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(:k, h) FROM (SELECT DISTINCT hashtext(i) AS h "
+                "FROM unnest(CAST(:ids AS text[])) AS i ORDER BY 1) AS s"
+            ),
+            {"k": ARTICLE_LOCKS, "ids": sorted(set(ids))},
+        )
+
+
+def _stored(conn: Connection, ids: Collection[str]) -> dict[str, tuple[datetime, str, str]]:
+    rows = conn.execute(
+        select(ArticleRow.id, ArticleRow.received_at, ArticleRow.title, ArticleRow.body).where(
+            ArticleRow.id.in_(list(ids))
+        )
+    )
+    return {str(r.id): (r.received_at, r.title, r.body) for r in rows}
+
+
 def upsert_articles(
     conn: Connection, *, articles: Sequence[CleanArticle], deliveries: Sequence[int]
 ) -> set[str]:
@@ -35,38 +64,68 @@ def upsert_articles(
     ``articles[i]``'s text); an id stored already with the same title and body only counts
     the deliveries, one stored with another text is left as it is. Returns the ids whose
     stored text is the one offered (new or matching); the others are conflicts or their
-    redeliveries."""
-    rows = [
-        {
-            "id": art.id,
-            "title": art.title,
-            "body": art.body,
-            "source": art.source,
-            "url": art.url,
-            "language": art.language,
-            "published_at": art.published_at,
-            "received_at": art.received_at,
-            "enqueued_at": art.enqueued_at,
-            "kafka_topic": art.topic,
-            "kafka_partition": _position(art.partition),
-            "kafka_offset": _position(art.offset),
-            "deliveries": n,
-        }
-        for art, n in zip(articles, deliveries, strict=True)
-    ]
-    if not rows:
+    redeliveries. Ids are looked up in every partition under :func:`lock_article_ids`."""
+    if len(articles) != len(deliveries):
+        raise ValueError("one delivery count per article")
+    if not articles:
         return set()
-    stmt = insert(ArticleRow).from_select(list(rows[0]), unnest_rows(ArticleRow.__table__, rows))
-    return set(
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["id"],
-                set_={"deliveries": ArticleRow.deliveries + stmt.excluded.deliveries},
-                where=(ArticleRow.title == stmt.excluded.title)
-                & (ArticleRow.body == stmt.excluded.body),
-            ).returning(ArticleRow.id)
+    lock_article_ids(conn, ids=[a.id for a in articles])
+    stored = _stored(conn, {a.id for a in articles})
+    rows: dict[str, dict[str, object]] = {}
+    counted: list[dict[str, object]] = []
+    for art, n in zip(articles, deliveries, strict=True):
+        if art.id in stored:
+            received, title, body = stored[art.id]
+            if (title, body) == (art.title, art.body):
+                counted.append({"i": art.id, "r": received, "n": n})
+            continue
+        rows.setdefault(
+            art.id,
+            {
+                "id": art.id,
+                "title": art.title,
+                "body": art.body,
+                "source": art.source,
+                "url": art.url,
+                "language": art.language,
+                "published_at": art.published_at,
+                "received_at": art.received_at,
+                "enqueued_at": art.enqueued_at,
+                "kafka_topic": art.topic,
+                "kafka_partition": _position(art.partition),
+                "kafka_offset": _position(art.offset),
+                "deliveries": n,
+            },
+        )
+    matched: set[str] = set()
+    if rows:
+        values = list(rows.values())
+        stmt = insert(ArticleRow).from_select(
+            list(values[0]), unnest_rows(ArticleRow.__table__, values)
+        )
+        matched.update(
+            conn.execute(
+                stmt.on_conflict_do_nothing(index_elements=["id", "received_at"]).returning(
+                    ArticleRow.id
+                )
+            ).scalars()
+        )
+    if counted:  # the key (id, received_at) finds each row's partition and index entry
+        updated = conn.execute(
+            text(
+                "UPDATE articles AS a SET deliveries = a.deliveries + u.n FROM unnest("
+                "CAST(:i AS text[]), CAST(:r AS timestamptz[]), CAST(:n AS int[])) "
+                "AS u(id, received_at, n) WHERE a.id = u.id AND a.received_at = u.received_at "
+                "RETURNING a.id"
+            ),
+            {
+                "i": [c["i"] for c in counted],
+                "r": [c["r"] for c in counted],
+                "n": [c["n"] for c in counted],
+            },
         ).scalars()
-    )
+        matched.update(str(i) for i in updated)
+    return matched
 
 
 def select_article_texts(conn: Connection, *, ids: Collection[str]) -> dict[str, ArticleText]:
@@ -109,3 +168,21 @@ def insert_conflicts(conn: Connection, *, articles: Sequence[CleanArticle]) -> N
             for a in articles
         ],
     )
+
+
+class StoredText(NamedTuple):
+    id: str
+    title: str
+    body: str
+
+
+def latest_article_texts(db: Db, *, limit: int) -> list[StoredText]:
+    """The ``limit`` most recently stored articles, newest first: the recent live traffic
+    the live check before a promotion scores both models on."""
+    with connected(db) as conn:
+        rows = conn.execute(
+            select(ArticleRow.id, ArticleRow.title, ArticleRow.body)
+            .order_by(ArticleRow.stored_at.desc(), ArticleRow.id.desc())
+            .limit(limit)
+        ).all()
+    return [StoredText(str(r.id), r.title or "", r.body or "") for r in rows]

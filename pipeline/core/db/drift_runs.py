@@ -33,6 +33,9 @@ class NewDriftRun:
     report_path: str | None = None
     details: dict[str, Any] = dataclasses.field(default_factory=dict)  # the JSONB column
     decision: dict[str, Any] | None = None  # the retraining decision (JSONB)
+    reference_id: int | None = None  # the drift reference compared with
+    window_from: datetime | None = None  # the window's first and last prediction time
+    window_to: datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,12 +86,26 @@ class DriftRun:
     report_path: str | None
     details: dict[str, Any]
     decision: dict[str, Any] | None
+    reference_id: int | None = None  # None: a run from before references were stored
+    window_from: datetime | None = None
+    window_to: datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FlaggedRun:
+    """A run whose confidence PSI was flagged (warn or drift), with its window."""
+
+    id: int
+    level: str
+    psi_confidence: float | None
+    window_from: datetime
+    window_to: datetime
 
 
 _DRIFT_RUN_COLUMNS = (
     "id, started_at, finished_at, model_version, level, window_size, psi_confidence, "
     "psi_topics, psi_evidently, estimated_accuracy, reviewed_accuracy, report_path, details, "
-    "decision"
+    "decision, reference_id, window_from, window_to"
 )
 
 
@@ -111,6 +128,9 @@ def insert_drift_run(engine: Engine, run: NewDriftRun) -> int:
                 "report_path": run.report_path,
                 "details": run.details,
                 "decision": run.decision,
+                "reference_id": run.reference_id,
+                "window_from": run.window_from,
+                "window_to": run.window_to,
             },
         ).scalar_one()
     return int(run_id)
@@ -180,6 +200,26 @@ def get_drift_run(db: Db, *, run_id: int) -> DriftRun | None:
             text(f"SELECT {_DRIFT_RUN_COLUMNS} FROM drift_runs WHERE id = :i"), {"i": run_id}
         ).first()
     return _drift_run(row) if row is not None else None
+
+
+def confidence_flagged_runs_between(
+    db: Db, *, model_version: str, start: datetime, end: datetime, warn: float
+) -> list[FlaggedRun]:
+    """Runs of ``model_version`` whose window overlaps ``[start, end]`` and whose confidence
+    PSI was flagged: the run's own per-metric level (``details.levels.confidence``) when
+    recorded, else its PSI against ``warn``. Oldest first."""
+    with connected(db) as conn:
+        rows = conn.execute(
+            text(
+                "SELECT id, level, psi_confidence, window_from, window_to FROM drift_runs "
+                "WHERE model_version = :v AND window_from IS NOT NULL "
+                "AND window_from <= :b AND window_to >= :a AND level IN ('warn', 'drift') "
+                "AND coalesce(details #>> '{levels,confidence}' IN ('warn', 'drift'), "
+                "psi_confidence >= :w) ORDER BY id"
+            ),
+            {"v": model_version, "a": start, "b": end, "w": warn},
+        ).all()
+    return [FlaggedRun(int(r[0]), str(r[1]), r[2], r[3], r[4]) for r in rows]
 
 
 def _drift_run(row: Row[Any]) -> DriftRun:

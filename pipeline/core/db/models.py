@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -26,6 +28,9 @@ class Base(DeclarativeBase):
 
 
 class ArticleRow(Base):
+    """Partitioned by day of ``received_at`` (migration 0008): the key includes it. An id is
+    unique across partitions through :func:`pipeline.core.db.articles.upsert_articles`."""
+
     __tablename__ = "articles"
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -35,7 +40,7 @@ class ArticleRow(Base):
     url: Mapped[str | None] = mapped_column(String(2048))
     language: Mapped[str | None] = mapped_column(String(16))
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # where the stored copy came from (the first message with this id)
@@ -66,16 +71,22 @@ class ArticleConflictRow(Base):
 
 
 class PredictionRow(Base):
+    """Partitioned by day of ``predicted_at`` (migration 0008): keys include it; (article,
+    model version) is unique across partitions through
+    :func:`pipeline.core.db.predictions.insert_new_predictions`. No foreign keys point at
+    the partitioned tables: retention keeps the rows reviews name."""
+
     __tablename__ = "predictions"
     __table_args__ = (
-        UniqueConstraint("article_id", "model_version", name="uq_prediction_article_version"),
+        UniqueConstraint(
+            "article_id", "model_version", "predicted_at", name="uq_prediction_article_version"
+        ),
         Index("ix_predictions_predicted_at", "predicted_at"),
+        Index("ix_predictions_version_id", "model_version", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    article_id: Mapped[str] = mapped_column(
-        String(128), ForeignKey("articles.id", ondelete="CASCADE")
-    )
+    article_id: Mapped[str] = mapped_column(String(128))
     model_version: Mapped[str] = mapped_column(String(64))
     topic: Mapped[str] = mapped_column(String(128))
     confidence: Mapped[float] = mapped_column(Float)
@@ -83,7 +94,7 @@ class PredictionRow(Base):
     probabilities: Mapped[list[float]] = mapped_column(ARRAY(Float))
     latency_ms: Mapped[float] = mapped_column(Float)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    predicted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    predicted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
 
 
 class ReviewItemRow(Base):
@@ -91,13 +102,19 @@ class ReviewItemRow(Base):
     __table_args__ = (
         UniqueConstraint("prediction_id", "round", name="uq_review_prediction_round"),
         Index("ix_review_queue", "status", "priority", "id"),
+        Index("ix_review_items_article_id", "article_id"),  # retention's keep rules (0008)
+        Index(  # a reviewer's labels (the review page), kept for good by retention (0008)
+            "ix_review_items_reviewer_done",
+            "reviewer",
+            "labelled_at",
+            postgresql_where=text("status = 'done'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    prediction_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("predictions.id", ondelete="CASCADE")
-    )
-    article_id: Mapped[str] = mapped_column(String(128), ForeignKey("articles.id"))
+    # no foreign keys into the partitioned tables (migration 0008); retention keeps these
+    prediction_id: Mapped[int] = mapped_column(BigInteger)
+    article_id: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(String(16))  # "uniform" | "uncertainty"
     priority: Mapped[int] = mapped_column(Integer)  # lower first
     round: Mapped[int] = mapped_column(Integer, default=1)  # 2 = second review for agreement
@@ -168,6 +185,13 @@ class DriftRunRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     # The retraining decision (action, triggers, reason, evidence; later its outcome).
     decision: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
+    # The drift reference it compared with (NULL on runs from before references were
+    # stored: those used the training reference) and its window's first/last prediction time.
+    reference_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("drift_references.id", name="fk_drift_runs_reference")
+    )
+    window_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    window_to: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ModelEventRow(Base):
@@ -222,3 +246,92 @@ class TopicRow(Base):
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     retrain_version: Mapped[str | None] = mapped_column(String(64))
+
+
+class AlertRow(Base):
+    """The state of one of newsflow's own alert conditions (see monitoring.alerts)."""
+
+    __tablename__ = "alerts"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # e.g. "drift:confidence"
+    severity: Mapped[str] = mapped_column(String(16))  # info | warning | critical
+    status: Mapped[str] = mapped_column(String(16))  # firing | resolved
+    summary: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # this episode's start
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_notified: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    notified_status: Mapped[str | None] = mapped_column(String(16))  # what the receiver was told
+    notification_count: Mapped[int] = mapped_column(Integer, default=0)
+    silenced_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    silenced_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class AlertDeliveryRow(Base):
+    """One webhook notification: the outbox while pending, then a short log of its fate."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        Index("ix_alert_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_alert_deliveries_key", "alert_key", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    alert_key: Mapped[str] = mapped_column(String(64), ForeignKey("alerts.key"))
+    status: Mapped[str] = mapped_column(String(16))  # firing | resolved: what it tells
+    state: Mapped[str] = mapped_column(String(16))  # pending|delivered|expired|superseded
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_http_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# Drift references that follow the feed (issue 23): see pipeline/core/db/references.py.
+class DriftReferenceRow(Base):
+    """A reference distribution a drift check compares with: the model folder's training
+    sample, the champion's first live predictions, or an operator's baseline window."""
+
+    __tablename__ = "drift_references"
+    __table_args__ = (
+        Index(
+            "uq_drift_references_active",
+            "model_version",
+            unique=True,
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # training | live | baseline
+    status: Mapped[str] = mapped_column(String(16))  # active | retired | rejected
+    reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    window_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    window_to: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    n_rows: Mapped[int] = mapped_column(Integer)
+    confidences: Mapped[list[float]] = mapped_column(ARRAY(Float))  # in time order
+    topic_mix: Mapped[dict[str, float]] = mapped_column(JSONB)
+    hour_mix: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
+    chunks: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+# Bounded storage (issue 22) ----------------------------------------------------------------
+
+
+class PredictionCountRow(Base):
+    """Predictions stored per UTC day and model version (written with them), so /models
+    sums a few rows instead of counting ``predictions``; kept when retention drops the
+    rows themselves."""
+
+    __tablename__ = "prediction_counts"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    predictions: Mapped[int] = mapped_column(BigInteger)
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
 from sqlalchemy import Connection, text
 from sqlalchemy.dialects.postgresql import insert
 
 from pipeline.core.db.access import Db, connected, unnest_rows
+from pipeline.core.db.articles import lock_article_ids
 from pipeline.core.db.models import ModelLabelsRow, PredictionRow
+from pipeline.core.db.partitions import day_start, utc_today
 from pipeline.core.records import Prediction
 
 
@@ -72,12 +74,29 @@ def _array_literal(values: Sequence[float]) -> str:
 def insert_new_predictions(
     conn: Connection, *, predictions: Sequence[Prediction]
 ) -> dict[tuple[str, str], int]:
-    """Store predictions, skipping any (article, model version) stored already. Returns the
-    row id of each one stored now, by (article id, model version)."""
+    """Store predictions, skipping any (article, model version) stored already (in any
+    partition: looked up under the articles' transaction locks) or offered twice. Returns
+    the row id of each one stored now, by (article id, model version), and counts them in
+    ``prediction_counts``."""
     if not predictions:
         return {}
-    rows = [
-        {
+    lock_article_ids(conn, ids=[p.article_id for p in predictions])
+    stored = {
+        (str(r[0]), str(r[1]))
+        for r in conn.execute(
+            text(
+                "SELECT article_id, model_version FROM predictions "
+                "WHERE article_id = ANY(CAST(:ids AS text[]))"
+            ),
+            {"ids": sorted({p.article_id for p in predictions})},
+        )
+    }
+    rows: dict[tuple[str, str], dict[str, object]] = {}
+    for p in predictions:
+        key = (p.article_id, p.model_version)
+        if key in stored or key in rows:
+            continue
+        rows[key] = {
             "article_id": p.article_id,
             "model_version": p.model_version,
             "topic": p.topic,
@@ -88,18 +107,70 @@ def insert_new_predictions(
             "received_at": p.received_at,
             "predicted_at": p.predicted_at,
         }
-        for p in predictions
-    ]
+    if not rows:
+        return {}
+    values = list(rows.values())
     inserted = conn.execute(
         insert(PredictionRow)
         .from_select(
-            list(rows[0]),
-            unnest_rows(PredictionRow.__table__, rows, as_text=["probabilities"]),
+            list(values[0]),
+            unnest_rows(PredictionRow.__table__, values, as_text=["probabilities"]),
         )
         .on_conflict_do_nothing(constraint="uq_prediction_article_version")
-        .returning(PredictionRow.id, PredictionRow.article_id, PredictionRow.model_version)
+        .returning(
+            PredictionRow.id,
+            PredictionRow.article_id,
+            PredictionRow.model_version,
+            PredictionRow.predicted_at,
+        )
     ).all()
+    _count(conn, [(r.predicted_at, str(r.model_version)) for r in inserted])
     return {(str(r.article_id), str(r.model_version)): int(r.id) for r in inserted}
+
+
+def _count(conn: Connection, stored: Sequence[tuple[datetime, str]]) -> None:
+    """Add predictions just stored (their time and version) to ``prediction_counts``."""
+    per: dict[tuple[date, str], tuple[int, datetime]] = {}
+    for at, version in stored:
+        key = (utc_today(at), version)
+        n, last = per.get(key, (0, at))
+        per[key] = (n + 1, max(last, at))
+    if not per:
+        return
+    conn.execute(
+        text(
+            "INSERT INTO prediction_counts AS c (day, model_version, predictions, last_at) "
+            "SELECT * FROM unnest(CAST(:d AS date[]), CAST(:v AS text[]), "
+            "CAST(:n AS bigint[]), CAST(:t AS timestamptz[])) "
+            "ON CONFLICT (day, model_version) DO UPDATE SET "
+            "predictions = c.predictions + excluded.predictions, "
+            "last_at = greatest(c.last_at, excluded.last_at)"
+        ),
+        {
+            "d": [k[0] for k in per],
+            "v": [k[1] for k in per],
+            "n": [v[0] for v in per.values()],
+            "t": [v[1] for v in per.values()],
+        },
+    )
+
+
+def recount_predictions(conn: Connection, *, since: datetime, until: datetime) -> None:
+    """Rebuild ``prediction_counts`` for the UTC days of ``[since, until)`` from the rows
+    (for rows written around :func:`insert_new_predictions`: seed data, benchmarks)."""
+    start, end = utc_today(since), utc_today(until)
+    conn.execute(
+        text("DELETE FROM prediction_counts WHERE day >= :a AND day <= :b"), {"a": start, "b": end}
+    )
+    conn.execute(
+        text(
+            "INSERT INTO prediction_counts (day, model_version, predictions, last_at) "
+            "SELECT CAST((predicted_at AT TIME ZONE 'UTC') AS date), model_version, count(*), "
+            "max(predicted_at) FROM predictions WHERE predicted_at >= :a AND predicted_at < :b "
+            "GROUP BY 1, 2"
+        ),
+        {"a": day_start(start), "b": day_start(end) + timedelta(days=1)},
+    )
 
 
 def record_model_labels(conn: Connection, *, labels: Mapping[str, Sequence[str]]) -> None:
@@ -183,13 +254,18 @@ def serving_versions(db: Db) -> dict[str, int]:
 
 
 def count_predictions_by_version(db: Db) -> list[VersionServing]:
-    """Every model version's predictions, the most recently serving version first."""
+    """Every model version's predictions, the most recently serving version first: totals
+    from ``prediction_counts`` (kept after retention drops the rows), the last hour counted
+    on the ``predicted_at`` index."""
     with connected(db) as conn:
         rows = conn.execute(
             text(
-                "SELECT model_version, count(*) AS total, count(*) FILTER (WHERE "
-                "predicted_at >= now() - interval '1 hour') AS last_hour, "
-                "max(predicted_at) AS last_at FROM predictions GROUP BY 1 ORDER BY 4 DESC"
+                "SELECT c.model_version, c.total, coalesce(h.n, 0), c.last_at FROM "
+                "(SELECT model_version, sum(predictions) AS total, max(last_at) AS last_at "
+                "FROM prediction_counts GROUP BY 1) c LEFT JOIN "
+                "(SELECT model_version, count(*) AS n FROM predictions "
+                "WHERE predicted_at >= now() - interval '1 hour' GROUP BY 1) h "
+                "ON h.model_version = c.model_version ORDER BY 4 DESC"
             )
         ).all()
     return [VersionServing(str(r[0]), int(r[1]), int(r[2]), r[3]) for r in rows]

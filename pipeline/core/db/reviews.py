@@ -2,8 +2,9 @@
 the queue (its advisory lock, the pending items it competes with, replacing and renumbering
 them, queueing new picks), the expiry of stale pending items; open items for ``newsflow
 status``, counts per status, a stream's sampled items for ``newsflow run``, reviewed
-accuracy for the drift check and reviewed labels for retraining. (Claim, label and skip are
-in :mod:`pipeline.core.db.review_queue`.)
+accuracy for the drift check, reviewed labels for retraining and the latest uniformly
+reviewed articles for the live check before a promotion. (Claim, label and skip are in
+:mod:`pipeline.core.db.review_queue`.)
 
 Statuses: ``pending`` (waiting), ``done`` (labelled), ``expired`` (waited longer than the
 expiry setting unreviewed), ``replaced`` (gave its place in the budgeted queue to a more
@@ -12,7 +13,7 @@ useful item)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import NamedTuple
 
 from sqlalchemy import Connection, text
@@ -214,3 +215,44 @@ def queue_review_items(conn: Connection, *, items: Sequence[NewReviewItem]) -> N
             for i in items
         ],
     )
+
+
+def latest_uniform_reviews(
+    db: Db, *, limit: int, exclude_ids: Collection[str] = ()
+) -> list[ReviewedArticle]:
+    """The latest ``limit`` articles reviewed from the uniform sample (first round, labels
+    that name a topic, simulated labels included), newest label first, one per article (its
+    latest label); articles in ``exclude_ids`` (say, a challenger's training rows) are left
+    out. What the live check before a promotion scores both models on."""
+    with connected(db) as conn:
+        rows = conn.execute(
+            text(
+                "SELECT id, title, body, label FROM (SELECT DISTINCT ON (a.id) a.id, a.title, "
+                "a.body, r.label, r.labelled_at, r.id AS item FROM review_items r "
+                "JOIN articles a ON a.id = r.article_id WHERE r.status = 'done' "
+                "AND r.round = 1 AND r.reason = 'uniform' AND r.label IS NOT NULL "
+                "AND r.label <> '__none__' AND NOT (a.id = ANY(:ex)) "
+                "ORDER BY a.id, r.labelled_at DESC NULLS LAST, r.id DESC) latest "
+                "ORDER BY labelled_at DESC NULLS LAST, item DESC LIMIT :n"
+            ),
+            {"ex": list(exclude_ids), "n": limit},
+        ).all()
+    return [ReviewedArticle(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+
+def count_uniform_reviewed(db: Db, *, article_ids: Collection[str]) -> int:
+    """How many of ``article_ids`` were reviewed from the uniform sample (first round, a
+    topic label): what leaving them out of the live check costs it."""
+    if not article_ids:
+        return 0
+    with connected(db) as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(DISTINCT article_id) FROM review_items WHERE status = 'done' "
+                    "AND round = 1 AND reason = 'uniform' AND label IS NOT NULL "
+                    "AND label <> '__none__' AND article_id = ANY(:ids)"
+                ),
+                {"ids": list(article_ids)},
+            ).scalar_one()
+        )

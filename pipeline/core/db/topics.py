@@ -6,6 +6,13 @@ confidently). The rules (names, which change is allowed when) live in
 
 Writes take the caller's :class:`~sqlalchemy.Connection` inside its transaction (the caller
 takes :func:`lock_topic_changes` first and commits); reads take an engine or a connection.
+
+A discovery is the set of candidates stored in one transaction: they share ``discovered_at``
+(``now()`` is the transaction's start). The JSONB column ``terms`` holds a candidate's
+description: its top terms as a list (rows stored before candidates were marked near each
+other) or ``{"terms": [...], "near": [[rank, cosine], ...]}``; :func:`_stored` reads both.
+The new-topic gate's latest decision for a topic is read from ``model_events``
+(``metrics.topic_gate.<name>``), where the retraining records it.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ class NewCandidate:
     terms: Sequence[str]
     examples: Sequence[str]
     members: Sequence[str]  # article ids
+    near: Sequence[tuple[int, float]] = ()  # (rank, centroid cosine) of near candidates
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,9 +79,11 @@ class StoredCandidate:
     members: list[str]
     name: str | None
     model_version: str | None
+    discovered_at: datetime  # one discovery = one value
+    near: list[tuple[int, float]] = dataclasses.field(default_factory=list)  # (rank, cosine)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "discovered_at": self.discovered_at.isoformat()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +96,22 @@ class TopicSummary:
     created_at: datetime
     retrain_version: str | None
     pending: int
+    rejected: int  # onboarding suggestions a reviewer answered with another label
+    candidates: list[int]  # the candidates named as this topic
+    members: int  # their members, counted together
+    gate: dict[str, Any] | None  # the new-topic gate's latest decision (model_events)
+
+
+@dataclasses.dataclass(frozen=True)
+class TopicState:
+    """A topic's status and the onboarding numbers its next step depends on."""
+
+    name: str
+    status: str
+    pending: int  # onboarding suggestions waiting for a reviewer
+    done: int  # onboarding suggestions answered
+    rejected: int  # of those, answered with another label
+    labels_required: int | None  # what the new-topic gate asked for last (None: nothing)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,7 +211,12 @@ def insert_candidate(
                 "coh": candidate.cohesion,
                 "near": candidate.nearest_topic,
                 "none": candidate.none_of_these,
-                "t": json.dumps(list(candidate.terms)),
+                "t": json.dumps(
+                    {
+                        "terms": list(candidate.terms),
+                        "near": [[int(k), float(c)] for k, c in candidate.near],
+                    }
+                ),
                 "e": json.dumps(list(candidate.examples)),
                 "m": json.dumps(list(candidate.members)),
             },
@@ -194,6 +225,9 @@ def insert_candidate(
 
 
 def _stored(r: RowMapping) -> StoredCandidate:
+    description = r["terms"]
+    if not isinstance(description, dict):  # stored before candidates were marked near
+        description = {"terms": description, "near": []}
     return StoredCandidate(
         id=int(r["id"]),
         rank=int(r["rank"]),
@@ -203,11 +237,13 @@ def _stored(r: RowMapping) -> StoredCandidate:
         cohesion=float(r["cohesion"]),
         nearest_topic=str(r["nearest_topic"]),
         none_of_these=int(r["none_of_these"]),
-        terms=list(r["terms"]),
+        terms=list(description["terms"]),
         examples=list(r["examples"]),
         members=list(r["members"]),
         name=r["name"],
         model_version=r["model_version"],
+        discovered_at=r["discovered_at"],
+        near=[(int(k), float(c)) for k, c in description.get("near", [])],
     )
 
 
@@ -234,6 +270,16 @@ def lock_candidate(conn: Connection, *, candidate_id: int) -> StoredCandidate | 
         .first()
     )
     return None if row is None else _stored(row)
+
+
+def lock_candidates(conn: Connection, *, candidate_ids: Sequence[int]) -> list[StoredCandidate]:
+    """The candidates among ``candidate_ids`` that exist, their rows locked (in id order, so
+    two transactions locking overlapping sets wait rather than deadlock), by id."""
+    rows = conn.execute(
+        text("SELECT * FROM topic_candidates WHERE id = ANY(:i) ORDER BY id FOR UPDATE"),
+        {"i": sorted(set(candidate_ids))},
+    ).mappings()
+    return [_stored(r) for r in rows]
 
 
 def select_candidate_name(db: Db, *, candidate_id: int) -> str | None:
@@ -294,7 +340,15 @@ def select_topics(db: Db, *, limit: int = 200) -> list[TopicSummary]:
             text(
                 "SELECT t.name, t.status, t.created_by, t.created_at, t.retrain_version, "
                 "(SELECT count(*) FROM review_items r WHERE r.suggested_label = t.name "
-                "AND r.status = 'pending') AS pending "
+                "AND r.status = 'pending') AS pending, "
+                "(SELECT count(*) FROM review_items r WHERE r.suggested_label = t.name "
+                "AND r.reason = 'onboarding' AND r.status = 'done' AND r.label <> t.name) "
+                "AS rejected, "
+                "(SELECT coalesce(array_agg(c.id ORDER BY c.id), '{}') FROM topic_candidates c "
+                "WHERE c.name = t.name AND c.status = 'accepted') AS candidates, "
+                "(SELECT coalesce(sum(c.size), 0) FROM topic_candidates c "
+                "WHERE c.name = t.name AND c.status = 'accepted') AS members, "
+                f"({_LATEST_GATE}) AS gate "
                 "FROM topics t ORDER BY t.created_at DESC, t.name LIMIT :n"
             ),
             {"n": limit},
@@ -307,9 +361,50 @@ def select_topics(db: Db, *, limit: int = 200) -> list[TopicSummary]:
             created_at=r.created_at,
             retrain_version=r.retrain_version,
             pending=int(r.pending),
+            rejected=int(r.rejected),
+            candidates=[int(c) for c in r.candidates],
+            members=int(r.members),
+            gate=r.gate,
         )
         for r in rows
     ]
+
+
+# the gate's latest decision about topic ``t`` since it was created (``t`` in scope)
+_LATEST_GATE = (
+    "SELECT e.metrics->'topic_gate'->t.name FROM model_events e "
+    "WHERE e.at >= t.created_at AND e.metrics->'topic_gate'->t.name IS NOT NULL "
+    "ORDER BY e.id DESC LIMIT 1"
+)
+
+
+def select_topic_state(db: Db, *, name: str) -> TopicState | None:
+    """``name``'s status and onboarding numbers; None when there is no such topic."""
+    with connected(db) as conn:
+        r = conn.execute(
+            text(
+                "SELECT t.name, t.status, "
+                "count(*) FILTER (WHERE r.status = 'pending') AS pending, "
+                "count(*) FILTER (WHERE r.status = 'done') AS done, "
+                "count(*) FILTER (WHERE r.status = 'done' AND r.label <> t.name) AS rejected, "
+                f"(SELECT CAST(g->>'labels_required' AS integer) FROM ({_LATEST_GATE}) AS s(g)) "
+                "AS required "
+                "FROM topics t LEFT JOIN review_items r ON r.suggested_label = t.name "
+                "AND r.reason = 'onboarding' WHERE t.name = :n GROUP BY t.name, t.status, "
+                "t.created_at"
+            ),
+            {"n": name},
+        ).first()
+    if r is None:
+        return None
+    return TopicState(
+        name=str(r.name),
+        status=str(r.status),
+        pending=int(r.pending),
+        done=int(r.done),
+        rejected=int(r.rejected),
+        labels_required=None if r.required is None else int(r.required),
+    )
 
 
 def lock_topic_status(conn: Connection, *, name: str) -> str | None:
@@ -414,6 +509,56 @@ def queue_onboarding_reviews(
             {"n": suggested_label, "members": list(members), "round": review_round},
         ).rowcount
     )
+
+
+def select_topic_texts(db: Db, *, label: str, limit: int) -> list[str]:
+    """Texts (title and body) of up to ``limit`` articles whose latest done review gave
+    ``label``, the latest first: the topic's named examples."""
+    with connected(db) as conn:
+        rows = conn.execute(
+            text(
+                "SELECT a.title || ' ' || a.body FROM (SELECT DISTINCT ON (article_id) "
+                "article_id, label, labelled_at FROM review_items WHERE status = 'done' "
+                "ORDER BY article_id, labelled_at DESC) s JOIN articles a ON a.id = s.article_id "
+                "WHERE s.label = :n ORDER BY s.labelled_at DESC, a.id LIMIT :k"
+            ),
+            {"n": label, "k": limit},
+        ).scalars()
+        return [str(t) for t in rows]
+
+
+def select_member_texts(db: Db, *, name: str, limit: int) -> list[str]:
+    """Texts of up to ``limit`` members of the candidates named as topic ``name``."""
+    with connected(db) as conn:
+        rows = conn.execute(
+            text(
+                "SELECT a.title || ' ' || a.body FROM topic_candidates c "
+                "CROSS JOIN LATERAL jsonb_array_elements_text(c.members) AS m(id) "
+                "JOIN articles a ON a.id = m.id WHERE c.name = :n AND c.status = 'accepted' "
+                "ORDER BY c.id, a.id LIMIT :k"
+            ),
+            {"n": name, "k": limit},
+        ).scalars()
+        return [str(t) for t in rows]
+
+
+def select_unreviewed(db: Db, *, limit: int) -> list[PoolArticle]:
+    """Up to ``limit`` of the latest predicted articles (among the last ``4 * limit``
+    predictions) that have no review item waiting or answered: what more suggestions for a
+    topic are picked from, newest first."""
+    with connected(db) as conn:
+        rows = conn.execute(
+            text(
+                "SELECT a.id, a.title, a.body FROM (SELECT article_id, max(id) AS last "
+                "FROM (SELECT article_id, id FROM predictions ORDER BY id DESC LIMIT :scan) r "
+                "GROUP BY article_id) p "
+                "JOIN articles a ON a.id = p.article_id WHERE NOT EXISTS (SELECT 1 FROM "
+                "review_items r WHERE r.article_id = a.id AND r.status IN ('pending', 'done')) "
+                "ORDER BY p.last DESC LIMIT :n"
+            ),
+            {"n": limit, "scan": limit * 4},
+        ).all()
+    return [PoolArticle(str(r.id), str(r.title), str(r.body)) for r in rows]
 
 
 def withdraw_onboarding_reviews(conn: Connection, *, suggested_label: str) -> int:

@@ -1,0 +1,371 @@
+"""Drift references that follow the feed, and the levels they give.
+
+A drift check compares its window with the champion's *active reference*
+(``drift_references``, one per model version):
+
+* ``training``: the model folder's held-out sample (confidences, topic mix), stored the first
+  time a check sees the version; it stands until one of the next two replaces it;
+* ``live``: the champion's first ``NEWSFLOW_LIVE_REFERENCE_ROWS`` predictions, adopted by the
+  drift check once that many exist and their confidence PSI against the training reference
+  is at most ``NEWSFLOW_LIVE_REFERENCE_MAX_PSI``; a window that fails is stored ``rejected``
+  with its reason, and is not tried again for that version (the training reference stays);
+* ``baseline``: a stored window re-scored by the champion (:mod:`monitoring.baseline`).
+
+Only the confidence distribution is checked against the training reference: it is how the
+model behaves; the topic mix is the news, and a real feed's mix is expected to differ from a
+balanced test split.
+
+Topic mix: when the reference spans at least 7 days it keeps topic counts per hour of the
+week (UTC), and a window's topics are compared with the mix of the same hours
+(:func:`expected_mix`); otherwise with the whole reference.
+
+Levels (:func:`thresholds`): the reference is cut into ``k >= 6`` consecutive chunks of
+``min(window rows, n // 6)`` rows and each chunk's PSI against the whole reference is
+computed, for confidence and topics alike; ``upper = max(chunk PSI) * (1 + margin)``, and a
+metric's thresholds are ``warn = max(NEWSFLOW_DRIFT_WARN, upper)`` and ``drift =
+max(NEWSFLOW_DRIFT_THRESHOLD, upper * DRIFT_THRESHOLD / DRIFT_WARN)``. The fixed cut-offs are
+a floor: a reference that varies little never makes a small PSI an alert, one that varies a
+lot (a daily rhythm in a short live reference) lifts its own thresholds.
+
+Example:
+    >>> hour_of_week(dt.datetime(2026, 12, 7, 13, 30, tzinfo=dt.UTC))  # a Monday
+    13
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy import Engine
+
+from monitoring.psi import Level, categorical_psi, level_of, psi, quantile_edges
+from pipeline.core.db import references as refs
+from pipeline.core.db.references import ChunkPsi, HourMix, NewReference, Reference
+from pipeline.core.model_folder import ModelMetadata
+from pipeline.core.settings import Settings
+
+log = logging.getLogger("newsflow.reference")
+
+WEEK = dt.timedelta(days=7)
+MIN_CHUNKS = 6
+MIN_CHUNK_ROWS = 50  # below this a chunk's PSI is mostly noise: fixed levels only
+HOUR_PRIOR = 10.0  # pseudo-rows of the whole mix added to each hour of the week's counts
+
+
+def hour_of_week(at: dt.datetime) -> int:
+    """0 = Monday 00:00–01:00 UTC … 167 = Sunday 23:00–24:00 UTC."""
+    utc = at.astimezone(dt.UTC)
+    return utc.weekday() * 24 + utc.hour
+
+
+@dataclasses.dataclass(frozen=True)
+class Rows:
+    """Predictions in time order: what a live or baseline reference is built from."""
+
+    confidences: list[float]
+    topics: list[str]
+    times: list[dt.datetime]
+
+    def __post_init__(self) -> None:
+        if not len(self.confidences) == len(self.topics) == len(self.times):
+            raise ValueError("confidences, topics and times differ in length")
+
+
+def mix_of(topics: Sequence[str]) -> dict[str, float]:
+    counts = Counter(topics)
+    total = sum(counts.values()) or 1
+    return {t: n / total for t, n in sorted(counts.items())}
+
+
+def hour_counts(topics: Sequence[str], times: Sequence[dt.datetime]) -> HourMix:
+    out: dict[int, Counter[str]] = {}
+    for topic, at in zip(topics, times, strict=True):
+        out.setdefault(hour_of_week(at), Counter())[topic] += 1
+    return {h: dict(c) for h, c in sorted(out.items())}
+
+
+def expected_mix(
+    topic_mix: Mapping[str, float], hour_mix: HourMix | None, times: Sequence[dt.datetime]
+) -> dict[str, float]:
+    """The reference mix a window with these prediction times should have: with an
+    hour-of-week mix, the mix of each hour the window covers, weighted by the window's rows
+    in that hour (each hour's counts shrunk toward the whole mix by ``HOUR_PRIOR`` rows, so a
+    sparse hour does not read as a missing topic); without one, the whole mix."""
+    if not hour_mix or not times:
+        return dict(topic_mix)
+    total = sum(topic_mix.values()) or 1.0
+    whole = {t: s / total for t, s in topic_mix.items()}
+    rows_per_hour = Counter(hour_of_week(t) for t in times)
+    out: dict[str, float] = {}
+    for hour, n in rows_per_hour.items():
+        counts = hour_mix.get(hour, {})
+        size = sum(counts.values()) + HOUR_PRIOR
+        for topic in set(whole) | set(counts):
+            share = (counts.get(topic, 0) + HOUR_PRIOR * whole.get(topic, 0.0)) / size
+            out[topic] = out.get(topic, 0.0) + n * share
+    n_all = sum(rows_per_hour.values())
+    return {t: v / n_all for t, v in sorted(out.items())}
+
+
+def topic_psi(
+    topic_mix: Mapping[str, float],
+    hour_mix: HourMix | None,
+    topics: Sequence[str],
+    times: Sequence[dt.datetime],
+) -> float:
+    return categorical_psi(expected_mix(topic_mix, hour_mix, times), Counter(topics))
+
+
+def chunk_psi(
+    confidences: Sequence[float],
+    *,
+    window_rows: int,
+    bins: int,
+    topic_mix: Mapping[str, float],
+    hour_mix: HourMix | None = None,
+    topics: Sequence[str] | None = None,
+    times: Sequence[dt.datetime] | None = None,
+) -> ChunkPsi | None:
+    """Each of ``k >= 6`` consecutive chunks of ``min(window_rows, n // 6)`` rows against the
+    whole reference (None when chunks would be under ``MIN_CHUNK_ROWS`` rows). Topics only
+    where per-row topics (and, with an hour mix, times) are given."""
+    n = len(confidences)
+    rows = min(window_rows, n // MIN_CHUNKS)
+    if rows < MIN_CHUNK_ROWS:
+        return None
+    edges = quantile_edges(confidences, bins)
+    spans = [(i * rows, (i + 1) * rows) for i in range(n // rows)]
+    conf = tuple(psi(confidences, confidences[a:b], edges) for a, b in spans)
+    topic_psis = None
+    if topics is not None:
+        stamps = times if times is not None else []
+        topic_psis = tuple(
+            topic_psi(topic_mix, hour_mix, topics[a:b], stamps[a:b] if stamps else [])
+            for a, b in spans
+        )
+    return ChunkPsi(rows=rows, bins=bins, confidence=conf, topics=topic_psis)
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """One metric's cut-offs; ``source`` says whether the reference's chunks lifted them."""
+
+    warn: float
+    drift: float
+    source: str  # "fixed" | "chunks"
+    chunk_max: float | None = None
+
+    def level(self, value: float) -> Level:
+        return level_of(value, self.warn, self.drift)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceThresholds:
+    confidence: Thresholds
+    topics: Thresholds
+    note: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+def _thresholds(
+    psis: Sequence[float] | None, warn: float, drift: float, margin: float
+) -> Thresholds:
+    if not psis:
+        return Thresholds(warn, drift, "fixed")
+    top = max(psis)
+    upper = top * (1 + margin)
+    if upper <= warn:
+        return Thresholds(warn, drift, "fixed", top)
+    return Thresholds(upper, max(drift, upper * drift / warn), "chunks", top)
+
+
+def thresholds(
+    reference: Reference, *, warn: float, drift: float, margin: float, bins: int
+) -> ReferenceThresholds:
+    """Each metric's warn/drift cut-offs for ``reference`` (see the module's docstring)."""
+    chunks = reference.chunks
+    if chunks is None:
+        return ReferenceThresholds(
+            _thresholds(None, warn, drift, margin),
+            _thresholds(None, warn, drift, margin),
+            "fixed levels: the reference is too small to cut into chunks",
+        )
+    if chunks.bins != bins:  # confidence PSIs with other bins are not comparable
+        return ReferenceThresholds(
+            _thresholds(None, warn, drift, margin),
+            _thresholds(chunks.topics, warn, drift, margin),
+            f"confidence at fixed levels: chunks were cut with {chunks.bins} bins, "
+            f"checks use {bins}; set the reference again",
+        )
+    return ReferenceThresholds(
+        _thresholds(chunks.confidence, warn, drift, margin),
+        _thresholds(chunks.topics, warn, drift, margin),
+        f"{chunks.count} chunks of {chunks.rows} rows",
+    )
+
+
+def settings_thresholds(settings: Settings, reference: Reference) -> ReferenceThresholds:
+    return thresholds(
+        reference,
+        warn=settings.drift_warn,
+        drift=settings.drift_threshold,
+        margin=settings.drift_chunk_margin,
+        bins=settings.drift_bins,
+    )
+
+
+def describe(reference: Reference) -> str:
+    """``training``, ``live since T`` or ``baseline T1–T2`` (UTC)."""
+
+    def when(at: dt.datetime | None) -> str:
+        return at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if at else "?"
+
+    if reference.kind == "live":
+        return f"live since {when(reference.window_from)}"
+    if reference.kind == "baseline":
+        return f"baseline {when(reference.window_from)} – {when(reference.window_to)}"
+    return "training"
+
+
+def build_reference(
+    rows: Rows,
+    *,
+    model_version: str,
+    kind: str,
+    window_rows: int,
+    bins: int,
+    status: str = "active",
+    reason: str = "",
+) -> NewReference:
+    """A live or baseline reference from time-ordered predictions: mix, hour-of-week mix
+    where they span a week, chunk PSIs."""
+    if not rows.confidences:
+        raise ValueError("a reference needs at least one prediction")
+    start, end = rows.times[0], rows.times[-1]
+    mix = mix_of(rows.topics)
+    hours = hour_counts(rows.topics, rows.times) if end - start >= WEEK else None
+    chunks = chunk_psi(
+        rows.confidences,
+        window_rows=window_rows,
+        bins=bins,
+        topic_mix=mix,
+        hour_mix=hours,
+        topics=rows.topics,
+        times=rows.times,
+    )
+    return NewReference(
+        model_version=model_version,
+        kind=kind,
+        status=status,
+        reason=reason,
+        n_rows=len(rows.confidences),
+        confidences=rows.confidences,
+        topic_mix=mix,
+        window_from=start,
+        window_to=end,
+        hour_mix=hours,
+        chunks=chunks,
+    )
+
+
+def training_reference(meta: ModelMetadata, *, window_rows: int | None, bins: int) -> NewReference:
+    """The model folder's reference (no per-row topics: confidence chunks only)."""
+    ref = meta.reference
+    chunks = None
+    if window_rows is not None and ref.confidences:
+        chunks = chunk_psi(
+            ref.confidences, window_rows=window_rows, bins=bins, topic_mix=ref.topic_mix
+        )
+    return NewReference(
+        model_version=meta.version,
+        kind="training",
+        status="active",
+        reason="the model folder's held-out sample",
+        n_rows=len(ref.confidences),
+        confidences=ref.confidences,
+        topic_mix=ref.topic_mix,
+        chunks=chunks,
+    )
+
+
+def unstored(new: NewReference) -> Reference:
+    """``new`` as a reference record without a database row (id None)."""
+    return Reference(
+        id=None,
+        model_version=new.model_version,
+        kind=new.kind,
+        status=new.status,
+        reason=new.reason,
+        window_from=new.window_from,
+        window_to=new.window_to,
+        n_rows=new.n_rows,
+        confidences=tuple(new.confidences),
+        topic_mix=dict(new.topic_mix),
+        hour_mix=new.hour_mix,
+        chunks=new.chunks,
+        created_at=None,
+    )
+
+
+def resolve_reference(settings: Settings, engine: Engine, meta: ModelMetadata) -> Reference | None:
+    """The reference a check of ``meta``'s version uses: stores the training reference the
+    first time, adopts the live one when it is due (:func:`try_live_reference`). None when
+    the folder has no reference sample and nothing else is stored."""
+    active = refs.active_reference(engine, model_version=meta.version)
+    if active is None and meta.reference.confidences:
+        new = training_reference(
+            meta, window_rows=settings.drift_window_size, bins=settings.drift_bins
+        )
+        active = refs.store_training_reference(engine, new)
+    if active is not None and active.kind != "training":
+        return active
+    if refs.has_feed_reference(engine, model_version=meta.version):
+        return active
+    live = try_live_reference(settings, engine, meta.version, training=active)
+    return live if live is not None and live.status == "active" else active
+
+
+def try_live_reference(
+    settings: Settings, engine: Engine, model_version: str, *, training: Reference | None
+) -> Reference | None:
+    """The champion's first N predictions as its reference, once N exist: stored active when
+    their confidence PSI against ``training`` is within the limit, else stored rejected with
+    the reason. None while fewer than N exist."""
+    n = settings.live_reference_rows
+    got = refs.first_predictions(engine, model_version=model_version, limit=n)
+    if len(got) < n:
+        return None
+    rows = Rows([p.confidence for p in got], [p.topic for p in got], [p.at for p in got])
+    status, reason = "active", f"the first {n} predictions of {model_version}"
+    if training is not None and training.confidences:
+        edges = quantile_edges(training.confidences, settings.drift_bins)
+        value = psi(training.confidences, rows.confidences, edges)
+        limit = settings.live_reference_max_psi
+        if value > limit:
+            status = "rejected"
+            reason += (
+                f": confidence PSI {value:.3f} against the training reference is above "
+                f"NEWSFLOW_LIVE_REFERENCE_MAX_PSI {limit:g}; the training reference stays"
+            )
+        else:
+            reason += f"; confidence PSI {value:.3f} against the training reference"
+    new = build_reference(
+        rows,
+        model_version=model_version,
+        kind="live",
+        window_rows=settings.drift_window_size,
+        bins=settings.drift_bins,
+        status=status,
+        reason=reason,
+    )
+    stored = refs.store_live_reference(engine, new)
+    if stored is None:  # another check stored it meanwhile
+        return refs.active_reference(engine, model_version=model_version)
+    (log.info if status == "active" else log.warning)("live reference %s: %s", status, reason)
+    return stored

@@ -1,0 +1,140 @@
+"""Drift references on synthetic data: levels from the reference's own chunks (a daily
+rhythm does not alert, a shift does), topic mix by hour of the week (a weekend-heavy sport
+mix is normal on a weekend, not on a Wednesday), and the baseline command's time checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+
+import numpy as np
+import pytest
+
+from monitoring.baseline import BaselineRefused, check_times, parse_time
+from monitoring.drift import DriftResult, Window, compare
+from monitoring.reference import (
+    Rows,
+    build_reference,
+    expected_mix,
+    hour_of_week,
+    thresholds,
+    unstored,
+)
+from pipeline.core.db.references import Reference
+from pipeline.core.model_folder import ModelMetadata
+
+LABELS = ["World", "Sports", "Business", "Sci/Tech"]
+META = ModelMetadata(version="m1", labels=LABELS)
+MONDAY = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)  # a Monday, 00:00 UTC
+LEVELS = {"bins": 10, "warn": 0.1, "drift": 0.25, "min_window": 500, "margin": 0.1}
+
+
+def _draw(rng: np.random.Generator, start: dt.datetime, hours: int, per_hour: int, mix_at) -> Rows:  # type: ignore[no-untyped-def]
+    """``per_hour`` predictions an hour from ``start``: topics drawn from ``mix_at(time)``,
+    confidences from one stable distribution."""
+    conf: list[float] = []
+    topics: list[str] = []
+    times: list[dt.datetime] = []
+    for h in range(hours):
+        at = start + dt.timedelta(hours=h)
+        topics += [str(t) for t in rng.choice(LABELS, size=per_hour, p=mix_at(at))]
+        times += [at + dt.timedelta(seconds=i * 3600 / per_hour) for i in range(per_hour)]
+        conf += [float(c) for c in 1 - rng.beta(0.5, 8, per_hour)]
+    return Rows(conf, topics, times)
+
+
+def _reference(rows: Rows, window_rows: int = 1000) -> Reference:
+    return unstored(
+        build_reference(rows, model_version="m1", kind="live", window_rows=window_rows, bins=10)
+    )
+
+
+def _check(ref: Reference, rows: Rows) -> DriftResult:
+    return compare(META, Window(rows.confidences, rows.topics, rows.times), reference=ref, **LEVELS)  # type: ignore[arg-type]
+
+
+def _daily(at: dt.datetime) -> list[float]:
+    """Sport in the evening, business in the morning."""
+    swing = 0.15 * math.sin(2 * math.pi * (at.hour - 12) / 24)
+    return [0.25, 0.25 + swing, 0.25 - swing, 0.25]
+
+
+def test_a_daily_rhythm_does_not_alert_and_a_shift_does() -> None:
+    rng = np.random.default_rng(7)
+    ref = _reference(_draw(rng, MONDAY, 48, 250, _daily))  # two days: no hour-of-week mix
+    assert ref.hour_mix is None and ref.chunks is not None and ref.chunks.count == 12
+    evening = _draw(rng, MONDAY + dt.timedelta(days=3, hours=16), 4, 250, _daily)
+
+    fixed = _check(dataclasses.replace(ref, chunks=None), evening)
+    assert fixed.levels == {"confidence": "ok", "topics": "warn"}  # fixed cut-offs alone alert
+
+    calm = _check(ref, evening)
+    cuts = thresholds(ref, warn=0.1, drift=0.25, margin=0.1, bins=10)
+    assert cuts.topics.source == "chunks" and cuts.topics.warn > 0.1
+    assert cuts.confidence.source == "fixed" and cuts.confidence.warn == 0.1  # the floor
+    assert calm.psi_topics is not None and 0.1 < calm.psi_topics < cuts.topics.warn
+    assert calm.level == "ok", calm.reason
+    assert calm.thresholds is not None and calm.thresholds["topics"]["source"] == "chunks"
+
+    world_news = _draw(
+        rng, MONDAY + dt.timedelta(days=3, hours=16), 4, 250, lambda _: [0.7, 0.1, 0.1, 0.1]
+    )
+    shifted = _check(ref, world_news)
+    assert shifted.levels is not None and shifted.levels["topics"] == "drift"
+    assert shifted.level != "ok" and "live since" in shifted.reason
+
+
+def _weekly(at: dt.datetime) -> list[float]:
+    """More sport at weekends."""
+    return [0.15, 0.55, 0.15, 0.15] if at.weekday() >= 5 else [0.28, 0.15, 0.29, 0.28]
+
+
+def test_topic_mix_is_compared_with_the_same_hours_of_the_week() -> None:
+    rng = np.random.default_rng(11)
+    ref = _reference(_draw(rng, MONDAY, 14 * 24, 30, _weekly))
+    assert ref.hour_mix is not None and len(ref.hour_mix) == 168
+
+    saturday = MONDAY + dt.timedelta(days=19, hours=9)  # the third Saturday, 09:00
+    weekend_sport = _draw(rng, saturday, 10, 100, _weekly)
+    calm = _check(ref, weekend_sport)
+    assert calm.level == "ok", calm.reason
+    assert "by hour of the week" in calm.reason
+
+    wednesday = MONDAY + dt.timedelta(days=16, hours=9)
+    moved = Rows(
+        weekend_sport.confidences,
+        weekend_sport.topics,
+        [t - (saturday - wednesday) for t in weekend_sport.times],
+    )
+    wrong_hours = _check(ref, moved)
+    assert wrong_hours.level == "drift", wrong_hours.reason
+    assert wrong_hours.psi_topics is not None and calm.psi_topics is not None
+    assert wrong_hours.psi_topics > 10 * calm.psi_topics
+
+
+def test_expected_mix_weights_each_hour_by_the_window_rows() -> None:
+    hours = {hour_of_week(MONDAY): {"A": 90, "B": 10}, hour_of_week(MONDAY) + 1: {"B": 100}}
+    whole = {"A": 0.5, "B": 0.5}
+    mix = expected_mix(whole, hours, [MONDAY] * 3 + [MONDAY + dt.timedelta(hours=1)])
+    first = (90 + 5) / 110
+    assert mix["A"] == pytest.approx(3 / 4 * first + 1 / 4 * 5 / 110)
+    assert sum(mix.values()) == pytest.approx(1.0)
+    unseen = expected_mix(whole, hours, [MONDAY + dt.timedelta(days=2)])
+    assert unseen == pytest.approx(whole)  # an hour the reference never saw: the whole mix
+
+
+def test_baseline_times() -> None:
+    assert parse_time("2026-12-01T08:00") == (dt.datetime(2026, 12, 1, 8, tzinfo=dt.UTC), True)
+    at, naive = parse_time("2026-12-01T09:00+01:00")
+    assert at == dt.datetime(2026, 12, 1, 8, tzinfo=dt.UTC) and not naive
+    with pytest.raises(BaselineRefused, match="not an ISO 8601 time"):
+        parse_time("yesterday")
+    now = dt.datetime(2026, 12, 7, 12, tzinfo=dt.UTC)
+    with pytest.raises(BaselineRefused, match="must be before"):
+        check_times(now - dt.timedelta(hours=1), now - dt.timedelta(hours=2), now=now)
+    with pytest.raises(BaselineRefused, match="must be before"):
+        check_times(now - dt.timedelta(hours=1), now - dt.timedelta(hours=1), now=now)
+    with pytest.raises(BaselineRefused, match="in the future"):
+        check_times(now - dt.timedelta(hours=1), now + dt.timedelta(minutes=5), now=now)
+    check_times(now - dt.timedelta(hours=2), now, now=now)
