@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
@@ -130,13 +129,15 @@ def _train_and_promote(
     settings: Settings, *, engine: Engine, drift_run_id: int | None, dataset: str
 ) -> RetrainOutcome:
     """The champion's recipe (:mod:`retraining.retrain_recipe`) on its base rows plus 70 % of
-    the reviewed labels of the champion's topics; the gate scores the challenger on the test
-    split plus the other 30 %. A recipe that cannot run here is refused, with a
-    ``retrain_refused`` event."""
+    the reviewed labels of the champion's topics that were not sampled uniformly
+    (:func:`retraining.reviewed.split_reviewed`); the gate scores the challenger on the test
+    split plus every reviewed row it did not train on, and the live check uses the uniform
+    ones. A recipe that cannot run here is refused, with a ``retrain_refused`` event."""
+    from pipeline.core.db.reviews import uniform_reviewed_ids
     from retraining.flow import FlowOptions, load_training_data, run_flow
     from retraining.promotion import promote
     from retraining.retrain_recipe import RecipeRefused, inherit_recipe
-    from retraining.reviewed import load_reviewed_rows
+    from retraining.reviewed import load_reviewed_rows, split_reviewed
 
     try:
         plan = inherit_recipe(settings, dataset=dataset, warm_start=settings.retrain_warm_start)
@@ -148,10 +149,12 @@ def _train_and_promote(
         load_training_data(settings, recipe.dataset, choice=recipe.data).labels
     )
     reviewed = load_reviewed_rows(engine=engine, labels=labels)
-    rng = random.Random(drift_run_id or 0)
-    rng.shuffle(reviewed)
-    cut = int(len(reviewed) * 0.7)
-    for_training, held_out = reviewed[:cut], reviewed[cut:]
+    split = split_reviewed(
+        reviewed,
+        uniform_ids=uniform_reviewed_ids(engine, article_ids=[r.id for r in reviewed]),
+        seed=drift_run_id or 0,
+    )
+    for_training, held_out = split.training, split.held_out
     splits = load_training_data(
         settings,
         recipe.dataset,
@@ -171,6 +174,8 @@ def _train_and_promote(
                 "trigger": "drift",
                 "warm_start": str(plan.recipe.warm_start is not None),
                 "reviewed_labels": str(len(for_training)),
+                "reviewed_held_out": str(len(held_out)),
+                "reviewed_uniform_held_out": str(split.uniform),
                 **plan.tags(),
             },
         ),

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import random
+from collections.abc import Collection, Sequence
 
 from sqlalchemy import Engine
 
@@ -18,3 +20,41 @@ def load_reviewed_rows(*, engine: Engine, labels: Sequence[str]) -> list[Labelle
         LabelledText(r.article_id, r.title, r.body, r.label)
         for r in reviews.reviewed_articles(engine, labels)
     ]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReviewedSplit:
+    """Reviewed rows divided for one retraining: ``training`` rows join the base labelled set;
+    ``held_out`` rows are scored by the gate (and, being never trained on, by the live check).
+    ``uniform`` counts the held-out rows that came from the uniform sample."""
+
+    training: list[LabelledText]
+    held_out: list[LabelledText]
+    uniform: int
+
+
+def split_reviewed(
+    rows: Sequence[LabelledText],
+    *,
+    uniform_ids: Collection[str],
+    seed: int,
+    train_share: float = 0.7,
+) -> ReviewedSplit:
+    """Uniformly sampled reviews are never trained on: they are the unbiased accuracy estimate
+    that the gate and the live check before promotion need. The other reviewed rows
+    (uncertainty sampling, onboarding requests) are shuffled with ``seed``; ``train_share``
+    of them train, the rest are held out too.
+
+    Example:
+        >>> rows = [LabelledText(str(i), "t", "b", "World") for i in range(10)]
+        >>> s = split_reviewed(rows, uniform_ids={"0", "1"}, seed=1)
+        >>> (len(s.training), len(s.held_out), s.uniform)
+        (5, 5, 2)
+    """
+    if not 0.0 <= train_share <= 1.0:
+        raise ValueError(f"train_share must be within [0, 1], got {train_share!r}")
+    uniform = [r for r in rows if r.id in uniform_ids]
+    others = [r for r in rows if r.id not in uniform_ids]
+    random.Random(seed).shuffle(others)
+    cut = int(len(others) * train_share)
+    return ReviewedSplit(others[:cut], [*others[cut:], *uniform], len(uniform))

@@ -79,6 +79,7 @@ def _review(
     label: str | None = None,
     round_: int = 1,
     labelled_at: datetime | None = None,
+    reason: str = "uniform",
 ) -> None:
     with engine.begin() as conn:
         conn.execute(
@@ -86,7 +87,7 @@ def _review(
             {
                 "prediction_id": prediction_id,
                 "article_id": article_id,
-                "reason": "uniform",
+                "reason": reason,
                 "priority": 1,
                 "round": round_,
                 "status": status,
@@ -186,6 +187,25 @@ def test_review_reads(engine: Engine) -> None:
         "r-4",
     ]
     assert reviews.reviewed_articles(engine, []) == []
+
+    # what retraining holds out: first-round uniform reviews naming a topic, nothing else
+    _articles(engine, ["u-0"])
+    _review(
+        engine,
+        _prediction(engine, "u-0", topic="World"),
+        "u-0",
+        label="World",
+        labelled_at=t0,
+        reason="uncertainty",
+    )
+    everyone = [*ids, "u-0", "missing"]
+    assert reviews.uniform_reviewed_ids(engine, article_ids=everyone) == {
+        "r-0",
+        "r-1",
+        "r-4",
+        "x-0",
+    }
+    assert reviews.uniform_reviewed_ids(engine, article_ids=[]) == set()
 
 
 def test_drift_runs(engine: Engine) -> None:

@@ -256,3 +256,20 @@ def count_uniform_reviewed(db: Db, *, article_ids: Collection[str]) -> int:
                 {"ids": list(article_ids)},
             ).scalar_one()
         )
+
+
+def uniform_reviewed_ids(db: Db, *, article_ids: Collection[str]) -> set[str]:
+    """Which of ``article_ids`` were reviewed from the uniform sample (first round, a topic
+    label): the unbiased evidence that retraining holds out for the gate and the live check."""
+    if not article_ids:
+        return set()
+    with connected(db) as conn:
+        rows = conn.execute(
+            text(
+                "SELECT DISTINCT article_id FROM review_items WHERE status = 'done' "
+                "AND round = 1 AND reason = 'uniform' AND label IS NOT NULL "
+                "AND label <> '__none__' AND article_id = ANY(:ids)"
+            ),
+            {"ids": list(article_ids)},
+        ).all()
+    return {str(r[0]) for r in rows}
