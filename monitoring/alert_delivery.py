@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import datetime as dt
@@ -82,6 +83,18 @@ def redacted(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}/…"
 
 
+def _headers(parts: urllib.parse.SplitResult) -> dict[str, str]:
+    """JSON headers, with HTTP basic auth where the URL carries ``user:password@`` (the same
+    URL Alertmanager is given)."""
+    headers = {"Content-Type": "application/json", "User-Agent": "newsflow-alerts"}
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    return headers
+
+
 def post_json(url: str, payload: dict[str, Any], *, timeout_s: float = 5.0) -> SendResult:
     """POST ``payload`` as JSON; 2xx is delivered, anything else (a 3xx included) is not.
     Never raises for network or HTTP trouble; returns within about ``timeout_s``."""
@@ -110,7 +123,7 @@ def post_json(url: str, payload: dict[str, Any], *, timeout_s: float = 5.0) -> S
             "POST",
             target,
             body=body,
-            headers={"Content-Type": "application/json", "User-Agent": "newsflow-alerts"},
+            headers=_headers(parts),
         )
         response = conn.getresponse()
         answer = response.read(MAX_BODY)

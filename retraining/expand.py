@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from pipeline.core.datasets import LabelledText
+from pipeline.core.db import reviews
 from pipeline.core.settings import Settings
 from retraining.errors import TrainingError
 from retraining.gate import GatePolicy
@@ -172,12 +173,18 @@ def retrain_expanded(
             + ", ".join(f"{t}: {n}" for t, n in short.items())
         )
     new_train, held = split_new(reviewed, new_topics, held_share=held_share, seed=seed)
-    known_reviewed = [r for r in reviewed if r.label in old_labels]
+    # uniformly sampled reviews are never trained on: the live check's evidence
+    known = [r for r in reviewed if r.label in old_labels]
+    uniform = reviews.uniform_reviewed_ids(engine, article_ids=[r.id for r in known])
+    known_reviewed = [r for r in known if r.id not in uniform]
+    known_uniform = [r for r in known if r.id in uniform]
     base = balanced_sample(base_rows, per_class=base_per_class, seed=seed)
     # each new class about as frequent as a known one (its few examples repeated)
     per_new = max(1, len(new_train) // max(1, len(new_topics)))
     repeat = min(MAX_REPEAT, max(1, -(-base_per_class // per_new)))
-    splits = make_splits([*base, *known_reviewed, *new_train], [*test_rows, *held], seed=seed)
+    splits = make_splits(
+        [*base, *known_reviewed, *new_train], [*test_rows, *held, *known_uniform], seed=seed
+    )
     # repeated after the split: make_splits drops duplicate texts
     extra = [r for r in splits.train if r.label in new_topics] * (repeat - 1)
     splits = dataclasses.replace(splits, train=[*splits.train, *extra])

@@ -176,13 +176,25 @@ class StoredText(NamedTuple):
     body: str
 
 
-def latest_article_texts(db: Db, *, limit: int) -> list[StoredText]:
-    """The ``limit`` most recently stored articles, newest first: the recent live traffic
-    the live check before a promotion scores both models on."""
+def latest_article_texts(db: Db, *, limit: int, within_days: int = 2) -> list[StoredText]:
+    """The articles of the ``limit`` most recent predictions (within ``within_days`` of the
+    newest one), newest first: the recent live traffic the live check before a promotion
+    scores both models on. Read through the predictions' time index and the articles' key,
+    so only the recent partitions are scanned (a long scan would hold the tables' locks
+    that partition maintenance waits for)."""
     with connected(db) as conn:
         rows = conn.execute(
-            select(ArticleRow.id, ArticleRow.title, ArticleRow.body)
-            .order_by(ArticleRow.stored_at.desc(), ArticleRow.id.desc())
-            .limit(limit)
+            text(
+                "WITH newest AS (SELECT max(predicted_at) AS t FROM predictions), "
+                "recent AS (SELECT article_id, max(predicted_at) AS at FROM ("
+                "SELECT article_id, predicted_at FROM predictions "
+                "WHERE predicted_at >= (SELECT t FROM newest) - make_interval(days => :d) "
+                "ORDER BY predicted_at DESC LIMIT :scan) p GROUP BY article_id) "
+                "SELECT a.id, a.title, a.body FROM recent r JOIN articles a ON a.id = r.article_id "
+                "AND a.received_at >= (SELECT t FROM newest) - make_interval(days => :d + 1) "
+                "ORDER BY r.at DESC, a.id DESC LIMIT :n"
+            ),
+            # several versions may have scored one article: scan enough rows for ``limit`` ids
+            {"d": within_days, "scan": limit * 4, "n": limit},
         ).all()
-    return [StoredText(str(r.id), r.title or "", r.body or "") for r in rows]
+    return [StoredText(str(r[0]), r[1] or "", r[2] or "") for r in rows]

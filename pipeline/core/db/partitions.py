@@ -20,14 +20,21 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import OperationalError
+
+log = logging.getLogger("newsflow.partitions")
 
 PARTITIONS_LOCK = 0x70617274  # "part": one change of partitions at a time
 PARTITION_KEYS = {"articles": "received_at", "predictions": "predicted_at"}
+# Creating or attaching a partition locks the parent table, which queues every worker's
+# INSERT behind it: give up after this long rather than stall the stream (the next run retries).
+PARTITION_LOCK_TIMEOUT = "5s"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +117,8 @@ def _create_day(conn: Connection, table: str, day: date) -> None:
         conn.execute(text(f'CREATE TABLE "{name}" PARTITION OF "{table}" {bounds}'))
         return
     conn.execute(text(f'CREATE TABLE "{name}" (LIKE "{table}" INCLUDING DEFAULTS)'))
+    # no new row of that day may land in DEFAULT between the move and the attach
+    conn.execute(text(f'LOCK TABLE ONLY "{default}" IN EXCLUSIVE MODE'))
     conn.execute(
         text(
             f'WITH moved AS (DELETE FROM ONLY "{default}" WHERE {in_range} RETURNING *) '
@@ -152,9 +161,19 @@ def ensure_partitions(
 def create_partitions_ahead(
     engine: Engine, *, ahead: int, now: datetime | None = None
 ) -> list[str]:
-    """:func:`ensure_partitions` for today (UTC) and ``ahead`` days, in a transaction of its
-    own; nothing when the tables are not partitioned (migrations not applied yet)."""
-    with engine.begin() as conn:
+    """:func:`ensure_partitions` for today (UTC) and ``ahead`` days, each day in a transaction
+    of its own with a lock timeout (:data:`PARTITION_LOCK_TIMEOUT`): a day that cannot get its
+    locks is logged and left to the next run, and the other days are still created. Nothing
+    when the tables are not partitioned (migrations not applied yet)."""
+    with engine.connect() as conn:
         if not all(is_partitioned(conn, t) for t in PARTITION_KEYS):
             return []
-        return ensure_partitions(conn, days=days_ahead(utc_today(now), ahead))
+    created: list[str] = []
+    for day in days_ahead(utc_today(now), ahead):
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT}'"))
+                created += ensure_partitions(conn, days=[day])
+        except OperationalError as exc:  # lock timeout: readers hold the parent table
+            log.warning("partition for %s not created this time: %s", day, str(exc)[:200])
+    return created

@@ -88,6 +88,24 @@ def test_2xx_is_delivered_and_500_is_not(receiver: Callable[[Behaviour], Receive
     assert "database on fire" in result.error
 
 
+def test_credentials_in_the_url_become_basic_auth(
+    receiver: Callable[[Behaviour], Receiver],
+) -> None:
+    seen: list[str | None] = []
+
+    def check(h: BaseHTTPRequestHandler) -> None:
+        seen.append(h.headers.get("Authorization"))
+        _answer(200 if seen[-1] == "Basic b25jYWxsOnMzY3JldCE=" else 401)(h)
+
+    hook = receiver(check)
+    with_auth = hook.url.replace("http://", "http://oncall:s3cret%21@")
+    assert post_json(with_auth, {"status": "firing"}, timeout_s=2).delivered
+    refused = post_json(hook.url, {"status": "firing"}, timeout_s=2)  # no credentials
+    assert (refused.delivered, refused.http_status) == (False, 401)
+    assert seen == ["Basic b25jYWxsOnMzY3JldCE=", None]
+    assert "s3cret" not in redacted(with_auth)
+
+
 def test_a_redirect_is_a_failure_and_is_not_followed(
     receiver: Callable[[Behaviour], Receiver],
 ) -> None:
