@@ -4,6 +4,9 @@ recent drift runs, retraining decisions and open review items."""
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine
@@ -53,7 +56,17 @@ def consumer_lag(settings: Settings) -> int | None:
         return None
 
 
-def gather(settings: Settings, engine: Engine) -> Status:
+@dataclasses.dataclass(frozen=True)
+class Outside:
+    """What the status reads from outside the database: services, consumer lag, champion
+    (Kafka and the registry answer in tens to hundreds of milliseconds)."""
+
+    services: list[dict[str, Any]]
+    lag: int | None
+    champion: dict[str, Any] | None
+
+
+def read_outside(settings: Settings) -> Outside:
     from pipeline.stack import stack_status
 
     services = [s.to_json() for s in stack_status(settings)]
@@ -65,6 +78,39 @@ def gather(settings: Settings, engine: Engine) -> Status:
         champion = dataclasses.asdict(info) if info else None
     except Exception as exc:
         champion = {"error": str(exc)}
+    return Outside(services, consumer_lag(settings), champion)
+
+
+class OutsideCache:
+    """:func:`read_outside` at most once per ``ttl_s`` (the web dashboard: a page load
+    should not wait on Kafka and the registry each time; figures at most ``ttl_s`` old).
+    Thread-safe; ``clock`` and ``read`` are injectable for tests."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        ttl_s: float = 15.0,
+        clock: Callable[[], float] = time.monotonic,
+        read: Callable[[Settings], Outside] = read_outside,
+    ) -> None:
+        self.settings, self.ttl_s, self.clock, self.read = settings, ttl_s, clock, read
+        self._lock = threading.Lock()
+        self._value: Outside | None = None
+        self._at = 0.0
+
+    def __call__(self) -> Outside:
+        with self._lock:
+            now = self.clock()
+            if self._value is None or now - self._at >= self.ttl_s:
+                self._value, self._at = self.read(self.settings), now
+            return self._value
+
+
+def gather(
+    settings: Settings, engine: Engine, *, outside: Callable[[], Outside] | None = None
+) -> Status:
+    """The status; ``outside`` supplies services, lag and champion (default: read now)."""
+    out = outside() if outside else read_outside(settings)
     try:
         with engine.connect() as conn:
             per_min = predictions.throughput_per_min(conn)
@@ -75,7 +121,5 @@ def gather(settings: Settings, engine: Engine) -> Status:
             ]
             open_items = reviews.pending_review_count(conn)
     except Exception:
-        return Status(services, None, consumer_lag(settings), champion, {}, [], [], None)
-    return Status(
-        services, per_min, consumer_lag(settings), champion, serving, drift, events, open_items
-    )
+        return Status(out.services, None, out.lag, out.champion, {}, [], [], None)
+    return Status(out.services, per_min, out.lag, out.champion, serving, drift, events, open_items)

@@ -28,6 +28,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Engine
 
+from monitoring.status import OutsideCache
 from monitoring.web import review_queue
 from monitoring.web.deps import Denied, NeedLogin, WebContext
 from monitoring.web.limits import MAX_FORM_BYTES, BodyLimit
@@ -82,6 +83,7 @@ def create_app(
             review_budget=queue_budget(settings),
             count_open=lambda: reviews.pending_review_count(db),
         ),
+        outside=OutsideCache(settings),
     )
 
     app = FastAPI(title="newsflow", docs_url=None, redoc_url=None, openapi_url=None)

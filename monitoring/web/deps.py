@@ -22,6 +22,7 @@ from jinja2 import Environment
 from sqlalchemy import Engine
 from starlette.datastructures import FormData, UploadFile
 
+from monitoring.status import OutsideCache
 from monitoring.web.metrics import WebMetrics
 from monitoring.web.security import LoginLimiter, same_token
 from monitoring.web.topics_page import DiscoveryJob
@@ -64,6 +65,7 @@ class WebContext:
     max_upload_bytes: int
     metrics: WebMetrics  # served by `newsflow web` on web_metrics_port
     discovery: DiscoveryJob = dataclasses.field(default_factory=DiscoveryJob)  # /topics
+    outside: OutsideCache | None = None  # /dashboard: services, lag, champion, cached briefly
 
     def page(
         self, name: str, code: int = 200, signed: SignedIn | None = None, **ctx: Any

@@ -26,7 +26,7 @@ router = APIRouter()
 def dashboard(ctx: Ctx, signed: AdminUser) -> HTMLResponse:
     from monitoring.status import gather
 
-    status = gather(ctx.settings, ctx.db)
+    status = gather(ctx.settings, ctx.db, outside=ctx.outside)
     runs = list(reversed(drift_runs.list_drift_runs(ctx.db, limit=50)))
     return ctx.page(
         "dashboard.html",
