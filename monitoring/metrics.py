@@ -21,12 +21,12 @@ import math
 import time
 from typing import TYPE_CHECKING, get_args
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from monitoring.decision import DecisionAction
 from monitoring.drift import DriftLevel, DriftResult
 from monitoring.retrain import RetrainOutcome, RetrainStatus
-from pipeline.metrics import REFUSAL_REASONS
+from pipeline.metrics import REFUSAL_REASONS, serve_or_log
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -129,22 +129,10 @@ def build_scheduler_metrics() -> SchedulerMetrics:
 def serve_scheduler_metrics(
     metrics: SchedulerMetrics, port: int, host: str = "127.0.0.1"
 ) -> WSGIServer | None:
-    """Serve ``/metrics`` on ``host:port`` in a daemon thread; port 0 = none. Returns the
-    server (``shutdown()`` stops it). A port already taken is logged and the process goes on
-    without metrics (Prometheus then reports the job down)."""
-    if not port:
-        return None
-    try:
-        server, _ = start_http_server(port, addr=host, registry=metrics.registry)
-    except OSError as exc:
-        log.error(
-            "metrics not served: %s:%d: %s (set NEWSFLOW_SCHEDULER_METRICS_PORT; 0 = off)",
-            host,
-            port,
-            exc,
-        )
-        return None
-    return server
+    """:func:`pipeline.metrics.serve_or_log` for this process's registry."""
+    return serve_or_log(
+        metrics.registry, port, host, setting="NEWSFLOW_SCHEDULER_METRICS_PORT", log=log
+    )
 
 
 def _value(x: float | None) -> float:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
 
 # The `reason` label of newsflow_model_refused_total (pipeline.hotswap.RefusalReason), every
 # one exported at 0 from the start so that a rate over it sees the first refusal.
@@ -89,3 +94,20 @@ def build_metrics() -> WorkerMetrics:
 def serve_metrics(metrics: WorkerMetrics, port: int, host: str = "127.0.0.1") -> None:
     if port:
         start_http_server(port, addr=host, registry=metrics.registry)
+
+
+def serve_or_log(
+    registry: CollectorRegistry, port: int, host: str, *, setting: str, log: logging.Logger
+) -> WSGIServer | None:
+    """Serve ``registry`` as ``/metrics`` on ``host:port`` in a daemon thread; port 0 = none.
+    Returns the server (``shutdown()`` stops it). A port already taken is logged, naming
+    ``setting``, and the process goes on without metrics (Prometheus then reports the job
+    down): for the scheduler and the web app, whose metrics are not their work."""
+    if not port:
+        return None
+    try:
+        server, _ = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        log.error("metrics not served: %s:%d: %s (set %s; 0 = off)", host, port, exc, setting)
+        return None
+    return server

@@ -19,9 +19,11 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from pipeline.metrics import serve_or_log
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -94,19 +96,5 @@ def queue_budget(settings: Settings) -> int:
 
 
 def serve_web_metrics(metrics: WebMetrics, port: int, host: str = "127.0.0.1") -> WSGIServer | None:
-    """Serve ``/metrics`` on ``host:port`` in a daemon thread; port 0 = none. Returns the
-    server (``shutdown()`` stops it). A port already taken is logged and the process goes on
-    without metrics (Prometheus then reports the job down)."""
-    if not port:
-        return None
-    try:
-        server, _ = start_http_server(port, addr=host, registry=metrics.registry)
-    except OSError as exc:
-        log.error(
-            "metrics not served: %s:%d: %s (set NEWSFLOW_WEB_METRICS_PORT; 0 = off)",
-            host,
-            port,
-            exc,
-        )
-        return None
-    return server
+    """:func:`pipeline.metrics.serve_or_log` for this process's registry."""
+    return serve_or_log(metrics.registry, port, host, setting="NEWSFLOW_WEB_METRICS_PORT", log=log)
