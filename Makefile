@@ -28,8 +28,8 @@ TEST_WORKERS ?= 2
 PYTEST := .venv/bin/python -m pytest -p no:cacheprovider
 test: stack-up
 	bash infra/test-deps.sh
-	$(PYTEST) -m "not serial" -n $(TEST_WORKERS) --dist loadgroup
-	$(PYTEST) -m serial
+	$(PYTEST) -m "not serial" -n $(TEST_WORKERS) --dist loadgroup --durations=25
+	$(PYTEST) -m serial --durations=10
 
 lint: install
 	.venv/bin/ruff check pipeline retraining monitoring tests infra

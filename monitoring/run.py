@@ -36,7 +36,10 @@ def ensure_champion(
     report: Report,
     progress: Callable[[str, int, int], None] | None = None,
     dataset: str = "ag_news",
+    max_length: int | None = None,
 ) -> str:
+    """The registered champion's version; with none, train one (the default recipe with
+    ``epochs`` and, when given, ``max_length``), register and promote it."""
     from pipeline.core import registry
 
     info = registry.version_by_alias(settings, registry.CHAMPION)
@@ -55,7 +58,12 @@ def ensure_champion(
 
     result = run_flow(
         settings,
-        Recipe(dataset=dataset, training=TrainConfig(epochs=epochs)),
+        Recipe(
+            dataset=dataset,
+            training=TrainConfig(epochs=epochs)
+            if max_length is None
+            else TrainConfig(epochs=epochs, max_length=max_length),
+        ),
         progress=progress,
         options=FlowOptions(baseline=False),
     )
