@@ -340,10 +340,12 @@ def drift_conditions(settings: Settings, result: DriftResult) -> list[Condition]
     return out
 
 
-def record_drift(settings: Settings, engine: Engine, result: DriftResult) -> None:
+def record_drift(
+    settings: Settings, engine: Engine, result: DriftResult, *, clock: Clock = utc_now
+) -> None:
     """Feed a drift run into the lifecycle. Never raises (the check's result stands)."""
     try:
-        book = book_for(settings, engine)
+        book = book_for(settings, engine, clock=clock)
         for cond in drift_conditions(settings, result):
             book.observe(cond)
     except Exception:
@@ -351,7 +353,13 @@ def record_drift(settings: Settings, engine: Engine, result: DriftResult) -> Non
 
 
 def record_retraining(
-    settings: Settings, engine: Engine, *, status: str, reason: str, version: str | None
+    settings: Settings,
+    engine: Engine,
+    *,
+    status: str,
+    reason: str,
+    version: str | None,
+    clock: Clock = utc_now,
 ) -> None:
     """A retraining outcome: ``failed`` (an error while training) and ``refused`` (the
     champion's recipe cannot run here) fire; a retraining that ran through (``promoted``, or
@@ -360,7 +368,7 @@ def record_retraining(
     Never raises."""
     detail = {"status": status, "reason": reason, "version": version}
     try:
-        book = book_for(settings, engine)
+        book = book_for(settings, engine, clock=clock)
         if status == "failed":
             summary = f"retraining failed: {reason}"
             book.observe(Condition(RETRAINING_FAILED, True, "critical", summary, detail))

@@ -44,6 +44,7 @@ from monitoring.reference import (
     training_reference,
     unstored,
 )
+from pipeline.core.clock import Clock, wall_clock
 from pipeline.core.db import drift_runs, references, reviews
 from pipeline.core.db.references import Reference
 from pipeline.core.errors import ModelError
@@ -269,12 +270,14 @@ def decide(
     return decide_retraining(evidence, policy)
 
 
-def record(engine: Engine, result: DriftResult, started: dt.datetime) -> int:
+def record(
+    engine: Engine, result: DriftResult, started: dt.datetime, *, clock: Clock = wall_clock
+) -> int:
     return drift_runs.insert_drift_run(
         engine,
         drift_runs.NewDriftRun(
             started_at=started,
-            finished_at=dt.datetime.now(dt.UTC),
+            finished_at=clock(),
             model_version=result.model_version,
             level=result.level,
             window_size=result.window_size,
@@ -309,12 +312,13 @@ def run_drift_check(
     report: bool = True,
     request: RetrainRequest | None = None,
     on_refused: Callable[[str], None] | None = None,
+    clock: Clock = wall_clock,
 ) -> DriftResult:
     """Check the champion (or ``model_dir``), decide on retraining (``request``: an explicit
     reason to), record the run, alert on warn/drift. ``on_refused(reason)``: told when the
     champion's folder fails its checks (``bad_files``: its hashes; ``bad_folder``: it does not
-    read)."""
-    started = dt.datetime.now(dt.UTC)
+    read). ``clock``: the run's and its alerts' time (a replay's simulated clock)."""
+    started = clock()
     folder: Path | None = None
     try:
         folder = model_dir or _champion_folder(settings)
@@ -330,7 +334,7 @@ def run_drift_check(
             started_at=started.isoformat(),
         )
         result.decision = decide(settings, engine, result, None, request)
-        result.run_id = record(engine, result, started)
+        result.run_id = record(engine, result, started, clock=clock)
         return result
     reference = resolve_reference(settings, engine, meta)  # adopts a live one when due
     window = load_window(
@@ -358,8 +362,8 @@ def run_drift_check(
         except Exception as exc:  # the report is for people; the decision stands without it
             log.error("Evidently report failed: %s", exc)
     result.decision = decide(settings, engine, result, meta, request, reference)
-    result.run_id = record(engine, result, started)
-    alert(settings, result, engine=engine)
+    result.run_id = record(engine, result, started, clock=clock)
+    alert(settings, result, engine=engine, clock=clock)
     return result
 
 
@@ -373,7 +377,9 @@ def _champion_folder(settings: Settings) -> Path:
     return registry.local_copy(settings, info.version)
 
 
-def alert(settings: Settings, result: DriftResult, *, engine: Engine) -> None:
+def alert(
+    settings: Settings, result: DriftResult, *, engine: Engine, clock: Clock = wall_clock
+) -> None:
     """Log line on warn/drift; every run with PSI figures feeds the alert lifecycle
     (:mod:`monitoring.alerts`: one notice per condition and repeat interval, resolved when it
     clears, delivered by the scheduler's delivery job). Never raises."""
@@ -389,4 +395,4 @@ def alert(settings: Settings, result: DriftResult, *, engine: Engine) -> None:
             decided,
             extra={"drift_run_id": result.run_id},
         )
-    record_drift(settings, engine, result)
+    record_drift(settings, engine, result, clock=clock)

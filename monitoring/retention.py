@@ -124,11 +124,12 @@ def run_retention(
     return RetentionReport(tuple(created), summary, reports)
 
 
-def retention_job(settings: Settings, engine: Engine) -> None:
-    """The scheduler's daily job: never raises (the scheduler keeps running)."""
+def retention_job(settings: Settings, engine: Engine, *, now: datetime | None = None) -> None:
+    """The scheduler's daily job: never raises (the scheduler keeps running). ``now``: a
+    replay's simulated time (default: the wall clock)."""
     t0 = time.monotonic()
     try:
-        report = run_retention(settings, engine)
+        report = run_retention(settings, engine, now=now)
     except PruneBusyError as exc:
         log.info("retention skipped: %s", exc)
         return

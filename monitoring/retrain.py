@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from monitoring.alerts import record_retraining
 from monitoring.decision import RetrainDecision
+from pipeline.core.clock import Clock, wall_clock
 from pipeline.core.db.events import count_model_events_since, record_model_event
 from pipeline.core.db.locks import advisory_unlock, try_advisory_lock
 from pipeline.core.settings import Settings
@@ -50,11 +51,14 @@ def maybe_retrain(
     dataset: str = "ag_news",
     train: Callable[..., object] | None = None,
     decision: RetrainDecision | None = None,
+    clock: Clock = wall_clock,
 ) -> RetrainOutcome:
     """Retrain if no other retraining runs, the cooldown has passed and the cap allows.
-    ``decision``: why (recorded with the start); without one the reason reads "drift"."""
+    ``decision``: why (recorded with the start); without one the reason reads "drift".
+    ``clock``: the time of the cooldown, the cap and the events recorded here (a replay's
+    simulated clock)."""
     name = settings.registered_model_name
-    now = dt.datetime.now(dt.UTC)
+    now = clock()
     with engine.connect() as lock_conn:
         got = try_advisory_lock(lock_conn, RETRAIN_LOCK)
         lock_conn.commit()
@@ -86,6 +90,7 @@ def maybe_retrain(
                 reason=decision.reason if decision else "drift",
                 metrics=decision.to_json() if decision else None,
                 drift_run_id=drift_run_id,
+                at=now,
             )
             try:
                 outcome = (train or _train_and_promote)(
@@ -100,8 +105,11 @@ def maybe_retrain(
                     version=None,
                     reason=f"{type(exc).__name__}: {exc}",
                     drift_run_id=drift_run_id,
+                    at=clock(),
                 )
-                record_retraining(settings, engine, status="failed", reason=str(exc), version=None)
+                record_retraining(
+                    settings, engine, status="failed", reason=str(exc), version=None, clock=clock
+                )
                 return RetrainOutcome("failed", str(exc))
             assert isinstance(outcome, RetrainOutcome)
             record_model_event(
@@ -111,6 +119,7 @@ def maybe_retrain(
                 version=outcome.version,
                 reason=outcome.status,
                 drift_run_id=drift_run_id,
+                at=clock(),
             )
             record_retraining(
                 settings,
@@ -118,6 +127,7 @@ def maybe_retrain(
                 status=outcome.status,
                 reason=outcome.reason,
                 version=outcome.version,
+                clock=clock,
             )
             return outcome
         finally:

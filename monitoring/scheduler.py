@@ -21,6 +21,7 @@ from monitoring.decision import RetrainRequest
 from monitoring.drift import DriftResult, run_drift_check
 from monitoring.metrics import SchedulerMetrics, record_drift_run, record_refused, record_retrain
 from monitoring.retrain import DRIFT_LOCK, RetrainOutcome, maybe_retrain
+from pipeline.core.clock import Clock, wall_clock
 from pipeline.core.db.drift_runs import record_retrain_outcome
 from pipeline.core.db.locks import advisory_unlock, try_advisory_lock
 from pipeline.core.settings import Settings
@@ -37,11 +38,13 @@ def drift_job(
     report: bool = True,
     train: Callable[..., object] | None = None,
     metrics: SchedulerMetrics | None = None,
+    clock: Clock = wall_clock,
 ) -> tuple[DriftResult | None, RetrainOutcome | None]:
     """One drift check and, when its decision says so, one retraining attempt (whose outcome
     is added to the run's decision). ``request``: an explicit reason to retrain;
     ``model_dir``, ``train``: for tests (the champion's folder, the training step);
-    ``metrics``: the scheduler's, updated with the run and the retraining."""
+    ``metrics``: the scheduler's, updated with the run and the retraining; ``clock``: the
+    check's, the alerts' and the cooldown's time (``newsflow replay`` simulates it)."""
     with engine.connect() as conn:
         if not try_advisory_lock(conn, DRIFT_LOCK):
             log.info("another scheduler is running the drift check; skipping")
@@ -55,6 +58,7 @@ def drift_job(
                 report=report,
                 request=request,
                 on_refused=partial(record_refused, metrics) if metrics is not None else None,
+                clock=clock,
             )
             if metrics is not None:
                 record_drift_run(metrics, result)
@@ -76,6 +80,7 @@ def drift_job(
                     dataset=settings.retrain_dataset,
                     train=train,
                     decision=decision,
+                    clock=clock,
                 )
                 log.info("retraining: %s (%s)", outcome.status, outcome.reason)
                 if metrics is not None:

@@ -31,10 +31,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
+import numpy as np
 from sqlalchemy import Engine
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
 
-from pipeline.classify import classify_batch
+from pipeline.classify import classify_batch, classify_embedded
 from pipeline.core.records import (
     DLQ_RECORD_MAX_BYTES,
     CleanArticle,
@@ -53,12 +54,14 @@ from pipeline.delivery import (
 from pipeline.hotswap import ModelHolder
 from pipeline.metrics import WorkerMetrics
 from pipeline.sink import ReviewPolicy, WriteResult, save_batch
+from pipeline.suggestions import SuggestionHolder, queue_matches
 from pipeline.validate import parse_article
 
 log = logging.getLogger("newsflow.worker")
 
 T = TypeVar("T")
 Pair = tuple[CleanArticle, Prediction]
+Vectors = dict[str, Any]  # article id -> its embedding (a numpy row), for suggestions
 Position = tuple[int, int]  # (partition, offset)
 Send = Callable[[bytes | None, bytes], Awaitable[Any]]
 """Like Faust's ``topic.send``: awaiting it gives a future that resolves on delivery."""
@@ -167,6 +170,9 @@ class BatchHandler:
     rng: random.Random = dataclasses.field(default_factory=random.Random)
     labels_recorded: set[str] = dataclasses.field(default_factory=set)
     """Model versions whose label order is in ``model_labels`` already."""
+    suggestions: SuggestionHolder | None = None
+    """Onboarding topics' prototypes (:mod:`pipeline.suggestions`); None: no suggestions."""
+    suggest_cap: int = 0  # pending suggestions per topic
 
     def swap_if_ready(self) -> None:
         """Take a newly offered model, between batches (a batch in flight keeps its own)."""
@@ -222,7 +228,9 @@ class BatchHandler:
         classifier: Classifier,
         by_pos: Mapping[Position, RawMessage],
     ) -> tuple[list[Prediction], list[DeadLetter]]:
-        pairs, dead, inference_ms = await self._classify_isolated(articles, classifier, by_pos)
+        pairs, dead, inference_ms, vectors = await self._classify_isolated(
+            articles, classifier, by_pos
+        )
         self.metrics.inference_seconds.observe(inference_ms / 1000)
         version = classifier.version
         labels = None if version in self.labels_recorded else {version: classifier.labels}
@@ -237,18 +245,58 @@ class BatchHandler:
             self.metrics.conflicts.inc(r.conflicts)
             self.metrics.review_items.inc(r.review_items)
         self.metrics.predicted.inc(len(stored))
+        if vectors and stored:
+            await self._suggest(stored, vectors, version)
         return stored, dead
+
+    def _suggesting(self, classifier: Classifier) -> bool:
+        found = None if self.suggestions is None else self.suggestions.current
+        return (
+            found is not None and bool(found.topics) and found.model_version == classifier.version
+        )
+
+    async def _suggest(self, stored: Sequence[Prediction], vectors: Vectors, version: str) -> None:
+        """Queue the new predictions near an onboarding topic's prototype for review, the
+        topic suggested (after the batch is stored: a failure here only loses suggestions)."""
+        found = None if self.suggestions is None else self.suggestions.current
+        if found is None or found.model_version != version:
+            return
+        ids = [p.article_id for p in stored if p.article_id in vectors]
+        if not ids:
+            return
+        matches = found.match(np.stack([vectors[i] for i in ids]))
+        if not matches:
+            return
+        try:
+            queued = await _offload(
+                lambda: queue_matches(
+                    self.engine, matches, ids, model_version=version, cap=self.suggest_cap
+                )
+            )
+        except Exception as exc:  # the batch is stored; suggestions come with later batches
+            log.warning("queueing topic suggestions failed: %s", exc)
+            return
+        for topic, n in queued.items():
+            if n:
+                log.info("suggested %d articles for topic %r", n, topic)
 
     async def _classify_isolated(
         self,
         articles: Sequence[CleanArticle],
         classifier: Classifier,
         by_pos: Mapping[Position, RawMessage],
-    ) -> tuple[list[Pair], list[DeadLetter], float]:
-        """Classify the batch; if that fails, message by message (the culprit is dead)."""
+    ) -> tuple[list[Pair], list[DeadLetter], float, Vectors]:
+        """Classify the batch (with embeddings while topics are being suggested); if that
+        fails, message by message (the culprit is dead; no suggestions for that batch)."""
+        embed = self._suggesting(classifier)
         try:
-            preds, ms = await _offload(lambda: classify_batch(articles, classifier, now=self.now))
-            return list(zip(articles, preds, strict=True)), [], ms
+            preds, ms, emb = await _offload(
+                lambda: classify_embedded(articles, classifier, now=self.now, embed=embed)
+            )
+            vectors: Vectors = (
+                {} if emb is None else dict(zip([a.id for a in articles], emb, strict=True))
+            )
+            return list(zip(articles, preds, strict=True)), [], ms, vectors
         except Exception:
             log.exception("classifying a batch failed; classifying message by message")
             self.metrics.fallbacks.labels(stage="classify").inc()
@@ -267,7 +315,7 @@ class BatchHandler:
                 dead.append(
                     self._dead_letter(m, DeadLetterReason.INTERNAL, f"model failed: {exc!r}")
                 )
-        return pairs, dead, total_ms
+        return pairs, dead, total_ms, {}
 
     async def _store_isolated(
         self,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine
@@ -116,9 +117,13 @@ def save_batch(
     with engine.begin() as conn:
         if model_labels:
             predictions_db.record_model_labels(conn, labels=model_labels)
+        # the ids' transaction locks, once for both tables (see articles_db.lock_article_ids)
+        articles_db.lock_article_ids(conn, ids=list(by_id))
         judged = _store_articles(conn, by_id)
         stored, candidates = _store_predictions(conn, judged.unique)
-        picks = _pick_for_review(conn, candidates, policy, rng)
+        # the queue's clock is the batch's: the worker's (a replay's simulated one) time
+        now = max(p.predicted_at for _, p in pairs)
+        picks = _pick_for_review(conn, candidates, policy, rng, now)
         article_of = {c.key: p.article_id for c, p in zip(candidates, stored, strict=True)}
         reviews_db.queue_review_items(
             conn,
@@ -126,6 +131,7 @@ def save_batch(
                 reviews_db.NewReviewItem(k.key, article_of[k.key], k.reason, k.priority)
                 for k in picks
             ],
+            created_at=now,
         )
     conflicts = len(judged.conflicting)
     return WriteResult(stored, len(pairs) - len(stored) - conflicts, len(picks), conflicts)
@@ -152,7 +158,9 @@ def _store_articles(conn: Connection, by_id: Mapping[str, Sequence[Pair]]) -> _J
     deliveries = [
         sum(1 for m, _ in msgs if _text_of(m) == _text_of(msgs[0][0])) for msgs in by_id.values()
     ]
-    matched = articles_db.upsert_articles(conn, articles=firsts, deliveries=deliveries)
+    matched = articles_db.upsert_articles(
+        conn, articles=firsts, deliveries=deliveries, ids_locked=True
+    )
     stored_text: dict[str, TextKey] = {
         i: _text_of(msgs[0][0]) for i, msgs in by_id.items() if i in matched
     }
@@ -191,7 +199,9 @@ def _store_predictions(
 ) -> tuple[list[Prediction], list[Candidate]]:
     """Insert the predictions; returns those new in this transaction and, for each of them
     in the same order, its review candidate (keyed by the new row id)."""
-    new = predictions_db.insert_new_predictions(conn, predictions=[p for _, p in unique.values()])
+    new = predictions_db.insert_new_predictions(
+        conn, predictions=[p for _, p in unique.values()], ids_locked=True
+    )
     stored: list[Prediction] = []
     candidates: list[Candidate] = []
     for art, p in unique.values():
@@ -207,9 +217,10 @@ def _pick_for_review(
     candidates: Sequence[Candidate],
     policy: ReviewPolicy,
     rng: random.Random,
+    now: datetime,
 ) -> list[Pick]:
     if policy.budget is not None:
-        return _fill_budgeted(conn, candidates, policy, policy.budget)
+        return _fill_budgeted(conn, candidates, policy, policy.budget, now)
     return select_for_review(
         candidates,
         uniform_share=policy.uniform_share,
@@ -224,6 +235,7 @@ def _fill_budgeted(
     candidates: Sequence[Candidate],
     policy: ReviewPolicy,
     budget: Budget,
+    now: datetime,
 ) -> list[Pick]:
     """Expire stale items, then choose which candidates enter the queue, mark the items they
     replace and renumber the claim order, all under one advisory lock held to the end of the
@@ -234,17 +246,21 @@ def _fill_budgeted(
         return []
     reviews_db.lock_review_queue(conn)
     claim_s = policy.claim_minutes * 60
-    reviews_db.expire_stale_reviews(conn, older_than_s=policy.expire_hours * 3600, claim_s=claim_s)
-    queued = reviews_db.select_budgeted_pending(conn, claim_s=claim_s)
+    reviews_db.expire_stale_reviews(
+        conn, older_than_s=policy.expire_hours * 3600, claim_s=claim_s, now=now
+    )
+    queued = reviews_db.select_budgeted_pending(conn, claim_s=claim_s, now=now)
     fill = fill_queue(candidates, queued, budget)
     picks = fill.picks
     if fill.replaced:
         # A reviewer may have claimed one since it was read: that one stays, and as many
         # new picks are dropped (the last: the highest margins), so the budget holds.
-        done = reviews_db.replace_review_items(conn, item_ids=fill.replaced, claim_s=claim_s)
+        done = reviews_db.replace_review_items(
+            conn, item_ids=fill.replaced, claim_s=claim_s, now=now
+        )
         short = len(fill.replaced) - done
         if short:
             picks = picks[: max(0, len(picks) - short)]
     if fill.reorder:
-        reviews_db.renumber_review_items(conn, priorities=fill.reorder, claim_s=claim_s)
+        reviews_db.renumber_review_items(conn, priorities=fill.reorder, claim_s=claim_s, now=now)
     return picks

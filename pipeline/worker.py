@@ -23,16 +23,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from pipeline.batch import BatchHandler, Outlets, RawMessage
+from pipeline.core.clock import clock_for
 from pipeline.core.model_folder import Precision
 from pipeline.core.settings import Settings
 from pipeline.delivery import BatchAbandoned, StopGuard, finish_or_abandon
 from pipeline.hotswap import ModelHolder
 from pipeline.metrics import WorkerMetrics
 from pipeline.sink import ReviewPolicy
+from pipeline.suggestions import SuggestionHolder, SuggestPolicy
 
 log = logging.getLogger("newsflow.worker")
 
@@ -73,6 +76,7 @@ def create_app(
     engine: Any,
     metrics: WorkerMetrics,
     guard: StopGuard | None = None,
+    suggestions: SuggestionHolder | None = None,
 ) -> Any:
     """The Faust app: one agent on ``articles`` that hands each micro-batch to a
     :class:`~pipeline.batch.BatchHandler`, plus timers (idle model swap, consumer lag)."""
@@ -85,6 +89,8 @@ def create_app(
         settings.topic_predictions, value_serializer="raw", key_serializer="raw"
     )
     guard = guard or StopGuard(settings.shutdown_grace_s)
+    clock = clock_for(settings.clock_file)  # the wall clock unless a replay simulates one
+    clock()  # a missing or bad clock file stops the start, never a batch
     handler = BatchHandler(
         holder=holder,
         engine=engine,
@@ -97,6 +103,9 @@ def create_app(
         policy=ReviewPolicy.from_settings(settings),
         max_message_bytes=settings.max_message_bytes,
         dlq_max_bytes=settings.dlq_max_bytes,
+        now=clock,
+        suggestions=suggestions,
+        suggest_cap=SuggestPolicy.from_settings(settings).cap,
     )
     metrics.model_info.labels(version=holder.current.version).set(1)
 
@@ -177,11 +186,31 @@ def _refusal_recorder(settings: Settings, engine: Any) -> Callable[[str, str], N
     return record
 
 
+def refresh_suggestions(
+    settings: Settings,
+    engine: Any,
+    holder: ModelHolder,
+    suggestions: SuggestionHolder,
+    stop: threading.Event,
+) -> None:
+    """Thread body: at start and at every model poll, compute the onboarding topics'
+    missing prototypes with the served model and hand the worker the current set
+    (:mod:`pipeline.suggestions`). A failure keeps the last set and is tried again."""
+    from pipeline.suggestions import refresh
+
+    policy = SuggestPolicy.from_settings(settings)
+    while True:
+        try:
+            suggestions.set(refresh(engine, holder.current, policy=policy, holder=suggestions))
+        except Exception as exc:  # the database may be down: the batches handle that
+            log.warning("could not refresh the topic suggestions: %s", exc)
+        if stop.wait(settings.model_poll_s):
+            return
+
+
 def run_worker(settings: Settings, *, model_dir: Any, precision: Precision = "auto") -> None:
     """Load the model (a folder, or the registry's champion, which is then followed), connect
     the database, serve metrics and run the Faust worker."""
-    import threading
-
     import faust
 
     from pipeline.core.db.engine import make_engine, wait_for_database
@@ -217,10 +246,24 @@ def run_worker(settings: Settings, *, model_dir: Any, precision: Precision = "au
             daemon=True,
             name="champion-watcher",
         ).start()
+    suggestions = SuggestionHolder()
+    threading.Thread(
+        target=refresh_suggestions,
+        args=(settings, engine, holder, suggestions, stop),
+        daemon=True,
+        name="topic-suggestions",
+    ).start()
     serve_metrics(metrics, settings.metrics_port, settings.metrics_host)
     (settings.home / "faust" / settings.worker_name).mkdir(parents=True, exist_ok=True)
     guard = StopGuard(settings.shutdown_grace_s)
-    app = create_app(settings, holder=holder, engine=engine, metrics=metrics, guard=guard)
+    app = create_app(
+        settings,
+        holder=holder,
+        engine=engine,
+        metrics=metrics,
+        guard=guard,
+        suggestions=suggestions,
+    )
 
     class GuardedWorker(faust.Worker):  # type: ignore[misc]
         """Faust's worker, with SIGTERM/SIGINT first telling the stop guard."""

@@ -67,6 +67,11 @@ FORWARDED = (  # never a secret: those reach children through the inherited envi
     "registered_model_name",
     "data_dir",
     "web_port",
+    "clock_file",  # newsflow replay: the worker follows the simulated clock
+    "topic_label_request_share",  # provisional topic suggestions (issue 24): the worker's
+    "topic_suggest_min_cosine",
+    "topic_suggest_min_answered",
+    "topic_suggest_min_acceptance",
 )
 
 

@@ -122,6 +122,25 @@ def split_new(
     return train, held
 
 
+def new_class_repeats(
+    rows: Sequence[LabelledText], new_topics: Sequence[str], *, base_per_class: int
+) -> dict[str, int]:
+    """How many times each new topic's training rows are used so that it is about as frequent
+    as a known class (``base_per_class`` rows), at most ``MAX_REPEAT``.
+
+    Example:
+        >>> rows = [LabelledText(str(i), "t", "b", "Arts" if i < 20 else "Health")
+        ...         for i in range(25)]
+        >>> new_class_repeats(rows, ["Arts", "Health"], base_per_class=100)
+        {'Arts': 5, 'Health': 20}
+    """
+    counts = Counter(r.label for r in rows)
+    return {
+        t: min(MAX_REPEAT, max(1, -(-base_per_class // max(1, counts.get(t, 0)))))
+        for t in new_topics
+    }
+
+
 def retrain_expanded(
     settings: Settings,
     *,
@@ -140,7 +159,9 @@ def retrain_expanded(
 ) -> ExpandOutcome:
     """Train, gate and (when both gates pass) promote a champion that knows ``new_topics``
     and no longer ``retire``'s topics: each removed (→ None; its examples are dropped) or
-    merged into another (its examples count as that topic). ``recipe``: the champion's
+    merged into another (its examples count as that topic); a split is its old topic removed
+    and its parts in ``new_topics`` (their examples are the old topic's, relabelled by
+    reviewers; each part is gated as a new topic). ``recipe``: the champion's
     (its warm start and teacher are not used: the grown champion is the starting point);
     ``recipe_tags``: where it came from, for the MLflow run."""
     from pipeline.core import registry
@@ -170,7 +191,7 @@ def retrain_expanded(
     if short:
         raise TrainingError(
             f"not enough reviewed examples yet (need {min_labels} each): "
-            + ", ".join(f"{t}: {n}" for t, n in short.items())
+            + ", ".join(f"{t}: {n}, {min_labels - n} more" for t, n in short.items())
         )
     new_train, held = split_new(reviewed, new_topics, held_share=held_share, seed=seed)
     # uniformly sampled reviews are never trained on: the live check's evidence
@@ -179,14 +200,16 @@ def retrain_expanded(
     known_reviewed = [r for r in known if r.id not in uniform]
     known_uniform = [r for r in known if r.id in uniform]
     base = balanced_sample(base_rows, per_class=base_per_class, seed=seed)
-    # each new class about as frequent as a known one (its few examples repeated)
-    per_new = max(1, len(new_train) // max(1, len(new_topics)))
-    repeat = min(MAX_REPEAT, max(1, -(-base_per_class // per_new)))
+    # each new class about as frequent as a known one (its few examples repeated), each by
+    # its own count: several new topics with different numbers of labels are each balanced
+    repeat = new_class_repeats(new_train, new_topics, base_per_class=base_per_class)
     splits = make_splits(
         [*base, *known_reviewed, *new_train], [*test_rows, *held, *known_uniform], seed=seed
     )
     # repeated after the split: make_splits drops duplicate texts
-    extra = [r for r in splits.train if r.label in new_topics] * (repeat - 1)
+    # (block by block, so one new topic's rows come in the order they always did)
+    new_rows = [r for r in splits.train if r.label in repeat]
+    extra = [r for k in range(1, MAX_REPEAT) for r in new_rows if repeat[r.label] > k]
     splits = dataclasses.replace(splits, train=[*splits.train, *extra])
     state_dir = Path(tempfile.mkdtemp(prefix="newsflow-grow-", dir=settings.home))
     init_from = _grown_champion_state(
@@ -206,7 +229,7 @@ def retrain_expanded(
                 "retired_topics": ",".join(f"{k}->{v or '-'}" for k, v in mapping.items()),
                 "warm_start": str(init_from is not None),
                 "new_topic_examples": str(len(new_train)),
-                "repeat": str(repeat),
+                "repeat": ",".join(f"{t}:{n}" for t, n in repeat.items()),
             },
         ),
     )

@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.model_folder import (
+    EMBEDDING,
     FP16,
     FP32,
     INT8,
+    LOGITS,
     TOKENIZER,
     ModelMetadata,
     ReferenceDistribution,
@@ -72,32 +74,46 @@ def _input_names(model: Any) -> list[str]:
 
 
 def export_onnx(model: Any, out: Path, *, max_length: int) -> list[str]:
-    """Export ``model`` (a transformers sequence classifier) to ``out`` as one fp32 file."""
+    """Export ``model`` (a transformers sequence classifier) to ``out`` as one fp32 file with
+    two outputs: ``logits`` and ``embedding`` (:data:`EMBEDDING`: the pooled vector the head
+    reads, L2-normalised, so a cosine is a dot product). For a :class:`MeanPoolClassifier`
+    the head reads exactly that vector; for other Hugging Face classifiers (the tiny test
+    models) it is the mean-pooled last hidden state."""
     import torch
 
     names = _input_names(model)
     model = model.eval()
 
-    class Logits(torch.nn.Module):  # type: ignore[misc]
+    class LogitsAndEmbedding(torch.nn.Module):  # type: ignore[misc]
         def __init__(self, inner: Any) -> None:
             super().__init__()
             self.inner = inner
 
         def forward(self, *args: Any) -> Any:
-            out = self.inner(**dict(zip(names, args, strict=True)))
-            return getattr(out, "logits", out)
+            feed = dict(zip(names, args, strict=True))
+            if hasattr(self.inner, "pool") and hasattr(self.inner, "head"):
+                pooled = self.inner.pool(**feed)  # one encoder pass for both outputs
+                logits = self.inner.head(pooled)  # dropout is the identity in eval mode
+            else:
+                out = self.inner(**feed, output_hidden_states=True)
+                hidden = out.hidden_states[-1]
+                mask = feed["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                logits = out.logits
+            return logits, torch.nn.functional.normalize(pooled, dim=1)
 
     dummy = tuple(torch.ones((2, 8), dtype=torch.long) for _ in names)
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
-    axes["logits"] = {0: "batch"}
+    axes[LOGITS] = {0: "batch"}
+    axes[EMBEDDING] = {0: "batch"}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes on shapes that are fixed by design
-        torch.onnx.export(
-            Logits(model),
+        torch.onnx.export(  # the wrapper in eval mode: the export restores its mode after
+            LogitsAndEmbedding(model).eval(),
             dummy,
             str(out),
             input_names=names,
-            output_names=["logits"],
+            output_names=[LOGITS, EMBEDDING],
             dynamic_axes=axes,
             opset_version=OPSET,
             dynamo=False,
@@ -225,6 +241,7 @@ def write_model_folder(
         created_at=dt.datetime.now(dt.UTC).isoformat(),
         metrics=metrics or {},
         reference=reference or ReferenceDistribution(),
+        outputs=[LOGITS, EMBEDDING],
     )
     write_metadata(out, meta)
     return meta

@@ -1,8 +1,8 @@
 """The trainable classifier: any Hugging Face encoder + mean pooling + a linear head.
 
 Mean pooling suits sentence encoders such as all-MiniLM-L6-v2 (trained with it) and works
-for RoBERTa/BERT checkpoints as well. The forward pass returns logits, so the ONNX export
-has one output.
+for RoBERTa/BERT checkpoints as well. The forward pass returns logits; :meth:`pool` gives
+the pooled vector the head reads (the export adds it, L2-normalised, as a second output).
 """
 
 from __future__ import annotations
@@ -27,14 +27,25 @@ class MeanPoolClassifier(nn.Module):  # type: ignore[misc]
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        pooled = self.pool(input_ids, attention_mask, token_type_ids)
+        logits: torch.Tensor = self.head(self.dropout(pooled))
+        return logits
+
+    def pool(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The vector the head reads: the encoder's last hidden state, mean-pooled over the
+        real tokens (``[batch, hidden]``, not normalised)."""
         kwargs: dict[str, torch.Tensor] = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
         hidden = self.encoder(**kwargs).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        logits: torch.Tensor = self.head(self.dropout(pooled))
-        return logits
+        pooled: torch.Tensor = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return pooled
 
 
 def load_base(name_or_path: str, num_labels: int) -> tuple[MeanPoolClassifier, Any]:

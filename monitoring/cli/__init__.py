@@ -65,6 +65,10 @@ def build() -> typer.Typer:
     app.command("bench-sink")(proof.bench_sink_cmd)
     app.command("faults")(proof.faults_cmd)
     app.command("soak")(proof.soak_cmd)
+    if _has("train") and _has("monitor"):  # the replay retrains and checks drift
+        app.command("replay")(proof.replay_cmd)
+    else:
+        missing_extra(app, ("replay",), "train,monitor")
     app.add_typer(topics_app, name="topics")
     app.command("run")(run.run_cmd)
     if _has("demo"):

@@ -1,5 +1,5 @@
-"""`newsflow topics discover | candidates | accept | add | dismiss | list | remove | cancel |
-retrain`: the news topics the model knows, and new ones (discovery, onboarding).
+"""`newsflow topics discover | candidates | accept | add | dismiss | list | remove | split |
+cancel | retrain`: the news topics the model knows, and new ones (discovery, onboarding).
 
 `newsflow topics` alone still creates the Kafka topics, with a deprecation notice on stderr:
 that is `newsflow stack topics` now, and the old spelling goes in the next release."""
@@ -184,36 +184,80 @@ def remove_cmd(
     console.print(f"topic {name!r} will be {what} at the next retraining")
 
 
-def cancel_cmd(
-    name: Annotated[str, typer.Argument(help="a topic being onboarded")],
+def split_cmd(
+    name: Annotated[str, typer.Argument(help="a topic of the champion")],
+    into: Annotated[
+        list[str],
+        typer.Option("--into", help="a part's name (repeat: at least two parts)"),
+    ],
     by: Annotated[str, typer.Option(help="who decides (recorded)")] = "cli",
 ) -> None:
-    """Stop onboarding a topic: reviewers no longer see it; its pending reviews are withdrawn."""
-    from monitoring.topics.onboarding import TopicError, cancel
+    """Split a topic into parts: its reviewed examples go to the review queue first, for
+    reviewers to relabel into the parts. Once every part has NEWSFLOW_TOPIC_MIN_LABELS
+    reviewed labels, `topics retrain` (or the scheduler) replaces the topic by its parts,
+    through the new-topic gate (each part's F1 interval) and the other topics' check."""
+    from monitoring.topics.onboarding import TopicError
+    from monitoring.topics.service import champion_labels
+    from monitoring.topics.split import start_split
+
+    settings = settings_or_exit()
+    with engine_for(settings) as engine:
+        try:
+            started = start_split(
+                engine, name, into, admin=by, champion_labels=champion_labels(settings)[1]
+            )
+        except TopicError as exc:
+            raise fail(exc, 2) from None
+    parts = ", ".join(repr(p) for p in started.parts)
+    console.print(
+        f"topic {name!r} is being split into {parts}: {started.queued} reviewed examples "
+        f"queued for relabelling; each part needs {settings.topic_min_labels} labels"
+    )
+
+
+def cancel_cmd(
+    name: Annotated[str, typer.Argument(help="a topic being onboarded, split, removed or merged")],
+    by: Annotated[str, typer.Option(help="who decides (recorded)")] = "cli",
+) -> None:
+    """Call off what is pending for a topic: its onboarding (reviewers no longer see it), its
+    split (the parts are dropped) or its removal or merge; pending reviews are withdrawn."""
+    from monitoring.topics.onboarding import TopicError
+    from monitoring.topics.split import cancel
 
     with engine_for(settings_or_exit()) as engine:
         try:
-            withdrawn = cancel(engine, name, admin=by)
+            said = cancel(engine, name, admin=by)
         except TopicError as exc:
             raise fail(exc, 2) from None
-    console.print(f"topic {name!r} cancelled; {withdrawn} pending reviews withdrawn")
+    console.print(said)
 
 
 def retrain_cmd(
     steps: Annotated[int | None, typer.Option(help="stop after N steps (smoke runs)")] = None,
 ) -> None:
-    """Train a champion that also knows the onboarding topics (once each has its labels)
-    and no longer has the topics asked to be removed or merged."""
+    """Train a champion that also knows the onboarding topics and the parts of a split (once
+    each has its labels) and no longer has the topics asked to be removed, merged or split.
+    A split whose parts are short of labels is refused, saying how many more each needs."""
     from monitoring.topics.service import retrain_if_ready
+    from monitoring.topics.split import split_progress
 
     settings = settings_or_exit()
     with engine_for(settings) as engine:
         try:
             outcome = retrain_if_ready(settings, engine, max_steps=steps)
+            waiting = [
+                s
+                for s in split_progress(engine, min_labels=settings.topic_min_labels)
+                if not s.ready
+            ]
         except Exception as exc:
             raise fail(exc) from None
+    for s in waiting:
+        console.print(f"refused: {s.text()}", highlight=False, soft_wrap=True)
     if outcome is None:
         console.print("nothing to do: no onboarding topic has all its reviewed examples yet")
+        if waiting:
+            raise typer.Exit(1)
         return
     for line in gate_lines(outcome.gate, outcome.old_classes):
         console.print(line, highlight=False, soft_wrap=True)
@@ -267,5 +311,6 @@ def register(app: typer.Typer) -> None:
     app.command("list")(list_cmd)
     app.command("dismiss")(dismiss_cmd)
     app.command("remove")(remove_cmd)
+    app.command("split")(split_cmd)
     app.command("cancel")(cancel_cmd)
     app.command("retrain")(retrain_cmd)

@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -21,13 +20,14 @@ from sqlalchemy import Engine
 
 from monitoring.topics import onboarding
 from monitoring.topics.discovery import Embed
+from pipeline import suggestions
 from pipeline.core.db import topics as topics_db
 from pipeline.core.settings import Settings
 
 POOL = 2000  # latest unreviewed articles to pick from
 EXAMPLES = 200  # named examples the prototype is built from
 BOUNDARY_SHARE = 0.2
-NO_BUDGET_CAP = 200  # pending per topic when the review budget is off (0)
+NO_BUDGET_CAP = suggestions.NO_BUDGET_CAP  # pending per topic without a review budget
 
 
 def pick(
@@ -56,11 +56,14 @@ def pick(
 
 def topic_cap(settings: Settings) -> int:
     """Suggestions one topic may have pending: ``topic_label_request_share`` of the queue the
-    review budget allows (``review_budget_per_hour`` × ``review_lookahead_hours``)."""
-    budget = settings.review_budget_per_hour * settings.review_lookahead_hours
-    if budget <= 0:
-        return NO_BUDGET_CAP
-    return max(1, math.floor(settings.topic_label_request_share * budget))
+    review budget allows (``review_budget_per_hour`` × ``review_lookahead_hours``); the same
+    cap the workers' provisional suggestions keep to (:func:`pipeline.suggestions.topic_cap`),
+    all pending suggestions of the topic counted together."""
+    return suggestions.topic_cap(
+        settings.review_budget_per_hour,
+        settings.review_lookahead_hours,
+        settings.topic_label_request_share,
+    )
 
 
 def request_labels(

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from monitoring.topics.discovery import Candidate, PoolItem
+from pipeline.core.db import topic_splits as topic_splits_db
 from pipeline.core.db import topics as topics_db
 from pipeline.core.db.access import Db
 from pipeline.core.db.topics import StoredCandidate as StoredCandidate  # re-exported
@@ -228,6 +229,8 @@ _WHY_NOT_ADD = {
     "merged": "it was merged into another topic",
     "cancelled": "its onboarding was cancelled",
     "active": "the model knows it already; reviewers label it in the usual queue",
+    "splitting": "it is being split at the next retraining; add candidates to one of its parts",
+    "split": "it was split into other topics",
 }
 
 
@@ -349,6 +352,8 @@ def retire(
     with engine.begin() as conn:
         topics_db.lock_topic_changes(conn)
         pending = pending_changes(conn)
+        splitting = topics_db.select_topic_names(conn, statuses=("splitting",))
+        pending.update({t: None for t in splitting})  # a split is a pending change too
         targets = {t for t in pending.values() if t is not None}
         busy = name if name in pending or name in targets else into if into in pending else None
         if busy is not None:
@@ -378,6 +383,12 @@ def cancel(engine: Engine, name: str, *, admin: str) -> int:
         if found != "onboarding":
             raise TopicError(
                 f"{name!r} is not a topic being onboarded" + (f" (it is {found})" if found else "")
+            )
+        whole = topic_splits_db.select_split_from(conn, name=name)
+        if whole is not None:  # one part alone would leave the split with no way forward
+            raise TopicError(
+                f"{name!r} is a part of the split of {whole!r}: a split is cancelled as a "
+                f"whole (`newsflow topics cancel {whole}`)"
             )
         topics_db.cancel_topic(conn, name=name, admin=admin)
         return topics_db.withdraw_onboarding_reviews(conn, suggested_label=name)

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from monitoring.topics import onboarding
+from monitoring.topics.split import SplitProgress, split_progress
 from pipeline.core.db import topics as topics_db
 
 
@@ -51,7 +52,11 @@ class TopicProgress:
 
 
 def topic_rows(engine: Engine, *, min_labels: int) -> list[TopicProgress]:
-    """Topics people added, newest first."""
+    """Topics people added, newest first. A split's old topic and its parts say where the
+    whole split stands (it trains when every part has its labels)."""
+    splits: dict[str, SplitProgress] = {}
+    for s in split_progress(engine, min_labels=min_labels):
+        splits.update({name: s for name in (s.old, *(p.name for p in s.parts))})
     out = []
     for t in topics_db.select_topics(engine):
         labelled = onboarding.labelled_count(engine, t.name)
@@ -69,9 +74,9 @@ def topic_rows(engine: Engine, *, min_labels: int) -> list[TopicProgress]:
                 rejected=t.rejected,
                 candidates=t.candidates,
                 members=t.members,
-                next_step=onboarding.next_step(
-                    engine, t.name, labelled=labelled, min_labels=min_labels
-                ),
+                next_step=splits[t.name].text()
+                if t.name in splits
+                else onboarding.next_step(engine, t.name, labelled=labelled, min_labels=min_labels),
                 gate=t.gate,
             )
         )

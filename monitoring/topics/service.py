@@ -16,6 +16,7 @@ from retraining.expand import ExpandOutcome
 if TYPE_CHECKING:
     from monitoring.decision import RetrainRequest
     from monitoring.retrain import RetrainOutcome
+    from monitoring.topics.plan import RetrainPlan
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +57,12 @@ def run_discovery(
 
 
 def ready_topics(settings: Settings, engine: Engine) -> list[str]:
-    """Onboarding topics with all their reviewed examples: ``topic_min_labels``, or more when
-    the new-topic gate asked for more (the others keep collecting)."""
-    return [
-        t
-        for t in onboarding.onboarding_topics(engine)
-        if onboarding.labelled_count(engine, t)
-        >= onboarding.labels_required(engine, t, min_labels=settings.topic_min_labels)
-    ]
+    """The topics the next retraining adds: onboarding topics with all their reviewed
+    examples (``topic_min_labels``, or more when the new-topic gate asked for more), and the
+    parts of a split whose every part has them (the others keep collecting)."""
+    from monitoring.topics.plan import build_plan
+
+    return list(build_plan(engine, min_labels=settings.topic_min_labels).new_topics)
 
 
 def retrain_if_ready(
@@ -73,23 +72,69 @@ def retrain_if_ready(
     max_steps: int | None = None,
     quantize: bool | None = None,
 ) -> ExpandOutcome | None:
-    """Retrain with the onboarding topics that have the reviewed examples they need
-    (:func:`ready_topics`; the others keep collecting), and without the topics asked to be
-    removed or merged; None when there is nothing to change yet. The champion's recipe is kept
-    (:mod:`retraining.retrain_recipe`; ``max_steps``, ``quantize``: overrides for smoke runs
-    and tests); one that cannot run here raises :class:`RecipeRefused`."""
+    """Retrain with every onboarding topic and split that has the reviewed examples it needs
+    (:func:`monitoring.topics.plan.build_plan`; the others keep collecting), and without the
+    topics asked to be removed or merged; None when there is nothing to change yet. Each new
+    topic is gated on its own: when some are promoted and others are not (more labels needed,
+    or refused), the retraining runs once more without the others
+    (:meth:`~monitoring.topics.plan.RetrainPlan.narrowed`), so they do not hold it back. The
+    champion's recipe is kept (:mod:`retraining.retrain_recipe`; ``max_steps``,
+    ``quantize``: overrides for smoke runs and tests); one that cannot run here raises
+    :class:`RecipeRefused`."""
+    import dataclasses
+
+    from monitoring.topics.plan import build_plan
+
+    plan = build_plan(engine, min_labels=settings.topic_min_labels)
+    if plan.empty:
+        return None
+    outcome = _retrain_plan(settings, engine, plan, max_steps=max_steps, quantize=quantize)
+    old_refused = (outcome.old_classes or {}).get("decision") == "refuse"
+    narrower = None
+    if outcome.status in ("needs_labels", "rejected") and outcome.gate and not old_refused:
+        narrower = plan.narrowed({g["topic"]: g["decision"] for g in outcome.gate})
+    if narrower is not None:
+        first = outcome
+        left = [g for g in first.gate if g["topic"] not in narrower.new_topics]
+        log.info("retraining without %s (%s)", [g["topic"] for g in left], first.status)
+        outcome = _retrain_plan(settings, engine, narrower, max_steps=max_steps, quantize=quantize)
+        outcome = dataclasses.replace(
+            outcome,
+            reason=f"first without {', '.join(g['topic'] for g in left)} ({first.reason}); "
+            f"then: {outcome.reason}",
+            gate=[*left, *outcome.gate],
+        )
+        plan = narrower
+    if outcome.status == "promoted" and outcome.version:
+        onboarding.mark_active(engine, plan.new_topics, version=outcome.version)
+        onboarding.mark_retired(engine, list(plan.retire), version=outcome.version)
+    if any(g.get("decision") != "promote" for g in outcome.gate):
+        from monitoring.topics.label_requests import top_up  # the gate asked: suggest more
+
+        try:
+            top_up(settings, engine)
+        except Exception:  # the scheduler tries again; the outcome stands
+            log.exception("queueing more suggestions after the gate failed")
+    return outcome
+
+
+def _retrain_plan(
+    settings: Settings,
+    engine: Engine,
+    plan: RetrainPlan,
+    *,
+    max_steps: int | None,
+    quantize: bool | None,
+) -> ExpandOutcome:
+    """One retraining of the champion's recipe with ``plan``'s topics (trained and gated)."""
     import dataclasses
 
     from retraining.expand import retrain_expanded
     from retraining.flow import load_training_data
     from retraining.retrain_recipe import inherit_recipe
 
-    topics = ready_topics(settings, engine)
-    retire = onboarding.pending_changes(engine)
-    if not topics and not retire:
-        return None
-    plan = inherit_recipe(settings, dataset=settings.retrain_dataset, warm_start=False)
-    recipe = plan.recipe
+    recipe_plan = inherit_recipe(settings, dataset=settings.retrain_dataset, warm_start=False)
+    recipe = recipe_plan.recipe
     if max_steps is not None:
         recipe = dataclasses.replace(
             recipe, training=dataclasses.replace(recipe.training, max_steps=max_steps)
@@ -99,50 +144,31 @@ def retrain_if_ready(
     base = load_training_data(
         settings, recipe.dataset, choice=recipe.data, validation=recipe.validation
     )
-    outcome = retrain_expanded(
+    return retrain_expanded(
         settings,
         engine=engine,
-        new_topics=topics,
-        retire=retire,
+        new_topics=list(plan.new_topics),
+        retire=plan.retire,
         base_rows=[*base.train, *base.validation],
         test_rows=base.test,
         recipe=recipe,
-        recipe_tags=plan.tags(),
+        recipe_tags=recipe_plan.tags(),
         min_labels=settings.topic_min_labels,
         min_f1=settings.topic_min_f1,
         base_per_class=settings.topic_base_per_class,
     )
-    if outcome.status == "promoted" and outcome.version:
-        onboarding.mark_active(engine, topics, version=outcome.version)
-        onboarding.mark_retired(engine, list(retire), version=outcome.version)
-    elif outcome.gate:  # the gate asked for labels (or refused): suggest more at once
-        from monitoring.topics.label_requests import top_up
-
-        try:
-            top_up(settings, engine)
-        except Exception:  # the scheduler tries again; the outcome stands
-            log.exception("queueing more suggestions after the gate failed")
-    return outcome
 
 
 def onboarding_request(settings: Settings, engine: Engine) -> RetrainRequest | None:
-    """A retraining request once every onboarding topic has its reviewed examples, or a
-    topic is to be removed or merged."""
+    """A retraining request once an onboarding topic or a split has its reviewed examples,
+    or a topic is to be removed or merged."""
     from monitoring.decision import RetrainRequest
+    from monitoring.topics.plan import build_plan
 
-    topics = ready_topics(settings, engine)
-    retire = onboarding.pending_changes(engine)
-    if not topics and not retire:
+    plan = build_plan(engine, min_labels=settings.topic_min_labels)
+    if plan.empty:
         return None
-    parts = []
-    if topics:
-        parts.append("new topics with the reviewed examples they need: " + ", ".join(topics))
-    if retire:
-        parts.append(
-            "topics to "
-            + ", ".join(f"merge {k} into {v}" if v else f"remove {k}" for k, v in retire.items())
-        )
-    return RetrainRequest(reason="; ".join(parts), trigger="new_topic", requested_by="topics")
+    return RetrainRequest(reason=plan.reason(), trigger="new_topic", requested_by="topics")
 
 
 def onboarding_train(

@@ -17,9 +17,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 
-from pipeline.core.db.scratch import drop_database
+from pipeline.core.db.scratch import create_database, drop_database
 from pipeline.core.settings import Settings
 from pipeline.stack.processes import free_port
 
@@ -84,8 +84,7 @@ def run_web_bench(
 
     name = f"newsflow_webbench_{uuid.uuid4().hex[:8]}"
     admin = create_engine(settings.database_url("postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    create_database(admin, name)
     bench_settings = settings.model_copy(update={"pg_database": name})
     engine = make_engine(bench_settings, pool_size=8)
     server: uvicorn.Server | None = None

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine
 from pipeline.core.db import review_queue as queue_db
 from pipeline.core.db.review_queue import Agreement, ReviewItemView
 from pipeline.core.db.reviews import pending_review_count
+from pipeline.core.db.topic_splits import SPLIT_REASON, select_parts
 from pipeline.core.db.topics import select_topic_names
 from pipeline.core.errors import NewsflowError
 from pipeline.core.records import NONE_LABEL
@@ -70,6 +71,8 @@ class ReviewTask:
     keyed: list[str]  # on number keys 1..len(keyed)
     others: list[str]  # the rest of ``labels``, in the model's order (the type-ahead list)
     suggested: str | None = None  # a topic being onboarded that an admin expects here
+    split_of: str | None = None  # a relabelling request: this topic is being split
+    parts: list[str] = dataclasses.field(default_factory=list)  # into these (keys first)
 
 
 def split_labels(
@@ -143,7 +146,12 @@ def _task(conn: Connection, item: ReviewItemView) -> ReviewTask:
         keyed, others = [*keyed, *extra[:room]], [*others, *extra[room:]]
         labels = [*labels, *extra]
     suggested = item.suggested_label
-    if suggested in others:  # the topic this item was queued for gets a key (the last one)
+    parts: list[str] = []
+    if item.reason == SPLIT_REASON and suggested is not None:  # relabel into the parts
+        parts = [p for p in select_parts(conn, old=suggested) if p in labels]
+        rest = [t for t in [*keyed, *others] if t not in parts and t != suggested]
+        keyed, others = [*parts, *rest][:MAX_KEYS], [*parts, *rest][MAX_KEYS:]
+    elif suggested in others:  # the topic this item was queued for gets a key (the last one)
         others = [t for t in others if t != suggested]
         if len(keyed) >= MAX_KEYS:
             others = [keyed[-1], *others]
@@ -163,7 +171,9 @@ def _task(conn: Connection, item: ReviewItemView) -> ReviewTask:
         labels=labels,
         keyed=keyed,
         others=others,
-        suggested=item.suggested_label,
+        suggested=None if parts else item.suggested_label,
+        split_of=suggested if parts else None,
+        parts=parts,
     )
 
 

@@ -3,7 +3,9 @@
 Layout (``newsflow-model/1``)::
 
     model.onnx          fp32 graph; inputs input_ids, attention_mask [, token_type_ids];
-                        output logits [batch, n_labels]
+                        outputs logits [batch, n_labels] and (folders written since
+                        issue 24; metadata ``outputs`` lists it) embedding [batch, hidden]:
+                        the pooled vector the head reads, L2-normalised
     model.int8.onnx     optional dynamic-int8 graph for CPUs
     model.fp16.onnx     optional fp16 graph for GPUs
     tokenizer.json      Hugging Face fast-tokenizer file (read with `tokenizers`, no torch)
@@ -29,6 +31,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from pipeline.core.errors import ModelError
 
 FP32, INT8, FP16 = "model.onnx", "model.int8.onnx", "model.fp16.onnx"
+LOGITS, EMBEDDING = "logits", "embedding"  # the graphs' outputs
 TOKENIZER, METADATA = "tokenizer.json", "metadata.json"
 
 
@@ -54,6 +57,11 @@ class ModelMetadata(BaseModel):
     created_at: str = ""
     metrics: dict[str, float] = Field(default_factory=dict)
     reference: ReferenceDistribution = Field(default_factory=ReferenceDistribution)
+    outputs: list[str] = Field(
+        default_factory=lambda: [LOGITS],
+        description="the graphs' outputs: logits, and embedding where the export added it "
+        "(folders written before it have logits only)",
+    )
     recipe: dict[str, Any] | None = Field(
         default=None,
         description="how the model was trained (retraining.recipe.Recipe.to_dict; read "
@@ -64,7 +72,14 @@ class ModelMetadata(BaseModel):
     def _unique_labels(self) -> ModelMetadata:
         if len(set(self.labels)) != len(self.labels):
             raise ValueError("labels must be unique")
+        if not self.outputs or self.outputs[0] != LOGITS:
+            raise ValueError(f"outputs must start with {LOGITS!r}")
         return self
+
+    @property
+    def has_embedding(self) -> bool:
+        """The graphs also output the pooled, L2-normalised embedding."""
+        return EMBEDDING in self.outputs
 
 
 def read_metadata(folder: Path) -> ModelMetadata:

@@ -29,9 +29,11 @@ import numpy.typing as npt
 
 from pipeline.core.errors import ModelError
 from pipeline.core.model_folder import (
+    EMBEDDING,
     FP16,
     FP32,
     INT8,
+    LOGITS,
     TOKENIZER,
     ModelMetadata,
     Precision,
@@ -178,7 +180,9 @@ class Classifier:
         self.binding_device = binding_device  # "cuda"/"cpu": run through I/O binding
         self.pad_multiple = pad_multiple
         self._inputs = {i.name for i in session.get_inputs()}
-        self._output = session.get_outputs()[0].name
+        outputs = [o.name for o in session.get_outputs()]
+        self._output = LOGITS if LOGITS in outputs else outputs[0]
+        self._embedding = EMBEDDING if EMBEDDING in outputs else None
 
     @property
     def version(self) -> str:
@@ -187,6 +191,12 @@ class Classifier:
     @property
     def labels(self) -> list[str]:
         return self.meta.labels
+
+    @property
+    def has_embedding(self) -> bool:
+        """The graph outputs the pooled, L2-normalised embedding (folders exported since
+        issue 24; older ones have logits only)."""
+        return self._embedding is not None
 
     @property
     def provider(self) -> str:
@@ -262,9 +272,7 @@ class Classifier:
             )
         tokenizer.no_padding()
         tokenizer.enable_truncation(max_length=meta.max_length)
-        n_out = session.get_outputs()[0].shape[-1]
-        if isinstance(n_out, int) and n_out != len(meta.labels):
-            raise ModelError(f"{graph.name} has {n_out} outputs but {len(meta.labels)} labels")
+        _check_outputs(session, graph, meta)
         gpu = is_gpu([running])
         bind = gpu if io_binding is None else io_binding
         clf = cls(
@@ -323,29 +331,64 @@ class Classifier:
 
     def run(self, feed: Feed) -> npt.NDArray[np.float32]:
         """Logits of one padded sub-batch."""
+        return self._fetch(feed, [self._output])[0]
+
+    def _fetch(self, feed: Feed, names: Sequence[str]) -> list[npt.NDArray[np.float32]]:
+        """The graph's outputs ``names`` for one padded sub-batch (ORT computes only what
+        they need)."""
         if self.binding_device is None:
-            out: npt.NDArray[np.float32] = self.session.run(None, feed)[0]
+            out: list[npt.NDArray[np.float32]] = self.session.run(list(names), feed)
             return out
         binding = self.session.io_binding()
         for name, value in feed.items():
             binding.bind_cpu_input(name, value)
-        binding.bind_output(self._output, self.binding_device)
+        for name in names:
+            binding.bind_output(name, self.binding_device)
         self.session.run_with_iobinding(binding)
-        fetched: npt.NDArray[np.float32] = binding.copy_outputs_to_cpu()[0]
+        fetched: list[npt.NDArray[np.float32]] = binding.copy_outputs_to_cpu()
         return fetched
 
     def logits(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Raw logits in input order."""
-        if not texts:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        out = np.empty((len(texts), len(self.labels)), dtype=np.float32)
+        return self.infer(texts, embed=False)[0]
+
+    def infer(
+        self, texts: Sequence[str], *, embed: bool = True
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]:
+        """Logits and, when ``embed`` and the graph has the output, the unit-length
+        embeddings (``[n, hidden]``; None otherwise), in input order, from one pass."""
+        names = [self._output] + ([self._embedding] if embed and self._embedding else [])
+        logits = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        vectors: npt.NDArray[np.float32] | None = None
         for idx, feed in self.batches(texts):
-            out[idx] = self.run(feed)
-        return out
+            got = self._fetch(feed, names)
+            logits[idx] = got[0]
+            if len(got) > 1:
+                if vectors is None:
+                    vectors = np.zeros((len(texts), got[1].shape[1]), dtype=np.float32)
+                vectors[idx] = got[1]
+        if vectors is None and len(names) > 1:  # no texts
+            vectors = np.zeros((0, 0), dtype=np.float32)
+        return logits, vectors
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Unit-length embeddings of ``texts`` (the vector the head reads, normalised);
+        ModelError for a graph exported without them."""
+        vectors = self.infer(texts)[1] if self._embedding is not None else None
+        if vectors is None:
+            raise ModelError(f"model {self.version} ({self.graph.name}) has no embedding output")
+        return vectors
 
     def predict(self, texts: Sequence[str]) -> list[Scored]:
-        probs = softmax(self.logits(texts), self.meta.temperature)
-        return [self._score(row) for row in probs]
+        return self.predict_embedded(texts, embed=False)[0]
+
+    def predict_embedded(
+        self, texts: Sequence[str], *, embed: bool = True
+    ) -> tuple[list[Scored], npt.NDArray[np.float32] | None]:
+        """:meth:`predict` plus the embeddings of :meth:`infer` (None without them)."""
+        logits, vectors = self.infer(texts, embed=embed)
+        probs = softmax(logits, self.meta.temperature)
+        return [self._score(row) for row in probs], vectors
 
     def _score(self, row: npt.NDArray[np.float64]) -> Scored:
         top2 = np.argsort(row)[-2:][::-1]
@@ -355,6 +398,22 @@ class Classifier:
             confidence=float(row[best]),
             margin=float(row[best] - row[int(top2[1])]),
             probabilities=tuple(float(p) for p in row),
+        )
+
+
+def _check_outputs(session: Any, graph: Path, meta: ModelMetadata) -> None:
+    """The logits output has one column per label; an embedding output the metadata lists
+    but the graph lacks is logged (the model serves; it makes no suggestions)."""
+    outputs = {o.name: o for o in session.get_outputs()}
+    logits = outputs.get(LOGITS) or session.get_outputs()[0]
+    n_out = logits.shape[-1]
+    if isinstance(n_out, int) and n_out != len(meta.labels):
+        raise ModelError(f"{graph.name} has {n_out} outputs but {len(meta.labels)} labels")
+    if meta.has_embedding and EMBEDDING not in outputs:
+        log.warning(
+            "%s: metadata.json lists an %r output that the graph lacks; serving without it",
+            graph.name,
+            EMBEDDING,
         )
 
 

@@ -450,8 +450,31 @@ class Settings(BaseSettings):
         default=0.5,
         gt=0,
         le=1,
-        description="share of the review budget's queue one onboarding topic's extra "
-        "suggestions may hold",
+        description="share of the review budget's queue one onboarding topic's suggestions "
+        "may hold (the scheduler's label requests and the workers' provisional suggestions "
+        "together)",
+    )
+    # Label-efficient onboarding (issue 24): workers compare each item's embedding (the served
+    # graph's second output) with the onboarding topics' prototypes (pipeline/suggestions.py).
+    topic_suggest_min_cosine: float = Field(
+        default=0.8,
+        ge=-1,
+        le=1,
+        description="a worker suggests an onboarding topic for an item whose embedding is at "
+        "least this cosine-similar to the topic's prototype (1 = practically never)",
+    )
+    topic_suggest_min_answered: int = Field(
+        default=10,
+        ge=1,
+        le=100_000,
+        description="answered suggestions of a topic before their acceptance rate can stop them",
+    )
+    topic_suggest_min_acceptance: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="workers stop suggesting a topic once the 95 % upper bound of its "
+        "suggestions' acceptance rate is below this",
     )
 
     # Prometheus and Alertmanager in the local stack (issue 22, alert rules as code): Debian's
@@ -490,6 +513,14 @@ class Settings(BaseSettings):
     )
     prometheus_retention_days: int = Field(
         default=15, ge=1, le=3650, description="how long Prometheus keeps samples"
+    )
+
+    # A month, replayed (issue 23, `newsflow replay`; monitoring/replay/): the simulated clock.
+    clock_file: Path | None = Field(
+        default=None,
+        description="proof tools only: the worker stamps received and predicted times (and "
+        "the review queue's times) with the simulated instant written in this file by "
+        "`newsflow replay`; unset = the wall clock",
     )
 
     # Service timeouts.

@@ -25,16 +25,17 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine
 
+from pipeline.core.db import articles, predictions, reviews, sizes
 from pipeline.core.db.partitions import create_partitions_ahead, day_start, utc_today
-from pipeline.core.db.predictions import recount_predictions
 from pipeline.core.db.retention import prune
-from pipeline.core.db.scratch import drop_database
+from pipeline.core.db.scratch import create_database, drop_database
 from pipeline.core.settings import Settings
 
 Report = Callable[[str], None]
 FULL_RATE_PER_DAY = 1_440_000  # 1,000 articles/min
+LABELS = ("World", "Sports", "Business", "Sci/Tech")
 BODY = (
     "Officials said on Tuesday that the talks would resume next week after a pause, "
     "while markets waited for figures on growth, trade and prices in the region. "
@@ -80,61 +81,15 @@ class RetentionBenchResult:
         return out
 
 
-def _mb(conn: Connection) -> float:
-    size = conn.execute(
-        text(
-            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-            "LEFT JOIN pg_inherits i ON i.inhrelid = c.oid WHERE c.relkind = 'r' AND "
-            "(c.relname IN ('review_items') OR i.inhparent IN "
-            "(to_regclass('articles'), to_regclass('predictions')))"
-        )
-    ).scalar_one()
-    return round(float(size) / 1e6, 2)
-
-
 def _insert_day(
     conn: Connection, *, prefix: str, start: datetime, seconds: float, n: int, version: str
 ) -> None:
     """``n`` articles spread over ``seconds`` from ``start``, a prediction each 50 ms later."""
-    params = {"p": prefix, "s": start, "n": n, "span": seconds, "v": version}
-    conn.execute(
-        text(
-            "INSERT INTO articles (id, title, body, received_at, enqueued_at, kafka_topic, "
-            "kafka_partition, kafka_offset) SELECT :p || g, 'Headline number ' || g, "
-            ":body || g, :s + make_interval(secs => g * :span / :n), "
-            ":s + make_interval(secs => g * :span / :n - 0.02), 'articles', g % 8, g "
-            "FROM generate_series(1, :n) g"
-        ),
-        {**params, "body": BODY * 3},
+    articles.insert_synthetic_articles(
+        conn, prefix=prefix, start=start, seconds=seconds, n=n, body=BODY * 3
     )
-    conn.execute(
-        text(
-            "INSERT INTO predictions (article_id, model_version, topic, confidence, margin, "
-            "probabilities, latency_ms, received_at, predicted_at) SELECT :p || g, :v, "
-            "(ARRAY['World','Sports','Business','Sci/Tech'])[1 + g % 4], 0.4 + (g % 60) / 100.0, "
-            "(g % 60) / 100.0, ARRAY[0.4 + (g % 60) / 100.0, 0.2, 0.2, 0.2], 12.5, "
-            ":s + make_interval(secs => g * :span / :n), "
-            ":s + make_interval(secs => g * :span / :n + 0.05) FROM generate_series(1, :n) g"
-        ),
-        params,
-    )
-
-
-def _reviews(
-    conn: Connection, *, prefix: str, start: datetime, every: int, status: str, offset: int
-) -> None:
-    conn.execute(
-        text(
-            "INSERT INTO review_items (prediction_id, article_id, reason, priority, status, "
-            "label, reviewer, labelled_at, created_at) SELECT p.id, p.article_id, 'uniform', 1, "
-            "CAST(:st AS text), CASE WHEN CAST(:st AS text) = 'done' THEN p.topic END, "
-            "CASE WHEN CAST(:st AS text) = 'done' THEN 'bench' END, "
-            "CASE WHEN CAST(:st AS text) = 'done' THEN p.predicted_at + interval '10 minutes' END, "
-            "p.predicted_at FROM predictions p WHERE p.predicted_at >= :s "
-            "AND p.predicted_at < :s + interval '1 day' AND p.article_id LIKE :p || '%' "
-            "AND p.id % :e = :o"
-        ),
-        {"p": prefix, "s": start, "e": every, "st": status, "o": offset},
+    predictions.insert_synthetic_predictions(
+        conn, prefix=prefix, start=start, seconds=seconds, n=n, version=version
     )
 
 
@@ -145,8 +100,7 @@ def scratch_database(settings: Settings, *, keep: bool) -> Iterator[Settings]:
 
     name = f"newsflow_retention_{uuid.uuid4().hex[:8]}"
     admin = create_engine(settings.database_url("postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    create_database(admin, name)
     try:
         scratch = settings.model_copy(update={"pg_database": name})
         upgrade(scratch.database_url())
@@ -175,23 +129,17 @@ def _simulate_day(
         every = max(1, per_day // max(labelled, 1))
         if labelled:
             for status, offset in (("done", 0), ("expired", every // 2)):
-                _reviews(
-                    conn, prefix=prefix, start=start, every=every, status=status, offset=offset
+                reviews.insert_synthetic_reviews(
+                    conn, prefix=prefix, day=start, every=every, status=status, offset=offset
                 )
-        recount_predictions(conn, since=start, until=end)
+        predictions.recount_predictions(conn, since=start, until=end)
     insert_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     summary = prune(engine, retention_days=retention, now=end)
     prune_s = time.perf_counter() - t1
     with engine.connect() as conn:
-        counts = conn.execute(
-            text(
-                "SELECT (SELECT count(*) FROM articles), (SELECT count(*) FROM predictions), "
-                "(SELECT count(*) FROM ONLY predictions_default), (SELECT count(*) FROM "
-                "pg_inherits WHERE inhparent = to_regclass('predictions'))"
-            )
-        ).one()
-        total = _mb(conn)
+        counts = sizes.count_table_rows(conn)
+        total = sizes.product_tables_mb(conn)
     return DayFigures(
         day=day.isoformat(),
         inserted=per_day,
@@ -199,10 +147,10 @@ def _simulate_day(
         prune_s=round(prune_s, 2),
         dropped=[d.name for d in summary.dropped],
         total_mb=total,
-        day_partitions=int(counts[3]) - 1,
-        rows_articles=int(counts[0]),
-        rows_predictions=int(counts[1]),
-        kept_rows=int(counts[2]),
+        day_partitions=counts.prediction_partitions - 1,  # DEFAULT is not a day's
+        rows_articles=counts.articles,
+        rows_predictions=counts.predictions,
+        kept_rows=counts.kept_predictions,
     )
 
 
@@ -218,56 +166,10 @@ def _last_hour(engine: Engine, *, rate_per_hour: int, pending: int) -> None:
             n=rate_per_hour,
             version="v2",
         )
-        conn.execute(
-            text(
-                "INSERT INTO review_items (prediction_id, article_id, reason, priority, status) "
-                "SELECT id, article_id, 'uncertainty', g, 'pending' FROM (SELECT id, article_id, "
-                "row_number() OVER (ORDER BY margin, id) AS g FROM predictions "
-                "WHERE article_id LIKE 'live-%') s WHERE g <= :n"
-            ),
-            {"n": pending},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO model_labels (model_version, labels) VALUES "
-                "('v1', ARRAY['World','Sports','Business','Sci/Tech']), "
-                "('v2', ARRAY['World','Sports','Business','Sci/Tech']) ON CONFLICT DO NOTHING"
-            )
-        )
-        recount_predictions(conn, since=now - timedelta(hours=1), until=now)
-        conn.execute(text("ANALYZE articles; ANALYZE predictions; ANALYZE review_items"))
-
-
-EXPLAINED = {
-    "/models (per-version totals, last hour)": (
-        "SELECT c.model_version, c.total, coalesce(h.n, 0) FROM (SELECT model_version, "
-        "sum(predictions) AS total FROM prediction_counts GROUP BY 1) c LEFT JOIN "
-        "(SELECT model_version, count(*) AS n FROM predictions WHERE predicted_at >= "
-        "now() - interval '1 hour' GROUP BY 1) h ON h.model_version = c.model_version"
-    ),
-    "dashboard throughput (5 min)": (
-        "SELECT count(*) / 5.0 FROM predictions WHERE predicted_at >= now() - interval '5 minutes'"
-    ),
-    "drift window (latest 1000 of a version)": (
-        "SELECT confidence, topic FROM predictions WHERE model_version = 'v2' "
-        "ORDER BY id DESC LIMIT 1000"
-    ),
-    "review item (by prediction and article id)": (
-        "SELECT a.title FROM review_items r JOIN predictions p ON p.id = r.prediction_id "
-        "JOIN articles a ON a.id = r.article_id WHERE r.status = 'pending' "
-        "ORDER BY r.priority, r.id LIMIT 1"
-    ),
-}
-
-
-def explain_pages(engine: Engine) -> dict[str, str]:
-    """The plans (with run times) of the pages' heaviest queries on the result."""
-    out = {}
-    with engine.connect() as conn:
-        for name, sql in EXPLAINED.items():
-            plan = conn.execute(text(f"EXPLAIN (ANALYZE, COSTS OFF, SUMMARY ON) {sql}")).scalars()
-            out[name] = "\n".join(str(line) for line in plan)
-    return out
+        reviews.queue_synthetic_pending(conn, prefix="live-", n=pending)
+        predictions.record_model_labels(conn, labels={"v1": LABELS, "v2": LABELS})
+        predictions.recount_predictions(conn, since=now - timedelta(hours=1), until=now)
+        sizes.analyze_tables(conn)
 
 
 def run_retention_bench(
@@ -314,5 +216,6 @@ def run_retention_bench(
             f"insert {figures.insert_s:.1f} s, prune {figures.prune_s:.1f} s"
         )
     _last_hour(engine, rate_per_hour=full_rate_hour, pending=pending)
-    result.explain = explain_pages(engine)
+    with engine.connect() as conn:
+        result.explain = sizes.explain_page_queries(conn)
     return result

@@ -41,7 +41,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from pipeline.batch import RawMessage, validate_batch
 from pipeline.core.datasets import LabelledText
-from pipeline.core.db.scratch import drop_database
+from pipeline.core.db.scratch import create_database, drop_database
 from pipeline.core.records import CleanArticle, Prediction
 from pipeline.core.settings import Settings
 from pipeline.produce import article_messages
@@ -339,8 +339,7 @@ def scratch_database(settings: Settings, name: str, *, keep: bool = False) -> It
 
     admin = create_engine(settings.database_url("postgres"), isolation_level="AUTOCOMMIT")
     try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        create_database(admin, name)
         scratch = settings.model_copy(update={"pg_database": name})
         try:
             upgrade(scratch.database_url())

@@ -16,7 +16,10 @@ import dataclasses
 import time
 from collections.abc import Callable
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
+
+from pipeline.core.db.articles import count_stream_redeliveries
+from pipeline.core.db.predictions import count_stream_predictions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,32 +30,15 @@ class StreamCounts:
 
 
 def stream_counts(engine: Engine, prefix: str) -> StreamCounts:
-    like = {"p": f"{prefix}-%"}
-    with engine.connect() as conn:
-        stored = conn.execute(
-            text("SELECT count(DISTINCT article_id) FROM predictions WHERE article_id LIKE :p"),
-            like,
-        ).scalar_one()
-        redelivered = conn.execute(
-            text("SELECT coalesce(sum(deliveries - 1), 0) FROM articles WHERE id LIKE :p"), like
-        ).scalar_one()
-        conflicts = conn.execute(
-            text("SELECT count(*) FROM article_conflicts WHERE article_id LIKE :p"), like
-        ).scalar_one()
-    return StreamCounts(int(stored), int(redelivered), int(conflicts))
+    stored = count_stream_predictions(engine, prefix=prefix).articles
+    deliveries = count_stream_redeliveries(engine, prefix=prefix)
+    return StreamCounts(stored, deliveries.redelivered, deliveries.conflicts)
 
 
 def prediction_counts(engine: Engine, prefix: str) -> tuple[int, int]:
     """(prediction rows, distinct articles) of the stream."""
-    with engine.connect() as conn:
-        rows, distinct = conn.execute(
-            text(
-                "SELECT count(*), count(DISTINCT article_id) FROM predictions "
-                "WHERE article_id LIKE :p"
-            ),
-            {"p": f"{prefix}-%"},
-        ).one()
-    return int(rows), int(distinct)
+    counted = count_stream_predictions(engine, prefix=prefix)
+    return counted.rows, counted.articles
 
 
 def wait_stored(

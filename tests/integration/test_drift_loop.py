@@ -57,6 +57,8 @@ def env(db: Settings, topics: Settings, tmp_path: Path) -> Settings:
             # decides; its agreement on recent traffic is scored on 300 articles
             "live_check_required": False,
             "live_check_window": 300,
+            # the live reference takes over after the first two stable windows
+            "live_reference_rows": 1000,
         }
     )
 
@@ -107,10 +109,11 @@ def test_stable_then_shifted_stream_then_retrain_and_hot_swap(
     # empty window: insufficient, never drift
     assert run_drift_check(env, engine=engine).level == "insufficient"
 
-    # a stable stream: five windows of AG News (texts the model never saw) are all ok
-    stable = ag["test"][1000:3500]
+    # a stable stream: three windows of AG News (texts the model never saw) are all ok, the
+    # first two against the training reference, the third against the live one
+    stable = ag["test"][1000:2500]
     levels = []
-    for i in range(5):
+    for i in range(3):
         _stream(env, stable[i * 500 : (i + 1) * 500], f"ok{i}", 500)
         r = run_drift_check(env, engine=engine, report=(i == 0))
         levels.append((r.level, round(r.psi_confidence or -1, 3), round(r.psi_topics or -1, 3)))
@@ -125,14 +128,24 @@ def test_stable_then_shifted_stream_then_retrain_and_hot_swap(
     shifted = run_drift_check(env, engine=engine)
     assert shifted.level == "drift", shifted
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM drift_runs")).scalar_one() == 8
+        assert conn.execute(text("SELECT count(*) FROM drift_runs")).scalar_one() == 6
+        used = list(
+            conn.execute(
+                text(
+                    "SELECT r.kind FROM drift_runs d JOIN drift_references r "
+                    "ON r.id = d.reference_id ORDER BY d.id"
+                )
+            ).scalars()
+        )
+    # the training reference first; the champion's first 1,000 live predictions after that
+    assert used[0] == "training" and used[-2:] == ["live", "live"], used
 
     # drift -> retraining -> challenger promoted -> the running worker switches version
     outcome = maybe_retrain(env, engine=engine, drift_run_id=shifted.run_id)
     assert outcome.status == "promoted", outcome
     new_version = registry.version_by_alias(env, registry.CHAMPION)
     assert new_version is not None and new_version.version == outcome.version
-    _stream(env, ag["test"][4000:4600], "after", 600)
+    _stream(env, ag["test"][4000:4300], "after", 300)
     wait_for(lambda: w.metric("newsflow_model_info") >= 1, 10, "metrics")
     with engine.connect() as conn:
         versions = dict(
@@ -147,7 +160,7 @@ def test_stable_then_shifted_stream_then_retrain_and_hot_swap(
             text("SELECT count(*), count(DISTINCT article_id) FROM predictions")
         ).one()
     assert new_version.model_version in versions
-    assert total == distinct == 2500 + 500 + 600  # nothing lost, nothing twice
+    assert total == distinct == 1500 + 500 + 300  # nothing lost, nothing twice
 
     # a cooldown now holds
     again = maybe_retrain(env, engine=engine, drift_run_id=shifted.run_id)

@@ -72,6 +72,12 @@ def env(db: Settings, topics: Settings, tmp_path: Path, tuned_minilm: TunedModel
             # champion). The default 0.005 margin is for a real evaluation set; this test
             # is about the loop, and 0.02 still refuses a model the retraining damaged.
             "gate_max_macro_f1_drop": 0.02,
+            # The shared model is a 3-layer cut of MiniLM trained 40 steps, and each
+            # retraining inherits that recipe: its new-class F1 on 14 held-out examples read
+            # 0.867 [0.741, 0.966], an interval the default 0.8 leaves undecided (the gate
+            # then asks for more labels). The loop is the subject here; the full model's
+            # figure against 0.8 is on the topics benchmark page.
+            "topic_min_f1": 0.7,
             # 720 streamed articles give too few uniformly reviewed items that the
             # retraining did not train on: the live check records the missing evidence and
             # the gates decide (the live check itself: tests/integration/test_live_check.py)

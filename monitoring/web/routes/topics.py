@@ -1,8 +1,8 @@
 """Emerging topics: the open candidates of the latest discovery and the onboarded topics.
 
 Every signed-in user may look; naming (one candidate, several as one topic, or adding some to
-a topic being onboarded), dismissing and starting a discovery need the admin role and a
-CSRF-checked form. A refused decision (bad name, candidate no longer open) is a
+a topic being onboarded), dismissing, splitting a topic and starting a discovery need the
+admin role and a CSRF-checked form. A refused decision (bad name, candidate no longer open) is a
 4xx page and changes nothing; a done one redirects back to the page with a notice.
 """
 
@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from monitoring.topics import onboarding
+from monitoring.topics import split as topic_split
 from monitoring.topics.onboarding import CandidateGone, TopicError
 from monitoring.web import topics_page
 from monitoring.web.deps import AdminUser, CsrfForm, Ctx, CurrentUser, SignedIn, text_field
@@ -41,9 +42,15 @@ def topics(
     discovery: str | None = None,
     merged: int | None = None,
     added: int | None = None,
+    split: str | None = None,
 ) -> HTMLResponse:
     notice = None
-    if added is not None:
+    if split is not None:
+        notice = (
+            f"Topic {split!r} is being split; {queued or 0} reviewed examples were queued "
+            "for relabelling into its parts."
+        )
+    elif added is not None:
         name = topics_page.candidate_name(ctx.db, added)
         if name:
             notice = f"{merged or 1} candidate(s) added to the topic {name!r}"
@@ -123,6 +130,31 @@ def dismiss(ctx: Ctx, signed: AdminUser, form: CsrfForm, candidate_id: int) -> R
     except TopicError as exc:
         return _refused(ctx, signed, exc)
     return _back(dismissed=candidate_id)
+
+
+@router.post("/topics/split")
+def split_topic(ctx: Ctx, signed: AdminUser, form: CsrfForm) -> Response:
+    """Split a topic of the champion (``topic``) into the parts named (``part`` fields, the
+    empty ones ignored): :func:`monitoring.topics.split.start_split`."""
+    from monitoring.topics.service import champion_labels
+
+    old = text_field(form, "topic", max_length=MAX_FIELD).strip()
+    parts = [v for v in form.getlist("part") if isinstance(v, str) and v.strip()]
+    try:
+        if any(len(p) > MAX_FIELD for p in parts):
+            raise TopicError(f"a part's name is over {MAX_FIELD} characters")
+        topic_split.check_parts(parts, old)  # before the registry is asked
+        try:
+            labels = champion_labels(ctx.settings)[1]
+        except Exception as exc:  # the registry is down: nothing was changed
+            why = f"the model registry could not be read ({type(exc).__name__}); try again"
+            return ctx.page("error.html", 503, signed=signed, message=why, back="/topics")
+        started = topic_split.start_split(
+            ctx.db, old, parts, admin=signed.user.username, champion_labels=labels
+        )
+    except TopicError as exc:
+        return _refused(ctx, signed, exc)
+    return _back(split=started.old, queued=started.queued)
 
 
 @router.post("/topics/discover")

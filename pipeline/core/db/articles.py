@@ -8,11 +8,12 @@ commits)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Connection, select, text, update
+from sqlalchemy import Connection, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from pipeline.core.db.access import Db, connected, unnest_rows
@@ -48,28 +49,44 @@ def lock_article_ids(conn: Connection, *, ids: Collection[str]) -> None:
         )
 
 
+# The stored rows of some ids, looked up id by id through each partition's key (a lateral
+# subquery behind OFFSET 0 is not flattened, so the plan is always a nested loop of index
+# probes): a day partition that autovacuum has not analysed yet has no statistics on ``id``,
+# and an ``id IN (...)`` or ``= ANY(...)`` filter over it was planned as a sequential scan of
+# the whole partition, a cost that grew with every row of the day (11-16 ms a batch of 64 after
+# 6,400 rows, docs/benchmarks/2026-12-07-throughput.md). One statement text for any number of
+# ids, so psycopg prepares it once.
+_STORED = text(
+    "SELECT a.id, a.received_at, a.title, a.body FROM unnest(CAST(:ids AS text[])) AS u(id) "
+    "CROSS JOIN LATERAL (SELECT id, received_at, title, body FROM articles "
+    "WHERE articles.id = u.id OFFSET 0) AS a"
+)
+
+
 def _stored(conn: Connection, ids: Collection[str]) -> dict[str, tuple[datetime, str, str]]:
-    rows = conn.execute(
-        select(ArticleRow.id, ArticleRow.received_at, ArticleRow.title, ArticleRow.body).where(
-            ArticleRow.id.in_(list(ids))
-        )
-    )
+    rows = conn.execute(_STORED, {"ids": sorted(set(ids))})
     return {str(r.id): (r.received_at, r.title, r.body) for r in rows}
 
 
 def upsert_articles(
-    conn: Connection, *, articles: Sequence[CleanArticle], deliveries: Sequence[int]
+    conn: Connection,
+    *,
+    articles: Sequence[CleanArticle],
+    deliveries: Sequence[int],
+    ids_locked: bool = False,
 ) -> set[str]:
     """Store each article (``deliveries[i]``: how many messages of the batch brought
     ``articles[i]``'s text); an id stored already with the same title and body only counts
     the deliveries, one stored with another text is left as it is. Returns the ids whose
     stored text is the one offered (new or matching); the others are conflicts or their
-    redeliveries. Ids are looked up in every partition under :func:`lock_article_ids`."""
+    redeliveries. Ids are looked up in every partition under :func:`lock_article_ids`
+    (``ids_locked``: the caller took those locks already in this transaction)."""
     if len(articles) != len(deliveries):
         raise ValueError("one delivery count per article")
     if not articles:
         return set()
-    lock_article_ids(conn, ids=[a.id for a in articles])
+    if not ids_locked:
+        lock_article_ids(conn, ids=[a.id for a in articles])
     stored = _stored(conn, {a.id for a in articles})
     rows: dict[str, dict[str, object]] = {}
     counted: list[dict[str, object]] = []
@@ -132,9 +149,7 @@ def select_article_texts(conn: Connection, *, ids: Collection[str]) -> dict[str,
     """The stored title and body of each of ``ids`` that exists."""
     if not ids:
         return {}
-    rows = conn.execute(
-        select(ArticleRow.id, ArticleRow.title, ArticleRow.body).where(ArticleRow.id.in_(list(ids)))
-    )
+    rows = conn.execute(_STORED, {"ids": sorted(set(ids))})
     return {str(r.id): ArticleText(r.title, r.body) for r in rows}
 
 
@@ -198,3 +213,42 @@ def latest_article_texts(db: Db, *, limit: int, within_days: int = 2) -> list[St
             {"d": within_days, "scan": limit * 4, "n": limit},
         ).all()
     return [StoredText(str(r[0]), r[1] or "", r[2] or "") for r in rows]
+
+
+def insert_synthetic_articles(
+    conn: Connection, *, prefix: str, start: datetime, seconds: float, n: int, body: str
+) -> None:
+    """Benchmarks only: ``n`` generated articles ``<prefix><k>`` (k = 1..n) received evenly
+    over ``seconds`` from ``start`` (enqueued 20 ms earlier), generated in the database
+    rather than sent through the sink: a storage benchmark, not a stream."""
+    conn.execute(
+        text(
+            "INSERT INTO articles (id, title, body, received_at, enqueued_at, kafka_topic, "
+            "kafka_partition, kafka_offset) SELECT :p || g, 'Headline number ' || g, "
+            ":body || g, :s + make_interval(secs => g * :span / :n), "
+            ":s + make_interval(secs => g * :span / :n - 0.02), 'articles', g % 8, g "
+            "FROM generate_series(1, :n) g"
+        ),
+        {"p": prefix, "s": start, "n": n, "span": seconds, "body": body},
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamDeliveries:
+    """How often a stream's articles (ids ``<prefix>-<n>``) were processed beyond once."""
+
+    redelivered: int  # deliveries beyond the first, summed over the stream's articles
+    conflicts: int  # messages that reused a stored id with another text
+
+
+def count_stream_redeliveries(db: Db, *, prefix: str) -> StreamDeliveries:
+    """The stream ``prefix``'s redeliveries and id conflicts (see :class:`StreamDeliveries`)."""
+    like = {"p": f"{prefix}-%"}
+    with connected(db) as conn:
+        redelivered = conn.execute(
+            text("SELECT coalesce(sum(deliveries - 1), 0) FROM articles WHERE id LIKE :p"), like
+        ).scalar_one()
+        conflicts = conn.execute(
+            text("SELECT count(*) FROM article_conflicts WHERE article_id LIKE :p"), like
+        ).scalar_one()
+    return StreamDeliveries(int(redelivered), int(conflicts))

@@ -61,7 +61,9 @@ def record_model_event(
     reason: str = "",
     metrics: dict[str, Any] | None = None,
     drift_run_id: int | None = None,
+    at: datetime | None = None,
 ) -> int:
+    """Store one event, at ``at`` (default: the database's clock)."""
     with engine.begin() as conn:
         new_id = conn.execute(
             insert(ModelEventRow).returning(ModelEventRow.id),
@@ -73,6 +75,7 @@ def record_model_event(
                 "reason": reason,
                 "metrics": metrics or {},
                 "drift_run_id": drift_run_id,
+                **({"at": at} if at is not None else {}),
             },
         ).scalar_one()
     return int(new_id)

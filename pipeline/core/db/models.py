@@ -6,6 +6,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    REAL,
     BigInteger,
     Date,
     DateTime,
@@ -126,6 +127,8 @@ class ReviewItemRow(Base):
     labelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # A topic being onboarded: the label an admin expects (the reviewer decides).
     suggested_label: Mapped[str | None] = mapped_column(String(128))
+    # A worker's provisional suggestion: cosine to the topic's prototype (0009)
+    suggestion_cosine: Mapped[float | None] = mapped_column(REAL)
     # A claim by one reviewer (the web app takes it with FOR UPDATE SKIP LOCKED).
     assigned_to: Mapped[str | None] = mapped_column(String(128))
     assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -242,6 +245,7 @@ class TopicRow(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), default="onboarding")
     merge_into: Mapped[str | None] = mapped_column(String(64))
+    split_from: Mapped[str | None] = mapped_column(String(64))  # a part of a split (0010)
     candidate_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("topic_candidates.id"))
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -335,3 +339,24 @@ class PredictionCountRow(Base):
     model_version: Mapped[str] = mapped_column(String(64), primary_key=True)
     predictions: Mapped[int] = mapped_column(BigInteger)
     last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# Provisional topic suggestions (issue 24, label-efficient onboarding) ----------------------
+
+
+class TopicPrototypeRow(Base):
+    """An onboarding topic's named examples averaged in one served model's embedding space
+    (unit length); workers compute and read them (``pipeline.suggestions``)."""
+
+    __tablename__ = "topic_prototypes"
+
+    topic: Mapped[str] = mapped_column(
+        String(64), ForeignKey("topics.name", ondelete="CASCADE"), primary_key=True
+    )
+    model_version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    vector: Mapped[list[float]] = mapped_column(ARRAY(REAL))
+    examples: Mapped[int] = mapped_column(Integer)
+    labelled: Mapped[int] = mapped_column(Integer)
+    computed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

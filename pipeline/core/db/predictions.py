@@ -72,21 +72,26 @@ def _array_literal(values: Sequence[float]) -> str:
 
 
 def insert_new_predictions(
-    conn: Connection, *, predictions: Sequence[Prediction]
+    conn: Connection, *, predictions: Sequence[Prediction], ids_locked: bool = False
 ) -> dict[tuple[str, str], int]:
     """Store predictions, skipping any (article, model version) stored already (in any
-    partition: looked up under the articles' transaction locks) or offered twice. Returns
-    the row id of each one stored now, by (article id, model version), and counts them in
+    partition: looked up under the articles' transaction locks, which the caller may hold
+    already in this transaction: ``ids_locked``) or offered twice. Returns the row id of
+    each one stored now, by (article id, model version), and counts them in
     ``prediction_counts``."""
     if not predictions:
         return {}
-    lock_article_ids(conn, ids=[p.article_id for p in predictions])
+    if not ids_locked:
+        lock_article_ids(conn, ids=[p.article_id for p in predictions])
     stored = {
         (str(r[0]), str(r[1]))
         for r in conn.execute(
+            # id by id through each partition's index, whatever its statistics (see
+            # pipeline.core.db.articles._STORED)
             text(
-                "SELECT article_id, model_version FROM predictions "
-                "WHERE article_id = ANY(CAST(:ids AS text[]))"
+                "SELECT p.article_id, p.model_version FROM unnest(CAST(:ids AS text[])) AS u(id) "
+                "CROSS JOIN LATERAL (SELECT article_id, model_version FROM predictions "
+                "WHERE predictions.article_id = u.id OFFSET 0) AS p"
             ),
             {"ids": sorted({p.article_id for p in predictions})},
         )
@@ -343,3 +348,44 @@ def phase_stats(db: Db, prefix: str) -> PhaseStats:
     return PhaseStats(
         int(n), first, last, _opt_float(p50), _opt_float(p95), [str(v) for v in versions or []]
     )
+
+
+def insert_synthetic_predictions(
+    conn: Connection, *, prefix: str, start: datetime, seconds: float, n: int, version: str
+) -> None:
+    """Benchmarks only: a prediction by ``version`` for each article of
+    :func:`pipeline.core.db.articles.insert_synthetic_articles` (same arguments), made 50 ms
+    after it arrived; not counted in ``prediction_counts`` (see
+    :func:`recount_predictions`)."""
+    conn.execute(
+        text(
+            "INSERT INTO predictions (article_id, model_version, topic, confidence, margin, "
+            "probabilities, latency_ms, received_at, predicted_at) SELECT :p || g, :v, "
+            "(ARRAY['World','Sports','Business','Sci/Tech'])[1 + g % 4], 0.4 + (g % 60) / 100.0, "
+            "(g % 60) / 100.0, ARRAY[0.4 + (g % 60) / 100.0, 0.2, 0.2, 0.2], 12.5, "
+            ":s + make_interval(secs => g * :span / :n), "
+            ":s + make_interval(secs => g * :span / :n + 0.05) FROM generate_series(1, :n) g"
+        ),
+        {"p": prefix, "s": start, "n": n, "span": seconds, "v": version},
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamPredictions:
+    """Prediction rows of a stream (article ids ``<prefix>-<n>``) and its distinct articles."""
+
+    rows: int
+    articles: int
+
+
+def count_stream_predictions(db: Db, *, prefix: str) -> StreamPredictions:
+    """How many prediction rows the stream ``prefix`` has, and for how many articles."""
+    with connected(db) as conn:
+        rows, distinct = conn.execute(
+            text(
+                "SELECT count(*), count(DISTINCT article_id) FROM predictions "
+                "WHERE article_id LIKE :p"
+            ),
+            _like(prefix),
+        ).one()
+    return StreamPredictions(int(rows), int(distinct))

@@ -11,13 +11,16 @@ take an engine or a connection.
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 
 from sqlalchemy import Connection, text
 
 from pipeline.core.db.access import Db, connected
 
 # claimable: nobody holds it, or the claim is older than :s seconds
-_FREE = "(assigned_to IS NULL OR assigned_at <= now() - make_interval(secs => :s))"
+# "now": the caller's instant (:now; a replay's simulated clock) or, without one, the database's
+_NOW = "COALESCE(CAST(:now AS timestamptz), now())"
+_FREE = f"(assigned_to IS NULL OR assigned_at <= {_NOW} - make_interval(secs => :s))"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,20 +91,26 @@ def select_held_item(conn: Connection, *, reviewer: str, claim_s: float) -> int 
 
 
 def claim_free_item(
-    conn: Connection, *, reviewer: str, claim_s: float, article_prefix: str | None = None
+    conn: Connection,
+    *,
+    reviewer: str,
+    claim_s: float,
+    article_prefix: str | None = None,
+    now: datetime | None = None,
 ) -> int | None:
     """Claim the first free pending item in queue order (priority, then id) that is not
     kept from ``reviewer``, skipping items other transactions hold locked; ``article_prefix``
-    limits the choice to articles whose id starts with it. None when there is none."""
+    limits the choice to articles whose id starts with it; ``now``: the claim's time (default:
+    the database's clock). None when there is none."""
     scope = "AND article_id LIKE :prefix " if article_prefix else ""
     row = conn.execute(
         text(
-            "UPDATE review_items SET assigned_to = :u, assigned_at = now() "
+            f"UPDATE review_items SET assigned_to = :u, assigned_at = {_NOW} "
             "WHERE id = (SELECT id FROM review_items WHERE status = 'pending' "
             f"AND {_FREE} AND (exclude_reviewer IS NULL OR exclude_reviewer <> :u) "
             f"{scope}ORDER BY priority, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id"
         ),
-        {"u": reviewer, "s": claim_s, "prefix": f"{article_prefix or ''}%"},
+        {"u": reviewer, "s": claim_s, "prefix": f"{article_prefix or ''}%", "now": now},
     ).first()
     return int(row[0]) if row else None
 
@@ -159,17 +168,19 @@ def label_held_item(
     label: str,
     note: str | None,
     simulated: bool,
+    now: datetime | None = None,
 ) -> LabelledItem | None:
-    """Mark the item done with ``label`` if it is pending and ``reviewer`` holds it; None
-    when not (labelled already, or the claim went to someone else)."""
+    """Mark the item done with ``label`` at ``now`` (default: the database's clock) if it is
+    pending and ``reviewer`` holds it; None when not (labelled already, or the claim went to
+    someone else)."""
     row = conn.execute(
         text(
             "UPDATE review_items SET status = 'done', label = :l, reviewer = :u, "
-            "labelled_at = now(), note = :n, simulated = :sim, assigned_to = NULL "
+            f"labelled_at = {_NOW}, note = :n, simulated = :sim, assigned_to = NULL "
             "WHERE id = :i AND status = 'pending' AND assigned_to = :u "
             "RETURNING prediction_id, article_id, round, reason, priority"
         ),
-        {"l": label, "u": reviewer, "n": note, "i": item_id, "sim": simulated},
+        {"l": label, "u": reviewer, "n": note, "i": item_id, "sim": simulated, "now": now},
     ).first()
     if row is None:
         return None

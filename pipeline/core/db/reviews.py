@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import NamedTuple
 
 from sqlalchemy import Connection, text
@@ -24,8 +25,10 @@ from pipeline.core.db.models import ReviewItemRow
 from pipeline.core.records import Queued
 
 REVIEW_QUEUE_LOCK = 0x72657671  # "revq": one filler of the review queue at a time
+# "now": the caller's instant (:now; a replay's simulated clock) or, without one, the database's
+NOW = "COALESCE(CAST(:now AS timestamptz), now())"
 # an item nobody holds by a claim younger than :s seconds
-_MOVABLE_NOW = "(assigned_to IS NULL OR assigned_at <= now() - make_interval(secs => :s))"
+_MOVABLE_NOW = f"(assigned_to IS NULL OR assigned_at <= {NOW} - make_interval(secs => :s))"
 
 
 class ReviewedCounts(NamedTuple):
@@ -106,19 +109,21 @@ def reviewed_articles(db: Db, labels: Sequence[str]) -> list[ReviewedArticle]:
     return [ReviewedArticle(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
 
 
-def expire_stale_reviews(conn: Connection, *, older_than_s: float, claim_s: float) -> int:
-    """Mark pending items created more than ``older_than_s`` ago ``expired``, except those a
-    reviewer claimed within the last ``claim_s`` (still being looked at). Returns how many;
-    the caller commits."""
+def expire_stale_reviews(
+    conn: Connection, *, older_than_s: float, claim_s: float, now: datetime | None = None
+) -> int:
+    """Mark pending items created more than ``older_than_s`` before ``now`` (default: the
+    database's clock) ``expired``, except those a reviewer claimed within the last
+    ``claim_s`` (still being looked at). Returns how many; the caller commits."""
     return int(
         conn.execute(
             text(
                 "UPDATE review_items SET status = 'expired' WHERE status = 'pending' "
-                "AND reason <> 'onboarding' "  # an admin's request: reviewed, never expired
-                "AND created_at < now() - make_interval(secs => :old) "
-                "AND (assigned_at IS NULL OR assigned_at <= now() - make_interval(secs => :c))"
+                "AND reason NOT IN ('onboarding', 'split') "  # an admin's request: never expired
+                f"AND created_at < {NOW} - make_interval(secs => :old) "
+                f"AND (assigned_at IS NULL OR assigned_at <= {NOW} - make_interval(secs => :c))"
             ),
-            {"old": older_than_s, "c": claim_s},
+            {"old": older_than_s, "c": claim_s, "now": now},
         ).rowcount
     )
 
@@ -136,20 +141,22 @@ def lock_review_queue(conn: Connection) -> None:
     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": REVIEW_QUEUE_LOCK})
 
 
-def select_budgeted_pending(conn: Connection, *, claim_s: float) -> list[Queued]:
+def select_budgeted_pending(
+    conn: Connection, *, claim_s: float, now: datetime | None = None
+) -> list[Queued]:
     """Pending items that count against the review budget, with their prediction and title.
-    Onboarding reviews (an admin's request for a new topic) are outside the budget: never
+    Onboarding and split relabelling reviews (an admin's request) are outside the budget: never
     replaced, renumbered or counted, so not returned."""
     rows = conn.execute(
         text(
             "SELECT r.id, r.prediction_id, r.reason, r.priority, r.round, r.skips, p.margin, "
             "p.topic, a.title, (r.assigned_to IS NOT NULL "
-            "AND r.assigned_at > now() - make_interval(secs => :s)) AS held "
+            f"AND r.assigned_at > {NOW} - make_interval(secs => :s)) AS held "
             "FROM review_items r JOIN predictions p ON p.id = r.prediction_id "
             "JOIN articles a ON a.id = r.article_id WHERE r.status = 'pending' "
-            "AND r.reason <> 'onboarding'"
+            "AND r.reason NOT IN ('onboarding', 'split')"
         ),
-        {"s": claim_s},
+        {"s": claim_s, "now": now},
     ).all()
     return [
         Queued(
@@ -168,7 +175,9 @@ def select_budgeted_pending(conn: Connection, *, claim_s: float) -> list[Queued]
     ]
 
 
-def replace_review_items(conn: Connection, *, item_ids: Sequence[int], claim_s: float) -> int:
+def replace_review_items(
+    conn: Connection, *, item_ids: Sequence[int], claim_s: float, now: datetime | None = None
+) -> int:
     """Mark pending first-round items ``replaced``, except those a reviewer claimed within
     ``claim_s`` seconds. Returns how many were replaced."""
     return len(
@@ -177,13 +186,17 @@ def replace_review_items(conn: Connection, *, item_ids: Sequence[int], claim_s: 
                 "UPDATE review_items SET status = 'replaced' WHERE id = ANY(:ids) "
                 f"AND status = 'pending' AND round = 1 AND {_MOVABLE_NOW} RETURNING id"
             ),
-            {"ids": list(item_ids), "s": claim_s},
+            {"ids": list(item_ids), "s": claim_s, "now": now},
         ).all()
     )
 
 
 def renumber_review_items(
-    conn: Connection, *, priorities: Mapping[int, int], claim_s: float
+    conn: Connection,
+    *,
+    priorities: Mapping[int, int],
+    claim_s: float,
+    now: datetime | None = None,
 ) -> None:
     """Give pending items new priorities (item id -> priority), except those a reviewer
     claimed within ``claim_s`` seconds."""
@@ -193,12 +206,15 @@ def renumber_review_items(
             "FROM unnest(CAST(:ids AS bigint[]), CAST(:prios AS integer[])) "
             f"AS o(id, priority) WHERE r.id = o.id AND r.status = 'pending' AND {_MOVABLE_NOW}"
         ),
-        {"ids": list(priorities), "prios": list(priorities.values()), "s": claim_s},
+        {"ids": list(priorities), "prios": list(priorities.values()), "s": claim_s, "now": now},
     )
 
 
-def queue_review_items(conn: Connection, *, items: Sequence[NewReviewItem]) -> None:
-    """Add first-round pending items (a prediction queued already keeps its item)."""
+def queue_review_items(
+    conn: Connection, *, items: Sequence[NewReviewItem], created_at: datetime | None = None
+) -> None:
+    """Add first-round pending items (a prediction queued already keeps its item), created at
+    ``created_at`` (default: the database's clock)."""
     if not items:
         return
     conn.execute(
@@ -211,6 +227,7 @@ def queue_review_items(conn: Connection, *, items: Sequence[NewReviewItem]) -> N
                 "priority": i.priority,
                 "round": 1,
                 "status": "pending",
+                **({"created_at": created_at} if created_at is not None else {}),
             }
             for i in items
         ],
@@ -273,3 +290,39 @@ def uniform_reviewed_ids(db: Db, *, article_ids: Collection[str]) -> set[str]:
             {"ids": list(article_ids)},
         ).all()
     return {str(r[0]) for r in rows}
+
+
+def insert_synthetic_reviews(
+    conn: Connection, *, prefix: str, day: datetime, every: int, status: str, offset: int
+) -> None:
+    """Benchmarks only: a ``uniform`` item in ``status`` (``done``: labelled with the
+    predicted topic by ``bench`` ten minutes later) for each prediction of the day from
+    ``day`` whose article id starts with ``prefix`` and whose row id is ``offset`` modulo
+    ``every``."""
+    conn.execute(
+        text(
+            "INSERT INTO review_items (prediction_id, article_id, reason, priority, status, "
+            "label, reviewer, labelled_at, created_at) SELECT p.id, p.article_id, 'uniform', 1, "
+            "CAST(:st AS text), CASE WHEN CAST(:st AS text) = 'done' THEN p.topic END, "
+            "CASE WHEN CAST(:st AS text) = 'done' THEN 'bench' END, "
+            "CASE WHEN CAST(:st AS text) = 'done' THEN p.predicted_at + interval '10 minutes' END, "
+            "p.predicted_at FROM predictions p WHERE p.predicted_at >= :s "
+            "AND p.predicted_at < :s + interval '1 day' AND p.article_id LIKE :p || '%' "
+            "AND p.id % :e = :o"
+        ),
+        {"p": prefix, "s": day, "e": every, "st": status, "o": offset},
+    )
+
+
+def queue_synthetic_pending(conn: Connection, *, prefix: str, n: int) -> None:
+    """Benchmarks only: the ``n`` predictions of ``prefix`` articles with the lowest
+    margins queued as pending ``uncertainty`` items, priority 1..n."""
+    conn.execute(
+        text(
+            "INSERT INTO review_items (prediction_id, article_id, reason, priority, status) "
+            "SELECT id, article_id, 'uncertainty', g, 'pending' FROM (SELECT id, article_id, "
+            "row_number() OVER (ORDER BY margin, id) AS g FROM predictions "
+            "WHERE article_id LIKE :p || '%') s WHERE g <= :n"
+        ),
+        {"p": prefix, "n": n},
+    )

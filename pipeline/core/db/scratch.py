@@ -1,4 +1,5 @@
-"""Dropping a scratch database (tests, benchmarks) even while something still holds it.
+"""Creating a scratch database (tests, benchmarks), and dropping it even while something still
+holds it.
 
 ``DROP DATABASE … WITH (FORCE)`` terminates the other sessions in that database, which needs
 the privileges of their roles or ``pg_signal_backend``. An autovacuum worker that has just
@@ -28,16 +29,28 @@ def _sqlstate(exc: DBAPIError) -> str | None:
     return getattr(exc.orig, "sqlstate", None)
 
 
-def drop_database(admin: Engine, name: str, *, timeout_s: float = 30.0) -> None:
-    """Drop ``name`` if it exists; ``admin`` must be an AUTOCOMMIT engine on another database.
-
-    Raises the last database error when the drop has not succeeded within ``timeout_s``, and
-    at once on an error that waiting cannot cure."""
+def _check_name(name: str) -> None:
     if not NAME.fullmatch(name):
         raise ValueError(
             f"database name {name!r}: ASCII letters, digits and _ only, at most 63, "
             "not starting with a digit"
         )
+
+
+def create_database(admin: Engine, name: str) -> None:
+    """Create the empty database ``name``; ``admin`` must be an AUTOCOMMIT engine on another
+    database."""
+    _check_name(name)
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+
+def drop_database(admin: Engine, name: str, *, timeout_s: float = 30.0) -> None:
+    """Drop ``name`` if it exists; ``admin`` must be an AUTOCOMMIT engine on another database.
+
+    Raises the last database error when the drop has not succeeded within ``timeout_s``, and
+    at once on an error that waiting cannot cure."""
+    _check_name(name)
     statements = (
         f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
         f'DROP DATABASE IF EXISTS "{name}"',

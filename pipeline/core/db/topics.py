@@ -467,13 +467,13 @@ def activate_topics(conn: Connection, *, names: Sequence[str], version: str) -> 
 
 
 def retire_topics(conn: Connection, *, names: Sequence[str], version: str) -> int:
-    """Topics ``names`` being removed or merged are gone from model ``version``."""
+    """Topics ``names`` being removed, merged or split are gone from model ``version``."""
     return int(
         conn.execute(
             text(
                 "UPDATE topics SET status = CASE status WHEN 'merging' THEN 'merged' "
-                "ELSE 'removed' END, retrain_version = :v "
-                "WHERE name = ANY(:n) AND status IN ('removing', 'merging')"
+                "WHEN 'splitting' THEN 'split' ELSE 'removed' END, retrain_version = :v "
+                "WHERE name = ANY(:n) AND status IN ('removing', 'merging', 'splitting')"
             ),
             {"v": version, "n": list(names)},
         ).rowcount
