@@ -37,9 +37,11 @@ def ensure_champion(
     progress: Callable[[str, int, int], None] | None = None,
     dataset: str = "ag_news",
     max_length: int | None = None,
+    max_rows: int | None = None,
 ) -> str:
     """The registered champion's version; with none, train one (the default recipe with
-    ``epochs`` and, when given, ``max_length``), register and promote it."""
+    ``epochs`` and, when given, ``max_length`` and a cap of ``max_rows`` training rows),
+    register and promote it."""
     from pipeline.core import registry
 
     info = registry.version_by_alias(settings, registry.CHAMPION)
@@ -55,11 +57,13 @@ def ensure_champion(
     from retraining.promotion import promote
     from retraining.recipe import Recipe
     from retraining.train import TrainConfig
+    from retraining.training_data import DataChoice
 
     result = run_flow(
         settings,
         Recipe(
             dataset=dataset,
+            data=DataChoice(max_rows=max_rows),
             training=TrainConfig(epochs=epochs)
             if max_length is None
             else TrainConfig(epochs=epochs, max_length=max_length),

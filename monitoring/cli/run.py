@@ -173,6 +173,7 @@ def _print_demo_summary(console: object, summary: dict[str, object]) -> None:
         "throughput_per_min",
         "latency_p95_s",
         "drift_detected",
+        "retraining_started",
         "initial_version",
         "promoted_version",
         "serving_promoted",
