@@ -365,6 +365,9 @@ def _demo_settings(
             "retrain_dataset": train_dataset,
             "retrain_epochs": options.retrain_epochs,
             "retrain_max_rows": options.retrain_max_rows,
+            # the quick demo's retrained model (1 epoch, 3,000 rows, 64 tokens) once missed
+            # the int8 parity gate (0.9767 < 0.98): it serves fp32, as the loop tests do
+            **({"retrain_quantize": False} if options.quick else {}),
             "retrain_cooldown_hours": 0.0,
             "retrain_daily_cap": 1000,
             "drift_interval_minutes": options.drift_every_s / 60,
