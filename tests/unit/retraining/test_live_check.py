@@ -63,7 +63,27 @@ def test_a_tie_with_many_disagreements_is_not_shown_non_inferior() -> None:
     # equal accuracy, but 80 of 200 items split the models: the interval reaches -0.087
     check = decide(PairedCounts(80, 40, 40, 40), POLICY)
     assert check.counts.difference == 0.0
-    assert check.verdict == "inferior" and not check.allows
+    assert check.verdict == "undecided" and not check.allows
+    assert "not shown non-inferior" in check.reason
+    # the half-width 0.087 would have to fall below 0.02: about (0.087 / 0.02)^2 x 200 items
+    assert "about 3824 reviewed items would decide it" in check.reason
+    # undecided is missing evidence: without live_check_required the offline gate decides
+    loose = decide(PairedCounts(80, 40, 40, 40), LivePolicy(required=False))
+    assert loose.verdict == "undecided" and loose.allows
+    assert "the offline gate decides alone" in loose.reason
+
+
+def test_a_high_accuracy_tie_on_a_hundred_items_is_undecided_not_inferior() -> None:
+    # the demo's case: 94 of 96 right for both models, every pair concordant
+    check = decide(PairedCounts(94, 0, 0, 2), POLICY)
+    assert check.interval is not None and check.interval[0] < -0.02 < check.interval[1]
+    assert check.verdict == "undecided" and not check.allows
+    assert "about 423 reviewed items would decide it" in check.reason
+
+
+def test_a_loss_beyond_the_margin_cannot_be_decided_by_more_items() -> None:
+    check = decide(PairedCounts(150, 0, 10, 40), POLICY)  # -0.05, interval across -0.02
+    assert check.verdict == "undecided" and "more items would not show it" in check.reason
 
 
 def test_too_few_reviewed_items_is_no_evidence() -> None:
