@@ -40,6 +40,7 @@ from pipeline.proof.stored import stream_counts, wait_stored
 
 Report = Callable[[str], None]
 SIMULATED_REVIEWER = "simulated-reviewer"
+_LEVEL_ORDER = {"ok": 1, "warn": 2, "drift": 3}  # insufficient and error below ok
 DEMO_MODEL = "newsflow-demo"
 # 20 Newsgroups → AG News topics, for the simulated reviewer; None = "none of these".
 NEWSGROUP_TOPIC: dict[str, str | None] = {
@@ -592,7 +593,11 @@ def _summary(
         "duplicates": sum(p["duplicates"] for p in summary_phases),
         "throughput_per_min": phases["stable"]["articles_per_min"],
         "latency_p95_s": max(p["latency_p95_s"] for p in summary_phases),
-        "drift_detected": any(r.level == "drift" for r in watcher.runs),
+        # the highest level the loop's checks reached (a check at warn with an estimated
+        # accuracy drop starts a retraining too)
+        "drift_level": max(
+            (r.level for r in watcher.runs), key=lambda lv: _LEVEL_ORDER.get(lv, 0), default="-"
+        ),
         "retraining_started": drift,
         "drift_runs": [
             {k: v for k, v in dataclasses.asdict(r).items() if k != "model_version"}

@@ -172,7 +172,7 @@ def _print_demo_summary(console: object, summary: dict[str, object]) -> None:
         "duplicates",
         "throughput_per_min",
         "latency_p95_s",
-        "drift_detected",
+        "drift_level",
         "retraining_started",
         "initial_version",
         "promoted_version",
