@@ -6,9 +6,12 @@ A drift check compares its window with the champion's *active reference*
 * ``training``: the model folder's held-out sample (confidences, topic mix), stored the first
   time a check sees the version; it stands until one of the next two replaces it;
 * ``live``: the champion's first ``NEWSFLOW_LIVE_REFERENCE_ROWS`` predictions, adopted by the
-  drift check once that many exist and their confidence PSI against the training reference
-  is at most ``NEWSFLOW_LIVE_REFERENCE_MAX_PSI``; a window that fails is stored ``rejected``
-  with its reason, and is not tried again for that version (the training reference stays);
+  drift check once that many exist and the window passes :mod:`monitoring.live_window` (the
+  whole window and each chunk of the drift window's size against the training reference,
+  each chunk against the chunks before it); a window that fails is stored ``rejected`` with
+  its reason (which check, which chunk, the value and the limit) and the training reference
+  stays. Once N more predictions have arrived after a refused window, the *latest* N are
+  tried (windows never overlap, so at most one try per N predictions) until one passes;
 * ``baseline``: a stored window re-scored by the champion (:mod:`monitoring.baseline`).
 
 Only the confidence distribution is checked against the training reference: it is how the
@@ -42,6 +45,7 @@ from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Engine
 
+from monitoring.live_window import check_window
 from monitoring.psi import Level, categorical_psi, level_of, psi, quantile_edges
 from pipeline.core.db import references as refs
 from pipeline.core.db.references import ChunkPsi, HourMix, NewReference, Reference
@@ -325,36 +329,59 @@ def resolve_reference(settings: Settings, engine: Engine, meta: ModelMetadata) -
         active = refs.store_training_reference(engine, new)
     if active is not None and active.kind != "training":
         return active
-    if refs.has_feed_reference(engine, model_version=meta.version):
+    if refs.feed_reference_adopted(engine, model_version=meta.version):
         return active
     live = try_live_reference(settings, engine, meta.version, training=active)
     return live if live is not None and live.status == "active" else active
 
 
+def live_window(settings: Settings, engine: Engine, model_version: str) -> tuple[Rows, str] | None:
+    """The live window due for a try, and what it is: the first N predictions, or after a
+    refused window the latest N once all of them came after it. None while not due."""
+    n = settings.live_reference_rows
+    last = refs.last_rejected_live(engine, model_version=model_version)
+    if last is None:
+        got = refs.first_predictions(engine, model_version=model_version, limit=n)
+        what = f"the first {n} predictions of {model_version}"
+    else:
+        got = refs.latest_timed_predictions(engine, model_version=model_version, limit=n)
+        if got and last.window_to is not None and got[0].at <= last.window_to:
+            return None  # fewer than N predictions since the refused window
+        what = f"the latest {n} predictions of {model_version} (after refused window #{last.id})"
+    if len(got) < n:
+        return None
+    return Rows([p.confidence for p in got], [p.topic for p in got], [p.at for p in got]), what
+
+
 def try_live_reference(
     settings: Settings, engine: Engine, model_version: str, *, training: Reference | None
 ) -> Reference | None:
-    """The champion's first N predictions as its reference, once N exist: stored active when
-    their confidence PSI against ``training`` is within the limit, else stored rejected with
-    the reason. None while fewer than N exist."""
-    n = settings.live_reference_rows
-    got = refs.first_predictions(engine, model_version=model_version, limit=n)
-    if len(got) < n:
+    """The due live window (:func:`live_window`) as the version's reference: stored active
+    when it passes :func:`monitoring.live_window.check_window` against ``training``, else
+    stored rejected with the reason. None while no window is due."""
+    due = live_window(settings, engine, model_version)
+    if due is None:
         return None
-    rows = Rows([p.confidence for p in got], [p.topic for p in got], [p.at for p in got])
-    status, reason = "active", f"the first {n} predictions of {model_version}"
-    if training is not None and training.confidences:
-        edges = quantile_edges(training.confidences, settings.drift_bins)
-        value = psi(training.confidences, rows.confidences, edges)
-        limit = settings.live_reference_max_psi
-        if value > limit:
-            status = "rejected"
-            reason += (
-                f": confidence PSI {value:.3f} against the training reference is above "
-                f"NEWSFLOW_LIVE_REFERENCE_MAX_PSI {limit:g}; the training reference stays"
-            )
-        else:
-            reason += f"; confidence PSI {value:.3f} against the training reference"
+    rows, what = due
+    verdict = check_window(
+        rows.confidences,
+        rows.topics,
+        rows.times,
+        training=training.confidences if training is not None else None,
+        chunk_rows=settings.drift_window_size,
+        bins=settings.drift_bins,
+        max_psi=settings.live_reference_max_psi,
+        max_topic_psi=settings.live_reference_max_topic_psi,
+    )
+    n = settings.live_reference_rows
+    if verdict.accepted:
+        status, reason = "active", f"{what}; {verdict.reason()}"
+    else:
+        status = "rejected"
+        reason = (
+            f"{what} refused: {verdict.reason()}; the training reference stays, and the latest "
+            f"{n} predictions are tried once {n} more have arrived"
+        )
     new = build_reference(
         rows,
         model_version=model_version,

@@ -353,7 +353,15 @@ class Settings(BaseSettings):
         default=0.25,
         gt=0,
         description="a live reference is rejected when its confidence PSI against the "
-        "training reference is above this",
+        "training reference is above this: the whole window, any chunk of it (drift window "
+        "size), or any chunk against the chunks before it",
+    )
+    # Strict live-reference acceptance (issue 23 item 2; monitoring/live_window.py).
+    live_reference_max_topic_psi: float = Field(
+        default=0.5,
+        gt=0,
+        description="a live reference is rejected when a chunk's topic-mix PSI against the "
+        "chunks before it is above this (a daily or weekly rhythm stays below it)",
     )
     drift_chunk_margin: float = Field(
         default=0.1,

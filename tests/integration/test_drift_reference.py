@@ -1,8 +1,9 @@
 """The drift reference that follows the feed, on real Postgres: after a promotion the
 champion's first live predictions replace its training reference (and every run records the
-reference it used), a drifted live window is rejected with its reason, and `drift baseline`
-re-scores a stored window with a tiny ONNX model (built here with onnx and tokenizers, no
-torch) or refuses it."""
+reference it used), a drifted live window is rejected with its reason, one whose last chunk
+holds the start of a shift is refused naming the chunk and a later clean one adopted, and
+`drift baseline` re-scores a stored window with a tiny ONNX model (built here with onnx and
+tokenizers, no torch) or refuses it."""
 
 from __future__ import annotations
 
@@ -186,6 +187,61 @@ def test_a_drifted_live_window_is_rejected_with_its_reason(db: Settings, tmp_pat
     assert [r.status for r in rejected] == ["rejected"]
     assert "above NEWSFLOW_LIVE_REFERENCE_MAX_PSI 0.25" in rejected[0].reason
     assert "the training reference stays" in rejected[0].reason
+    engine.dispose()
+
+
+def test_a_window_with_a_shift_in_its_last_chunk_is_refused_then_a_later_one_adopted(
+    db: Settings, tmp_path: Path
+) -> None:
+    s = db.model_copy(
+        update={"drift_window_size": 500, "drift_min_window": 200, "retrain_on_drift": False}
+    )
+    engine = make_engine(s)
+    rng = np.random.default_rng(7)
+    folder = _folder(tmp_path / "m4", "m4")
+    balanced = [LABELS[i % 4] for i in range(1000)]
+
+    def conf(n: int) -> np.ndarray:  # the model's usual confidence
+        return 1 - rng.beta(0.5, 8, n)
+
+    # The first 2,000 predictions: the last 200 already a new kind of news (unsure). The
+    # whole window's PSI against the training reference passes; its 4th chunk does not.
+    shifted = np.concatenate([conf(1800), rng.uniform(0.3, 0.6, 200)])
+    _predict(engine, "m4", "f", shifted, balanced * 2)
+    first, _ = drift_job(s, engine, model_dir=folder, report=False)
+    assert first is not None and first.reference == "training"
+    (refused,) = [r for r in refs.list_references(engine) if r.kind == "live"]
+    assert refused.status == "rejected" and refused.n_rows == 2000
+    assert re.search(
+        r"^the first 2000 predictions of m4 refused: chunk 4 of 4 \(rows 1501–2000, predicted "
+        r"[^)]+\): confidence PSI [\d.]+ against the training reference is above "
+        r"NEWSFLOW_LIVE_REFERENCE_MAX_PSI 0\.25",
+        refused.reason,
+    ), refused.reason
+    assert "the latest 2000 predictions are tried once 2000 more have arrived" in refused.reason
+
+    # 1,000 more: the latest 2,000 still reach into the refused window, nothing is tried.
+    _predict(engine, "m4", "g", conf(1000), balanced, after=2000)
+    waiting, _ = drift_job(s, engine, model_dir=folder, report=False)
+    assert waiting is not None and waiting.reference_id == first.reference_id
+    assert [r.id for r in refs.list_references(engine) if r.kind == "live"] == [refused.id]
+    listing, _ = _drift_pages(s, engine, waiting.run_id or 0)
+    assert '<strong id="reference-kind">training</strong>' in listing
+    assert f'id="reference-refused">Live window #{refused.id} (' in listing
+    assert "chunk 4 of 4 (rows 1501–2000" in listing
+
+    # 1,000 more: the latest 2,000 all came after it, are clean, and become the reference.
+    _predict(engine, "m4", "h", conf(1000), balanced, after=3000)
+    adopted, _ = drift_job(s, engine, model_dir=folder, report=False)
+    assert adopted is not None and adopted.reference.startswith("live since"), adopted
+    live = refs.active_reference(engine, model_version="m4")
+    assert live is not None and live.kind == "live" and live.id == adopted.reference_id
+    assert live.reason.startswith(
+        f"the latest 2000 predictions of m4 (after refused window #{refused.id}); confidence PSI "
+    )
+    assert "4 chunks of 500 rows consistent" in live.reason
+    assert live.window_from == NOW - dt.timedelta(days=1) + dt.timedelta(seconds=2000)
+    assert adopted.level == "ok", adopted.reason
     engine.dispose()
 
 

@@ -137,14 +137,26 @@ def models(ctx: Ctx, signed: AdminUser) -> HTMLResponse:
 
 def _reference_in_use(ctx: Ctx, runs: list[DriftRun]) -> dict[str, Any] | None:
     """The active reference of the version the latest run checked (else the newest active
-    one), what it is, and the cut-offs it gives each metric now."""
+    one), what it is, the cut-offs it gives each metric now, and (training) the latest
+    refused live window."""
     version = next((r.model_version for r in runs if r.model_version), None)
     ref = references.active_reference(ctx.db, model_version=version) if version else None
     if ref is None:
         ref = next((r for r in references.list_references(ctx.db) if r.status == "active"), None)
     if ref is None:
         return None
-    return {"ref": ref, "label": describe(ref), "cuts": settings_thresholds(ctx.settings, ref)}
+    # while the training reference stands, why the latest live window was refused
+    refused = (
+        references.last_rejected_live(ctx.db, model_version=ref.model_version)
+        if ref.kind == "training"
+        else None
+    )
+    return {
+        "ref": ref,
+        "label": describe(ref),
+        "cuts": settings_thresholds(ctx.settings, ref),
+        "refused": refused,
+    }
 
 
 def _report_file(run: DriftRun | None, root: Path) -> Path | None:

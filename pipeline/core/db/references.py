@@ -207,13 +207,24 @@ def store_training_reference(engine: Engine, ref: NewReference) -> Reference:
 
 
 def store_live_reference(engine: Engine, ref: NewReference) -> Reference | None:
-    """Store the version's live reference (active or rejected) unless it already has a live
-    or baseline one (two checks at once store one); None when it had."""
+    """Store the version's live reference (active or rejected) unless it was settled or
+    judged meanwhile (two checks at once store one): None when the version already has an
+    adopted live or a baseline reference (:func:`feed_reference_adopted`), or a rejected live
+    window that reaches ``ref``'s start."""
     with engine.begin() as conn:
         _lock_version(conn, ref.model_version)
-        if has_feed_reference(conn, model_version=ref.model_version):
+        if feed_reference_adopted(conn, model_version=ref.model_version):
+            return None
+        last = last_rejected_live(conn, model_version=ref.model_version)
+        if last is not None and _reaches(last, ref.window_from):
             return None
         return _store(conn, ref)
+
+
+def _reaches(judged: Reference, start: datetime | None) -> bool:
+    """Whether ``judged``'s window ends at or after ``start``: a window starting there would
+    overlap one already judged."""
+    return start is None or judged.window_to is None or judged.window_to >= start
 
 
 def active_reference(db: Db, *, model_version: str) -> Reference | None:
@@ -237,18 +248,33 @@ def get_reference(db: Db, *, reference_id: int) -> Reference | None:
     return _reference(row) if row is not None else None
 
 
-def has_feed_reference(db: Db, *, model_version: str) -> bool:
-    """Whether ``model_version`` has a live or baseline reference, in any status (a rejected
-    live window is not tried again)."""
+def feed_reference_adopted(db: Db, *, model_version: str) -> bool:
+    """Whether ``model_version`` has a live reference that was adopted (active, or retired
+    by a baseline) or a baseline one: then no live window is tried any more. Rejected live
+    windows do not count: a later window is tried (:func:`last_rejected_live`)."""
     with connected(db) as conn:
         found = conn.execute(
             text(
                 "SELECT EXISTS (SELECT 1 FROM drift_references WHERE model_version = :v "
-                "AND kind IN ('live', 'baseline'))"
+                "AND (kind = 'baseline' OR (kind = 'live' AND status <> 'rejected')))"
             ),
             {"v": model_version},
         ).scalar_one()
     return bool(found)
+
+
+def last_rejected_live(db: Db, *, model_version: str) -> Reference | None:
+    """The latest live window of ``model_version`` that was refused, or None."""
+    with connected(db) as conn:
+        row = conn.execute(
+            text(
+                f"SELECT {_COLUMNS} FROM drift_references WHERE model_version = :v "
+                "AND kind = 'live' AND status = 'rejected' ORDER BY window_to DESC NULLS LAST, "
+                "id DESC LIMIT 1"
+            ),
+            {"v": model_version},
+        ).first()
+    return _reference(row) if row is not None else None
 
 
 def list_references(db: Db, *, limit: int = 20) -> list[Reference]:
