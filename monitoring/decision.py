@@ -9,8 +9,10 @@ decided here, from:
 * ``estimated_accuracy_drop``: the label-free estimate (mean calibrated confidence of the
   window) fell at least ``margin`` below the reference estimate (mean calibrated confidence of
   the champion's held-out reference sample);
-* ``reviewed_accuracy_drop``: accuracy on the uniformly sampled reviewed items fell at least
-  ``margin`` below the reference estimate and its Wilson interval lies wholly below it;
+* ``reviewed_accuracy_drop``: accuracy on at least ``min_reviewed`` uniformly sampled reviewed
+  items fell at least ``margin`` below the reference estimate and its Wilson interval lies
+  wholly below it (a dozen items checked four times a day would, now and then, read a drop
+  that is not there);
 * ``requested``: someone asked for it (``newsflow retrain --reason ...``);
 * ``new_topic``: onboarding of a new topic asked for it (the hook for topic onboarding).
 
@@ -53,14 +55,18 @@ class RetrainRequest:
 @dataclasses.dataclass(frozen=True)
 class RetrainPolicy:
     """``margin``: how far below the reference an accuracy must fall (0.05 = 5 points);
-    ``automatic``: whether accuracy drops may start a retraining without a request."""
+    ``automatic``: whether accuracy drops may start a retraining without a request;
+    ``min_reviewed``: the fewest uniformly reviewed items whose accuracy may trigger one."""
 
     margin: float = 0.05
     automatic: bool = True
+    min_reviewed: int = 50
 
     def __post_init__(self) -> None:
         if not 0 < self.margin < 1:
             raise ValueError(f"margin must lie in (0, 1), got {self.margin}")
+        if self.min_reviewed < 1:
+            raise ValueError(f"min_reviewed must be >= 1, got {self.min_reviewed}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +122,7 @@ def decide_retraining(evidence: RetrainEvidence, policy: RetrainPolicy) -> Retra
         rev is not None
         and interval is not None
         and ref is not None
-        and evidence.reviewed_n > 0
+        and evidence.reviewed_n >= policy.min_reviewed
         and ref - rev >= margin - _EPS
         and interval[1] < ref
     ):

@@ -265,7 +265,9 @@ def decide(
         request=request,
     )
     policy = RetrainPolicy(
-        margin=settings.retrain_accuracy_margin, automatic=settings.retrain_on_drift
+        margin=settings.retrain_accuracy_margin,
+        automatic=settings.retrain_on_drift,
+        min_reviewed=settings.retrain_min_reviewed,
     )
     return decide_retraining(evidence, policy)
 

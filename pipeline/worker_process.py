@@ -52,6 +52,7 @@ FORWARDED = (  # never a secret: those reach children through the inherited envi
     "retrain_cooldown_hours",
     "retrain_daily_cap",
     "retrain_accuracy_margin",
+    "retrain_min_reviewed",
     "retrain_dataset",
     "eval_limit",
     "topic_base_per_class",

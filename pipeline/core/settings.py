@@ -239,6 +239,11 @@ class Settings(BaseSettings):
         lt=1,
         description="retrain when accuracy falls this far below the champion's reference",
     )
+    retrain_min_reviewed: int = Field(
+        default=50,
+        ge=1,
+        description="fewest uniformly reviewed items whose accuracy may start a retraining",
+    )
     retrain_cooldown_hours: float = Field(default=6.0, ge=0)
     retrain_daily_cap: int = Field(default=2, ge=0)
     # Retraining keeps the champion's recipe (retraining.retrain_recipe): these three

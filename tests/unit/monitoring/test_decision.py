@@ -72,6 +72,19 @@ def test_reviewed_accuracy_needs_its_interval_below_the_reference() -> None:
     assert "of 200" in decision.reason and "uniform" in decision.reason
 
 
+def test_a_dozen_reviewed_items_never_start_a_retraining() -> None:
+    # seen in a replay at its first check: 8 of 12 right, interval 0.391-0.862, just below a
+    # 0.864 reference; checked four times a day, such a handful would retrain on noise
+    base = dataclasses.replace(SPORTS, level="insufficient", estimated_accuracy=None)
+    dozen = dataclasses.replace(
+        base, reviewed_accuracy=8 / 12, reviewed_n=12, reviewed_interval=(0.391, 0.862)
+    )
+    assert decide_retraining(dozen, RetrainPolicy(margin=0.05)).action == "none"
+    assert decide_retraining(dozen, RetrainPolicy(margin=0.05, min_reviewed=12)).retrain
+    with pytest.raises(ValueError, match="min_reviewed must be >= 1"):
+        RetrainPolicy(min_reviewed=0)
+
+
 def test_reviewed_accuracy_within_the_margin_does_not_retrain() -> None:
     # Interval below the reference, but the point estimate only 3 points under it.
     close = dataclasses.replace(
