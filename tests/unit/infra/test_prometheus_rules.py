@@ -6,6 +6,7 @@ rules` case where it fires and one where it does not. (promtool and amtool come 
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import subprocess
@@ -86,6 +87,15 @@ def test_every_rule_has_a_firing_and_a_silent_promtool_case() -> None:
     assert not missing, f"rules without both a firing and a silent case: {missing}"
 
 
+@pytest.fixture
+def default_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The settings' own port defaults, whatever ports this shell's stack was moved to."""
+    for name in os.environ:
+        if name.startswith("NEWSFLOW_") and name.endswith("_PORT"):
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.usefixtures("default_ports")
 def test_default_settings_render_the_checked_in_scrape_config(tmp_path: Path) -> None:
     rendered = prometheus.render_config(Settings(home=tmp_path))
     example = yaml.safe_load((PROM / "prometheus.yml").read_text())
@@ -94,6 +104,7 @@ def test_default_settings_render_the_checked_in_scrape_config(tmp_path: Path) ->
     assert rendered == example
 
 
+@pytest.mark.usefixtures("default_ports")
 def test_rendered_configs_pass_the_checkers(tmp_path: Path) -> None:
     promtool = _tool("promtool", "prometheus")
     amtool = _tool("amtool", "prometheus-alertmanager")
