@@ -19,11 +19,22 @@ PYTEST=(.venv/bin/python -m pytest -p no:cacheprovider)
 SERIAL_HOME="${NEWSFLOW_SERIAL_HOME:-${NEWSFLOW_HOME:-$HOME/.local/share/newsflow}-serial}"
 SERIAL_LOG="${SERIAL_HOME}/serial-tests.log"
 mkdir -p "$SERIAL_HOME"
+# PostgreSQL runs as its own user, which cannot enter root's home: as root the cluster goes
+# beside the main one under /var/lib/newsflow, as the settings' default does.
+if [ -n "${NEWSFLOW_SERIAL_PG_DIR:-}" ]; then
+  SERIAL_PG_DIR="$NEWSFLOW_SERIAL_PG_DIR"
+elif [ -n "${NEWSFLOW_PG_DIR:-}" ]; then
+  SERIAL_PG_DIR="${NEWSFLOW_PG_DIR%/}-serial"
+elif [ "$(id -u)" = 0 ]; then
+  SERIAL_PG_DIR=/var/lib/newsflow/postgres-serial
+else
+  SERIAL_PG_DIR="$SERIAL_HOME/postgres"
+fi
 
 # The private stack: everything the serial tests read from settings points at it.
 serial_env=(
   NEWSFLOW_HOME="$SERIAL_HOME"
-  NEWSFLOW_PG_DIR="$SERIAL_HOME/postgres"
+  NEWSFLOW_PG_DIR="$SERIAL_PG_DIR"
   NEWSFLOW_KAFKA_PORT="${NEWSFLOW_SERIAL_KAFKA_PORT:-29092}"
   NEWSFLOW_KAFKA_CONTROLLER_PORT="${NEWSFLOW_SERIAL_KAFKA_CONTROLLER_PORT:-29093}"
   NEWSFLOW_PG_PORT="${NEWSFLOW_SERIAL_PG_PORT:-55433}"
