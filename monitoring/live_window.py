@@ -73,7 +73,7 @@ class Finding:
     limit: float
     setting: str
 
-    def text(self, count: int) -> str:
+    def describe(self, count: int) -> str:
         where = "the whole window" if self.chunk is None else self.chunk.label(count)
         return (
             f"{where}: {self.metric} PSI {self.value:.3f} against {self.against} is above "
@@ -103,7 +103,7 @@ class WindowVerdict:
         if self.failures:
             more = len(self.failures) - SHOWN
             tail = f" ({more} more check{'s' if more > 1 else ''} failed)" if more > 0 else ""
-            return "; ".join(f.text(n) for f in self.failures[:SHOWN]) + tail
+            return "; ".join(f.describe(n) for f in self.failures[:SHOWN]) + tail
         parts = []
         if self.whole_psi is not None:
             parts.append(f"confidence PSI {self.whole_psi:.3f} against the training reference")
