@@ -10,13 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 
-from monitoring.topics import split
-from monitoring.topics.service import champion_labels, retrain_if_ready
+from monitoring.scheduler import drift_job
+from monitoring.topics import onboarding, split
+from monitoring.topics.service import (
+    champion_labels,
+    onboarding_request,
+    onboarding_train,
+    retrain_if_ready,
+)
 from pipeline.core import registry
 from pipeline.core.db.engine import make_engine
 from pipeline.core.model_folder import read_metadata
@@ -62,8 +69,8 @@ def env(db: Settings, tmp_path: Path) -> Iterator[tuple[Settings, Engine]]:
     engine.dispose()
 
 
-def test_world_replaced_by_its_parts(env: tuple[Settings, Engine], tmp_path: Path) -> None:
-    s, engine = env
+def _tiny_champion(s: Settings, engine: Engine, tmp_path: Path) -> tuple[str, list[str]]:
+    """A 5-step tiny BERT on AG News' four topics, registered and promoted."""
     recipe = Recipe(
         base=str(write_tiny_base_folder(tmp_path / "tiny-bert", "bert")),
         data=DataChoice(source="sample", max_rows=200, seed=7),
@@ -77,7 +84,35 @@ def test_world_replaced_by_its_parts(env: tuple[Settings, Engine], tmp_path: Pat
     )
     assert result.registered_version and result.splits is not None
     assert promote(s, result.registered_version, eval_rows=result.splits.test, engine=engine)
-    v1, labels = champion_labels(s)
+    version, labels = champion_labels(s)
+    assert version is not None
+    return version, labels
+
+
+def test_a_removed_topic_is_retrained_away(env: tuple[Settings, Engine], tmp_path: Path) -> None:
+    """An admin removes Sports: the scheduler's job asks for a retraining without it, the
+    gates decide, the champion has three topics and Sports is `removed`."""
+    s, engine = env
+    v1, labels = _tiny_champion(s, engine, tmp_path)
+    assert "Sports" in labels
+    onboarding.retire(engine, "Sports", into=None, admin="ann", champion_labels=labels)
+    request = onboarding_request(s, engine)
+    assert request is not None and "remove Sports" in request.reason, request
+    _, removal = drift_job(
+        s, engine, request=request, train=partial(onboarding_train, quantize=False), report=False
+    )
+    assert removal is not None and removal.status == "promoted", removal
+    v2, smaller = champion_labels(s)
+    assert v2 != v1 and sorted(smaller) == sorted(set(labels) - {"Sports"})
+    with engine.connect() as conn:
+        status = conn.execute(text("SELECT status FROM topics WHERE name = 'Sports'"))
+        assert status.scalar_one() == "removed"
+    assert onboarding_request(s, engine) is None  # nothing left to ask for
+
+
+def test_world_replaced_by_its_parts(env: tuple[Settings, Engine], tmp_path: Path) -> None:
+    s, engine = env
+    v1, labels = _tiny_champion(s, engine, tmp_path)
     assert "World" in labels
 
     # six reviewed World examples of each kind, relabelled into the parts

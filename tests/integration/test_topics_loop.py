@@ -284,23 +284,7 @@ def test_discover_onboard_retrain_and_hot_swap(
         # ≥ half (the champion put none there: it has no such topic; 0.82 F1 held out)
         assert medicine_served >= 20, medicine_served
 
-    # removing a topic works the same way: asked for, retrained, gated, swapped
-    onboarding.retire(
-        engine, "Religion", into=None, admin="admin", champion_labels=read_metadata(folder).labels
-    )
-    request = onboarding_request(env, engine)
-    assert request is not None and "remove Religion" in request.reason
-    _, removal = drift_job(env, engine, request=request, train=fp32_train, report=False)
-    assert removal is not None and removal.status == "promoted", removal
-    smaller = read_metadata(registry.local_copy(env, str(removal.version)))
-    kept = [*splits.labels, *(["Medicine"] if promoted_med else [])]  # Medicine stays
-    assert sorted(smaller.labels) == sorted(kept)
-    wait_for(lambda: w.serving() == {smaller.version}, env.model_poll_s + 30, "swap back")
-    with engine.connect() as conn:
-        assert (
-            conn.execute(text("SELECT status FROM topics WHERE name = 'Religion'")).scalar_one()
-            == "removed"
-        )
+    # removing a topic (asked for, retrained, gated): test_topic_split_retrain.py, tiny model
     print(
         f"purity {purity:.2f} size {top.size} terms {top.terms[:6]}; new-class F1 "
         f"{new_f1:.3f}; old macro-F1 {before.macro_f1:.4f} -> {old_macro_after:.4f}; "
