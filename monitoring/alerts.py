@@ -1,6 +1,7 @@
 """The lifecycle of the notices newsflow sends itself (for people without Prometheus and
-Alertmanager): drift of the confidence distribution or the topic mix, a retraining that
-failed or was refused (the champion's recipe cannot run here).
+Alertmanager): drift of the confidence distribution or the topic mix, the reviewers' signals
+(a share of "none of these" labels that points at a new kind of news, a fall in recent reviewed
+accuracy), a retraining that failed or was refused (the champion's recipe cannot run here).
 
 Each condition has a stable key (:data:`DRIFT_CONFIDENCE`, ...) and one row of state in
 ``alerts``. Observing a condition reconciles what the webhook receiver was told with what is
@@ -43,6 +44,7 @@ from monitoring.alert_delivery import (
     redacted,
 )
 from monitoring.psi import level_of
+from monitoring.review_signals import REVIEWED_ACCURACY, UNKNOWN, ReviewSignal, summary
 from pipeline.core.db import alerts as alerts_db
 from pipeline.core.db.alerts import AlertState, NewDelivery
 from pipeline.core.errors import NewsflowError
@@ -55,9 +57,18 @@ log = logging.getLogger("newsflow.alerts")
 
 DRIFT_CONFIDENCE = "drift:confidence"
 DRIFT_TOPIC_MIX = "drift:topic_mix"
+REVIEW_UNKNOWN_SHARE = "review:unknown_share"
+REVIEW_ACCURACY = "review:accuracy"
 RETRAINING_FAILED = "retraining:failed"
 RETRAINING_REFUSED = "retraining:refused"
-KEYS = (DRIFT_CONFIDENCE, DRIFT_TOPIC_MIX, RETRAINING_FAILED, RETRAINING_REFUSED)
+KEYS = (
+    DRIFT_CONFIDENCE,
+    DRIFT_TOPIC_MIX,
+    REVIEW_UNKNOWN_SHARE,
+    REVIEW_ACCURACY,
+    RETRAINING_FAILED,
+    RETRAINING_REFUSED,
+)
 MAX_SILENCE = dt.timedelta(days=30)
 
 Severity = Literal["info", "warning", "critical"]
@@ -337,7 +348,34 @@ def drift_conditions(settings: Settings, result: DriftResult) -> list[Condition]
                 details=details,
             )
         )
+    return out + review_conditions(result, details)
+
+
+def review_conditions(result: DriftResult, details: dict[str, Any]) -> list[Condition]:
+    """One condition per reviewer signal with enough items (:mod:`monitoring.review_signals`);
+    one with too few says nothing, so the state stays as it was."""
+    out = []
+    for key, metric in ((REVIEW_UNKNOWN_SHARE, UNKNOWN), (REVIEW_ACCURACY, REVIEWED_ACCURACY)):
+        raw = (result.review_signals or {}).get(metric)
+        if raw is None:
+            continue
+        signal = ReviewSignal(**{**raw, "interval": _pair(raw.get("interval"))})
+        if not signal.measured:
+            continue
+        out.append(
+            Condition(
+                key,
+                firing=signal.level in {"warn", "drift"},
+                severity="critical" if signal.level == "drift" else "warning",
+                summary=summary(signal, result.model_version),
+                details={**details, "signal": signal.to_json()},
+            )
+        )
     return out
+
+
+def _pair(raw: Any) -> tuple[float, float] | None:
+    return (float(raw[0]), float(raw[1])) if raw is not None else None
 
 
 def record_drift(

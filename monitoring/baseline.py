@@ -30,8 +30,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from monitoring.reference import Rows, build_reference
-from pipeline.cleaning import model_text
+from monitoring.reference import build_reference
+from monitoring.week_reference import rescore
 from pipeline.core.db import drift_runs
 from pipeline.core.db import references as refs
 from pipeline.core.db.references import Reference
@@ -112,20 +112,14 @@ def set_baseline(
 ) -> Reference:
     """Re-score the window's articles with the model in ``folder`` (the champion) and make
     them its version's active reference; raises :class:`BaselineRefused` (nothing stored)."""
-    from pipeline.core.runtime import Classifier
-
     check_times(start, end, now=now or dt.datetime.now(dt.UTC))
     meta = check_folder(folder)
     found = check_window(settings, engine, model_version=meta.version, start=start, end=end)
-    articles = refs.articles_between(
-        engine, start=start, end=end, limit=settings.drift_baseline_max_rows
+    rows = rescore(
+        settings, engine, folder, start=start, end=end, limit=settings.drift_baseline_max_rows
     )
-    clf = Classifier.load(folder, threads=settings.ort_threads, warmup=False)
-    scored = clf.predict([model_text(a.title, a.body) for a in articles])
-    rows = Rows(
-        [s.confidence for s in scored], [s.topic for s in scored], [a.received_at for a in articles]
-    )
-    sampled = f", {len(articles)} of them re-scored" if len(articles) < found else ""
+    n = len(rows.confidences)
+    sampled = f", {n} of them re-scored" if n < found else ""
     new = build_reference(
         rows,
         model_version=meta.version,

@@ -7,6 +7,9 @@ window against the reference stored with the model at promotion.
   ours;
 * a label-free accuracy estimate (mean calibrated confidence) and, where reviewers have
   labelled items, the reviewed accuracy with a Wilson interval;
+* two signals from the reviewers' recent uniform sample (:mod:`monitoring.review_signals`):
+  the share labelled "none of these" and the recent reviewed accuracy, each joining the
+  levels once enough items are reviewed (they alert; they never decide a retraining);
 * the retraining decision (:mod:`monitoring.decision`): from accuracy evidence or an
   explicit request, never from PSI alone; recorded with its evidence on the run;
 * every run is a row in ``drift_runs``.
@@ -19,7 +22,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
 from sqlalchemy import Engine
 
@@ -44,6 +47,12 @@ from monitoring.reference import (
     training_reference,
     unstored,
 )
+from monitoring.review_signals import (
+    ReviewSignal,
+    recent_accuracy,
+    unknown_share,
+)
+from monitoring.review_signals import describe as describe_signal
 from pipeline.core.clock import Clock, wall_clock
 from pipeline.core.db import drift_runs, references, reviews
 from pipeline.core.db.references import Reference
@@ -86,6 +95,8 @@ class DriftResult:
     levels: dict[str, str] | None = None
     window_from: dt.datetime | None = None
     window_to: dt.datetime | None = None
+    # The reviewers' signals (monitoring.review_signals), by metric: value, interval, n, level.
+    review_signals: dict[str, dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -164,6 +175,56 @@ def compare(
         f"drift {cuts.topics.drift:.3f}) against the {result.reference} reference"
     )
     return result
+
+
+def add_review_signals(result: DriftResult, signals: list[ReviewSignal]) -> None:
+    """Record the reviewer ``signals`` on ``result``; those with enough items join its
+    per-metric levels (and so its level) where the window was compared. Pure."""
+    result.review_signals = {sig.metric: sig.to_json() for sig in signals}
+    measured = {sig.metric: sig.level for sig in signals if sig.measured}
+    if result.levels is not None and result.level in _SEVERITY:
+        result.levels.update(measured)
+        worst = max(result.levels.values(), key=_SEVERITY.__getitem__)
+        result.level = cast(DriftLevel, worst)
+    if signals:
+        hours = signals[0].hours
+        clauses = "; ".join(describe_signal(sig) for sig in signals)
+        sep = "; " if result.reason else ""
+        result.reason += f"{sep}reviewers, last {hours:g} h of reviews: {clauses}"
+
+
+def gather_review_signals(
+    settings: Settings,
+    engine: Engine,
+    meta: ModelMetadata,
+    reference: Reference | None,
+    *,
+    now: dt.datetime,
+) -> list[ReviewSignal]:
+    """The reviewer signals for ``meta``'s version: first-round reviews of articles received
+    within ``NEWSFLOW_DRIFT_REVIEW_HOURS`` before ``now`` (the check's clock); "none of these"
+    among all of them, accuracy on the uniform ones."""
+    hours = settings.drift_review_hours
+    counts = reviews.recent_uniform_review_counts(
+        engine, meta.version, since=now - dt.timedelta(hours=hours), until=now
+    )
+    return [
+        unknown_share(  # every sampled item: a new kind is what uncertainty sampling finds
+            counts.none_any,
+            counts.labelled_any,
+            warn=settings.drift_unknown_warn,
+            min_n=settings.drift_review_min,
+            hours=hours,
+        ),
+        recent_accuracy(
+            counts.correct,
+            counts.topic,
+            reference=reference_accuracy(meta, reference),
+            margin=settings.retrain_accuracy_margin,
+            min_n=settings.drift_review_min,
+            hours=hours,
+        ),
+    ]
 
 
 def evidently_report(
@@ -297,6 +358,7 @@ def record(
                 "reference": result.reference,
                 "thresholds": result.thresholds,
                 "levels": result.levels,
+                "review_signals": result.review_signals,
             },
             decision=result.decision.to_json() if result.decision else None,
             reference_id=result.reference_id,
@@ -338,7 +400,8 @@ def run_drift_check(
         result.decision = decide(settings, engine, result, None, request)
         result.run_id = record(engine, result, started, clock=clock)
         return result
-    reference = resolve_reference(settings, engine, meta)  # adopts a live one when due
+    # adopts the week before (re-scored) or a live one when due
+    reference = resolve_reference(settings, engine, meta, folder=folder, now=started)
     window = load_window(
         engine, meta.version, size=settings.drift_window_size, minutes=settings.drift_window_minutes
     )
@@ -356,6 +419,9 @@ def run_drift_check(
     rev = reviewed_accuracy(engine, meta.version)
     result.reviewed_accuracy, result.reviewed_n = rev.accuracy, rev.n
     result.reviewed_interval = rev.interval
+    add_review_signals(
+        result, gather_review_signals(settings, engine, meta, reference, now=started)
+    )
     if report and result.level in {"ok", "warn", "drift"}:
         path = settings.reports_path() / f"drift-{started:%Y%m%dT%H%M%S}-{meta.version}.html"
         try:

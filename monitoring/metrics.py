@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from monitoring.decision import DecisionAction
 from monitoring.drift import DriftLevel, DriftResult
 from monitoring.retrain import RetrainOutcome, RetrainStatus
+from monitoring.review_signals import REVIEWED_ACCURACY, UNKNOWN
 from pipeline.metrics import REFUSAL_REASONS, serve_or_log
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ log = logging.getLogger("newsflow.scheduler.metrics")
 # level (NaN), so an alert on the level resolves while the window is too small to judge.
 LEVEL_VALUES = {"ok": 0.0, "warn": 1.0, "drift": 2.0}
 DRIFT_LEVELS: tuple[str, ...] = get_args(DriftLevel)
+REVIEW_SIGNALS = (UNKNOWN, REVIEWED_ACCURACY)
 RETRAIN_OUTCOMES: tuple[str, ...] = get_args(RetrainStatus)
 # Outcomes of a retraining that ran (the others were turned away before training: busy,
 # cooldown, capped, skipped, or refused because the champion's recipe cannot run here).
@@ -58,6 +60,8 @@ class SchedulerMetrics:
     retrain_duration: Histogram
     champion_info: Gauge
     model_refused: Counter
+    review_signal: Gauge
+    review_level: Gauge
 
 
 def build_scheduler_metrics() -> SchedulerMetrics:
@@ -110,7 +114,23 @@ def build_scheduler_metrics() -> SchedulerMetrics:
         model_refused=Counter(
             "newsflow_model_refused", "champion folders refused", ["reason"], registry=reg
         ),
+        review_signal=Gauge(
+            "newsflow_review_signal",
+            "reviewer signals of the last drift run: share of recent uniform reviews marked "
+            "none of these (unknown), recent reviewed accuracy (NaN when too few)",
+            ["signal"],
+            registry=reg,
+        ),
+        review_level=Gauge(
+            "newsflow_review_signal_level",
+            "level of each reviewer signal: 0 ok, 1 warn, 2 drift (NaN when too few)",
+            ["signal"],
+            registry=reg,
+        ),
     )
+    for signal in REVIEW_SIGNALS:
+        m.review_signal.labels(signal=signal).set(nan)
+        m.review_level.labels(signal=signal).set(nan)
     for kind in ("confidence", "topic_mix"):
         m.drift_psi.labels(kind=kind).set(nan)
     for gauge in (m.drift_level, m.estimated_accuracy, m.reviewed_accuracy, m.reference_accuracy):
@@ -151,6 +171,13 @@ def record_drift_run(
     metrics.drift_last_run.set(time.time() if now is None else now)
     metrics.estimated_accuracy.set(_value(result.estimated_accuracy))
     metrics.reviewed_accuracy.set(_value(result.reviewed_accuracy))
+    for signal in REVIEW_SIGNALS:
+        raw = (result.review_signals or {}).get(signal, {})
+        measured = raw.get("level") in LEVEL_VALUES  # not "insufficient", not missing
+        value = _value(raw.get("value")) if measured else math.nan
+        metrics.review_signal.labels(signal=signal).set(value)
+        level = LEVEL_VALUES[raw["level"]] if measured else math.nan
+        metrics.review_level.labels(signal=signal).set(level)
     decision = result.decision
     if decision is not None:
         metrics.reference_accuracy.set(_value(decision.evidence.reference_accuracy))

@@ -42,6 +42,7 @@ import datetime as dt
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from sqlalchemy import Engine
 
@@ -246,12 +247,14 @@ def build_reference(
     bins: int,
     status: str = "active",
     reason: str = "",
+    span: tuple[dt.datetime, dt.datetime] | None = None,
 ) -> NewReference:
     """A live or baseline reference from time-ordered predictions: mix, hour-of-week mix
-    where they span a week, chunk PSIs."""
+    where they span a week, chunk PSIs. ``span``: the window the rows were sampled from
+    (default their first and last times), recorded as the reference's window."""
     if not rows.confidences:
         raise ValueError("a reference needs at least one prediction")
-    start, end = rows.times[0], rows.times[-1]
+    start, end = span or (rows.times[0], rows.times[-1])
     mix = mix_of(rows.topics)
     hours = hour_counts(rows.topics, rows.times) if end - start >= WEEK else None
     chunks = chunk_psi(
@@ -317,16 +320,36 @@ def unstored(new: NewReference) -> Reference:
     )
 
 
-def resolve_reference(settings: Settings, engine: Engine, meta: ModelMetadata) -> Reference | None:
+def resolve_reference(
+    settings: Settings,
+    engine: Engine,
+    meta: ModelMetadata,
+    *,
+    folder: Path | None = None,
+    now: dt.datetime | None = None,
+) -> Reference | None:
     """The reference a check of ``meta``'s version uses: stores the training reference the
-    first time, adopts the live one when it is due (:func:`try_live_reference`). None when
-    the folder has no reference sample and nothing else is stored."""
+    first time; with the model's ``folder``, while the reference in use does not span a week
+    (training, or a shorter live one), the week before ``now`` re-scored, tried once, as soon
+    as the feed covers it (:mod:`monitoring.week_reference`); else adopts the live one when it
+    is due (:func:`try_live_reference`). A baseline stands. None when the folder has no
+    reference sample and nothing else is stored."""
     active = refs.active_reference(engine, model_version=meta.version)
     if active is None and meta.reference.confidences:
         new = training_reference(
             meta, window_rows=settings.drift_window_size, bins=settings.drift_bins
         )
         active = refs.store_training_reference(engine, new)
+    if active is not None and active.kind == "baseline":
+        return active  # set by a person, or already the week before
+    if folder is not None and (active is None or active.hour_mix is None):
+        from monitoring.week_reference import try_week_reference  # it builds on this module
+
+        week = try_week_reference(
+            settings, engine, meta, folder, now=now or dt.datetime.now(dt.UTC)
+        )
+        if week is not None and week.status == "active":
+            return week
     if active is not None and active.kind != "training":
         return active
     if refs.feed_reference_adopted(engine, model_version=meta.version):

@@ -7,6 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+# One colour per retraining outcome: every marker of an outcome matches its legend entry.
+RETRAINING_COLOURS = {
+    "promoted": "tab:green",
+    "rejected": "tab:red",
+    "failed": "darkred",
+    "refused": "tab:purple",
+    "cooldown": "tab:gray",
+    "capped": "tab:brown",
+    "busy": "tab:olive",
+    "skipped": "tab:olive",
+}
+
 
 def write_timeline(replay: dict[str, Any], path: Path) -> None:
     import matplotlib
@@ -30,7 +42,15 @@ def write_timeline(replay: dict[str, Any], path: Path) -> None:
         acc.annotate(event["name"], (event["day"] + 1, 1.0), rotation=90, fontsize=8, va="top")
     for d in days:
         for r in d["retrainings"]:
-            acc.scatter([d["day"] + 1], [0.02], marker="^", s=60, label=f"retraining {r['status']}")
+            status = r["status"]
+            acc.scatter(
+                [d["day"] + 1],
+                [0.02],
+                marker="^",
+                s=60,
+                color=RETRAINING_COLOURS.get(status, "black"),
+                label=f"retraining {status}",
+            )
     handles, labels = acc.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
     acc.legend(unique.values(), unique.keys(), fontsize=8, loc="lower left")

@@ -368,6 +368,21 @@ class Settings(BaseSettings):
         description="a live reference is rejected when a chunk's topic-mix PSI against the "
         "chunks before it is above this (a daily or weekly rhythm stays below it)",
     )
+    # The week before a promotion as the new champion's reference (monitoring/week_reference.py).
+    live_reference_days: float = Field(
+        default=7.0,
+        ge=0,
+        le=28,
+        description="where the stored feed covers this many days, a new champion's reference "
+        "is those days re-scored by it at its first check (a week keeps the weekly rhythm); "
+        "0 = its first live predictions only",
+    )
+    live_reference_rescore_rows: int = Field(
+        default=3000,
+        ge=100,
+        le=1_000_000,
+        description="the automatic week reference re-scores at most N articles, spread evenly",
+    )
     drift_chunk_margin: float = Field(
         default=0.1,
         ge=0,
@@ -379,6 +394,30 @@ class Settings(BaseSettings):
         ge=100,
         le=10_000_000,
         description="`drift baseline` re-scores at most N articles, spread over the window",
+    )
+    # Drift signals from the reviewers (issue 23; monitoring/review_signals.py): the share of
+    # recent uniform reviews labelled "none of these", and the recent reviewed accuracy.
+    drift_review_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=24 * 90,
+        description="reviewer signals count uniform reviews of articles received within the "
+        "last N hours (of the check's clock)",
+    )
+    drift_unknown_warn: float = Field(
+        default=0.05,
+        gt=0,
+        lt=0.5,
+        description="warn when the lower 95 % bound of the share of recent uniform reviews "
+        "labelled 'none of these' is above this (drift above twice it); keep it above the "
+        "feed's usual share of 'none of these'",
+    )
+    drift_review_min: int = Field(
+        default=20,
+        ge=1,
+        le=1_000_000,
+        description="fewest recent uniform reviews for a reviewer signal to count (fewer: "
+        "reported, never raising the level)",
     )
 
     # Bounded storage (issue 22): day partitions of articles/predictions, retention, and the

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import Engine, insert
 
-from monitoring.alerts import delivery_pass
+from monitoring.alerts import REVIEW_UNKNOWN_SHARE, delivery_pass
 from monitoring.drift import run_drift_check
+from pipeline.core.db.alerts import get_alert
+from pipeline.core.db.drift_runs import get_drift_run
 from pipeline.core.db.engine import make_engine
 from pipeline.core.db.models import ArticleRow, PredictionRow, ReviewItemRow
 from pipeline.core.model_folder import ModelMetadata, ReferenceDistribution, write_metadata
@@ -40,12 +42,14 @@ def _folder(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _insert(engine, prefix: str, confidences: np.ndarray, topics: list[str]) -> list[int]:  # type: ignore[no-untyped-def]
+def _insert(
+    engine: Engine, prefix: str, confidences: np.ndarray, topics: list[str], at: datetime = NOW
+) -> list[int]:
     with engine.begin() as conn:
         conn.execute(
             insert(ArticleRow),
             [
-                {"id": f"{prefix}{i}", "title": "t", "body": "b", "received_at": NOW}
+                {"id": f"{prefix}{i}", "title": "t", "body": "b", "received_at": at}
                 for i in range(len(confidences))
             ],
         )
@@ -61,8 +65,8 @@ def _insert(engine, prefix: str, confidences: np.ndarray, topics: list[str]) -> 
                         "margin": 0.1,
                         "probabilities": [float(c)],
                         "latency_ms": 1.0,
-                        "received_at": NOW,
-                        "predicted_at": NOW,
+                        "received_at": at,
+                        "predicted_at": at,
                     }
                     for i, c in enumerate(confidences)
                 ],
@@ -150,4 +154,67 @@ def test_unreachable_webhook_does_not_break_the_check(db: Settings, tmp_path: Pa
     _insert(engine, "c", np.full(500, 0.4), ["World"] * 500)
     result = run_drift_check(s, engine=engine, model_dir=_folder(tmp_path / "m"), report=False)
     assert result.level == "drift" and result.run_id is not None
+    engine.dispose()
+
+
+def _uniform_reviews(engine: Engine, prefix: str, ids: list[int], labels: list[str]) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            insert(ReviewItemRow),
+            [
+                {
+                    "prediction_id": pid,
+                    "article_id": f"{prefix}{i}",
+                    "reason": "uniform",
+                    "priority": 1,
+                    "round": 1,
+                    "status": "done",
+                    "label": label,
+                }
+                for i, (pid, label) in enumerate(zip(ids, labels, strict=True))
+            ],
+        )
+
+
+def test_none_of_these_share_alerts_without_retraining(db: Settings, tmp_path: Path) -> None:
+    """10 of 40 recent uniform reviews say "none of these": the unknown signal joins the
+    levels and fires its own alert; reviews of articles received before the lookback do not
+    count; the retraining decision stays as it was."""
+    s = db.model_copy(update={"drift_window_size": 400, "drift_min_window": 300})
+    folder = _folder(tmp_path / "model")
+    engine = make_engine(s)
+    rng = np.random.default_rng(2)
+    topics = [LABELS[i % 4] for i in range(400)]
+    old = _insert(engine, "o", 1 - rng.beta(0.5, 8, 40), topics[:40], at=NOW - timedelta(hours=30))
+    _uniform_reviews(engine, "o", old, ["__none__"] * 40)  # all none, but before the lookback
+    ids = _insert(engine, "w", 1 - rng.beta(0.5, 8, 400), topics)
+    check_at = NOW + timedelta(hours=1)  # the lookback (24 h) starts at NOW - 23 h
+
+    before = run_drift_check(
+        s, engine=engine, model_dir=folder, report=False, clock=lambda: check_at
+    )
+    assert before.review_signals is not None
+    assert before.review_signals["unknown"]["n"] == 0  # the old reviews are outside
+    assert before.levels is not None and "unknown" not in before.levels
+    assert get_alert(engine, key=REVIEW_UNKNOWN_SHARE) is None
+
+    _uniform_reviews(engine, "w", ids[:40], ["__none__"] * 10 + topics[10:40])
+    after = run_drift_check(
+        s, engine=engine, model_dir=folder, report=False, clock=lambda: check_at
+    )
+    assert after.levels is not None and after.levels["unknown"] in {"warn", "drift"}, after.reason
+    assert after.level in {"warn", "drift"}
+    unknown = after.review_signals["unknown"]  # type: ignore[index]
+    assert (unknown["count"], unknown["n"], unknown["value"]) == (10, 40, 0.25)
+    assert after.review_signals["reviewed_accuracy"]["value"] == 1.0  # type: ignore[index]
+    assert "none of these 25 %" in after.reason
+    stored = get_drift_run(engine, run_id=after.run_id)  # type: ignore[arg-type]
+    assert stored is not None and stored.details["review_signals"]["unknown"]["n"] == 40
+    state = get_alert(engine, key=REVIEW_UNKNOWN_SHARE)
+    assert state is not None and state.status == "firing"
+    assert "as none of these topics" in state.summary and state.first_seen == check_at
+    # the retraining decision does not look at the new signals
+    assert before.decision is not None and after.decision is not None
+    assert after.decision.action != "retrain" and after.decision.triggers == ()
+    assert before.decision.triggers == ()
     engine.dispose()

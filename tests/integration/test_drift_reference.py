@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from sqlalchemy import Engine, insert
 
 from monitoring.baseline import BaselineRefused, set_baseline
 from monitoring.drift import run_drift_check
+from monitoring.reference import resolve_reference
 from monitoring.scheduler import drift_job
 from pipeline.core.db import drift_runs
 from pipeline.core.db import references as refs
@@ -416,3 +418,77 @@ def test_the_baseline_command_takes_naive_times_as_utc_and_refuses_the_future(
     )
     assert out.exit_code == 2, out.output
     assert "taken as UTC" in out.output and "is in the future" in out.output
+
+
+def _feed(engine: Engine, start: dt.datetime, hours: int, per_hour: int) -> None:
+    """Articles of the tiny model's words, ``per_hour`` an hour for ``hours`` from ``start``;
+    more than half of Sunday is sport (a weekly rhythm)."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for i in range(hours * per_hour):
+        at = start + dt.timedelta(seconds=i * 3600 / per_hour)
+        weights = [0.15, 0.55, 0.15, 0.15] if at.weekday() == 6 else [0.25] * 4
+        topic = str(rng.choice(LABELS, p=weights))
+        words = [*rng.choice(WORDS[topic], size=3), *rng.choice(ALL_WORDS, size=1)]
+        rows.append(
+            {
+                "id": f"w{i}",
+                "title": " ".join(words[:2]),
+                "body": words[2] + " " + words[3],
+                "received_at": at,
+            }
+        )
+    with engine.begin() as conn:
+        conn.execute(insert(ArticleRow), rows)
+
+
+def test_a_new_champion_takes_the_week_before_it_re_scored(db: Settings, tmp_path: Path) -> None:
+    s = db.model_copy(
+        update={
+            "live_reference_rows": 300,
+            "drift_window_size": 50,
+            "drift_min_window": 50,
+            "live_reference_rescore_rows": 400,
+            "live_reference_days": 10.0,  # more than the feed holds: nothing is tried
+        }
+    )
+    engine = make_engine(s)
+    _feed(engine, NOW - dt.timedelta(days=8), 8 * 24, per_hour=4)
+    meta = _meta("tiny-week-1")
+    folder = _tiny_onnx(tmp_path / "tiny", "tiny-week-1")
+    ref = resolve_reference(s, engine, meta, folder=folder, now=NOW)
+    assert ref is not None and ref.kind == "training"
+    assert refs.rejected_baseline_until(engine, model_version="tiny-week-1") is None
+
+    # the feed covers 7 days: re-scored, checked against the training reference
+    s7 = s.model_copy(update={"live_reference_days": 7.0, "live_reference_max_psi": 10.0})
+    week = resolve_reference(s7, engine, meta, folder=folder, now=NOW)
+    assert week is not None and week.kind == "baseline" and week.status == "active", week
+    assert week.n_rows == 400 and "automatic: the 7 days before" in week.reason
+    assert "672 articles, 400 re-scored by tiny-week-1" in week.reason
+    assert (week.window_from, week.window_to) == (NOW - dt.timedelta(days=7), NOW)
+    assert week.hour_mix is not None and len(week.hour_mix) == 168  # every hour of the week
+    sunday = Counter[str]()
+    for hour in range(6 * 24, 7 * 24):
+        sunday.update(week.hour_mix[hour])
+    assert sunday["Sports"] > sum(sunday.values()) / 2, sunday
+    again = resolve_reference(s7, engine, meta, folder=folder, now=NOW + dt.timedelta(hours=1))
+    assert again is not None and again.id == week.id  # it stands
+
+    # a window unlike the training reference is refused, with its reason; the live path
+    # meanwhile (no live window yet: the training reference stands), and no overlapping try
+    other = _meta("tiny-week-2")
+    folder2 = _tiny_onnx(tmp_path / "tiny2", "tiny-week-2")
+    s_strict = s7.model_copy(update={"live_reference_max_psi": 0.0001})
+    kept = resolve_reference(s_strict, engine, other, folder=folder2, now=NOW)
+    assert kept is not None and kept.kind == "training"
+    (refused,) = [
+        r
+        for r in refs.list_references(engine)
+        if r.model_version == "tiny-week-2" and r.kind == "baseline"
+    ]
+    assert refused.status == "rejected" and "live path" in refused.reason, refused.reason
+    assert refs.rejected_baseline_until(engine, model_version="tiny-week-2") == NOW
+    later = NOW + dt.timedelta(hours=6)
+    assert resolve_reference(s7, engine, other, folder=folder2, now=later) == kept
+    engine.dispose()

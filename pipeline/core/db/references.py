@@ -249,18 +249,33 @@ def get_reference(db: Db, *, reference_id: int) -> Reference | None:
 
 
 def feed_reference_adopted(db: Db, *, model_version: str) -> bool:
-    """Whether ``model_version`` has a live reference that was adopted (active, or retired
-    by a baseline) or a baseline one: then no live window is tried any more. Rejected live
-    windows do not count: a later window is tried (:func:`last_rejected_live`)."""
+    """Whether ``model_version`` has a live or baseline reference that was adopted (active,
+    or retired by a later one): then no live window is tried any more. Rejected windows do
+    not count: a later live window is tried (:func:`last_rejected_live`)."""
     with connected(db) as conn:
         found = conn.execute(
             text(
                 "SELECT EXISTS (SELECT 1 FROM drift_references WHERE model_version = :v "
-                "AND (kind = 'baseline' OR (kind = 'live' AND status <> 'rejected')))"
+                "AND status <> 'rejected' AND kind IN ('baseline', 'live'))"
             ),
             {"v": model_version},
         ).scalar_one()
     return bool(found)
+
+
+def rejected_baseline_until(db: Db, *, model_version: str) -> datetime | None:
+    """The end of the latest refused baseline window of ``model_version`` (None: none was
+    refused). The automatic week reference tries no window that would overlap it
+    (:mod:`monitoring.week_reference`)."""
+    with connected(db) as conn:
+        found = conn.execute(
+            text(
+                "SELECT max(window_to) FROM drift_references WHERE model_version = :v "
+                "AND kind = 'baseline' AND status = 'rejected'"
+            ),
+            {"v": model_version},
+        ).scalar_one()
+    return found if isinstance(found, datetime) else None
 
 
 def last_rejected_live(db: Db, *, model_version: str) -> Reference | None:

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from pipeline.core.db.access import Db, connected
 from pipeline.core.db.models import ReviewItemRow
-from pipeline.core.records import Queued
+from pipeline.core.records import NONE_LABEL, Queued
 
 REVIEW_QUEUE_LOCK = 0x72657671  # "revq": one filler of the review queue at a time
 # "now": the caller's instant (:now; a replay's simulated clock) or, without one, the database's
@@ -34,6 +34,21 @@ _MOVABLE_NOW = f"(assigned_to IS NULL OR assigned_at <= {NOW} - make_interval(se
 class ReviewedCounts(NamedTuple):
     correct: int  # the reviewer's label equals the model's topic
     labelled: int
+
+
+class RecentReviewCounts(NamedTuple):
+    """Labelled first-round reviews of recent articles: the uniform sample's counts, and
+    "none of these" among every sampled item (uniform and uncertainty samples)."""
+
+    none: int  # uniform, labelled "none of these" (NONE_LABEL)
+    topic: int  # uniform, labelled otherwise (a label naming no topic of the model counts here)
+    correct: int  # of ``topic``: the label equals the model's topic
+    none_any: int = 0  # any sample, labelled "none of these"
+    labelled_any: int = 0  # any sample, labelled
+
+    @property
+    def labelled(self) -> int:
+        return self.none + self.topic
 
 
 class ReviewedArticle(NamedTuple):
@@ -92,6 +107,32 @@ def reviewed_accuracy_counts(
             {"v": model_version, "reason": sampled_as},
         ).one()
     return ReviewedCounts(int(row[0]), int(row[1]))
+
+
+def recent_uniform_review_counts(
+    db: Db, model_version: str, *, since: datetime, until: datetime
+) -> RecentReviewCounts:
+    """Counts of this model version's labelled first-round reviews whose article was
+    received in ``[since, until]`` (the prediction's ``received_at``, the article's stamp: a
+    replay's simulated time), uniform ones apart. The reviewer signals of the drift check."""
+    with connected(db) as conn:
+        row = conn.execute(
+            text(
+                "SELECT count(*) FILTER (WHERE u AND r.label = :none), "
+                "count(*) FILTER (WHERE u AND r.label <> :none), "
+                "count(*) FILTER (WHERE u AND r.label <> :none AND r.label = p.topic), "
+                "count(*) FILTER (WHERE r.label = :none), count(*) "
+                "FROM review_items r JOIN predictions p ON p.id = r.prediction_id "
+                "CROSS JOIN LATERAL (SELECT r.reason = 'uniform' AS u) s "
+                "WHERE p.model_version = :v AND r.status = 'done' AND r.round = 1 "
+                "AND r.label IS NOT NULL "
+                "AND p.received_at >= :since AND p.received_at <= :until "
+                # predicted after received: lets the planner skip older day partitions
+                "AND p.predicted_at >= :since"
+            ),
+            {"v": model_version, "none": NONE_LABEL, "since": since, "until": until},
+        ).one()
+    return RecentReviewCounts(*(int(v) for v in row))
 
 
 def reviewed_articles(db: Db, labels: Sequence[str]) -> list[ReviewedArticle]:
