@@ -13,6 +13,12 @@ rows. Run it under the CPU lock::
     flock /tmp/newsflow-cpu.lock .venv/bin/python -m retraining.analysis.few_shot \\
         --json few_shot.json
 
+``--gate``: the labels are split into training and held out by the product's own split
+(:func:`retraining.expand.split_new`), and each fine-tuned model gets the product's decisions
+(:mod:`retraining.topic_gate`, at the settings' default thresholds): the new topic's on the
+AG News rows plus the held-out labels (promote, needs_labels or refuse, with the F1 interval),
+the old classes' macro-F1 change against the champion on the AG News rows.
+
 Nothing imports this module.
 """
 
@@ -39,6 +45,14 @@ from pipeline.core.datasets import LabelledText, load_20newsgroups, load_ag_news
 log = logging.getLogger("newsflow.few_shot")
 NEW = "New"
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+METHODS = ("fine_tune", "fine_tune_proto_init", "nearest_centroid")
+
+
+def _product_default(name: str) -> float:
+    """A setting's default in :class:`pipeline.core.settings.Settings` (not the environment's)."""
+    from pipeline.core.settings import Settings
+
+    return float(Settings.model_fields[name].default)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +69,15 @@ class Options:
     unseen: int = 150
     held_share: float = 0.3  # as the onboarding retraining: this share of the labels is the gate's
     max_length: int = 128
+    min_body: int = 0  # the new kind's posts need a body this long (the topics-loop test: 201)
+    methods: tuple[str, ...] = METHODS
+    gate: bool = False  # the product's split and gates for the fine-tuned models
+    min_f1: float = dataclasses.field(
+        default_factory=functools.partial(_product_default, "topic_min_f1")
+    )
+    old_max_loss: float = dataclasses.field(
+        default_factory=functools.partial(_product_default, "topic_gate_old_max_loss")
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,8 +90,10 @@ class Data:
     old_labels: list[str]
 
 
-def _long_enough(rows: Sequence[LabelledText], min_chars: int = 80) -> list[LabelledText]:
-    return [r for r in rows if len(r.text) >= min_chars]
+def _long_enough(
+    rows: Sequence[LabelledText], min_chars: int = 80, min_body: int = 0
+) -> list[LabelledText]:
+    return [r for r in rows if len(r.text) >= min_chars and len(r.body) >= min_body]
 
 
 def load_data(opts: Options) -> Data:
@@ -84,8 +109,17 @@ def load_data(opts: Options) -> Data:
     champion = shuffled[: opts.champion_rows]
     validation = shuffled[opts.champion_rows : opts.champion_rows + 400]
     base = shuffled  # expansion samples its base rows from the whole base set, as expand.py
-    pool = [dataclasses.replace(r, label=NEW) for r in _long_enough(news_train)]
-    unseen = [dataclasses.replace(r, label=NEW) for r in _long_enough(news_test)]
+    pool = [
+        dataclasses.replace(r, label=NEW) for r in _long_enough(news_train, min_body=opts.min_body)
+    ]
+    unseen = [
+        dataclasses.replace(r, label=NEW) for r in _long_enough(news_test, min_body=opts.min_body)
+    ]
+    if opts.test_rows > len(ag_test) or opts.unseen > len(unseen):
+        raise SystemExit(
+            f"asked for {opts.test_rows} AG News test rows and {opts.unseen} unseen posts; "
+            f"there are {len(ag_test)} and {len(unseen)}"
+        )
     eval_rows = rng.sample(list(ag_test), opts.test_rows) + rng.sample(unseen, opts.unseen)
     labels = sorted({r.label for r in champion})
     return Data(champion, validation, base, pool, eval_rows, labels)
@@ -246,7 +280,9 @@ def run(opts: Options) -> dict[str, Any]:
     emb_eval = pooled(champion, tok, [r.text for r in data.eval_rows], opts.max_length)
     for k in opts.labels:
         for seed in opts.seeds:
-            result["runs"] += _one(opts, data, champion, tok, emb_eval, k, seed, grown_labels)
+            result["runs"] += _one(
+                opts, data, champion, tok, emb_eval, champ_pred, k, seed, grown_labels
+            )
             result["suggestions"].append(_suggestions(opts, data, champion, tok, emb_eval, k, seed))
     result["seconds"] = round(time.monotonic() - t0)
     return result
@@ -258,6 +294,7 @@ def _one(
     champion: Any,
     tok: Any,
     emb_eval: npt.NDArray[np.float32],
+    champ_pred: Sequence[str],
     k: int,
     seed: int,
     grown_labels: list[str],
@@ -267,8 +304,7 @@ def _one(
     old = data.old_labels
     rng = random.Random(seed)
     labelled = rng.sample(data.pool, k)
-    cut = max(1, round(k * opts.held_share))
-    train_new = labelled[cut:]  # the held-out share is the gate's, as in expand.py
+    train_new, held = _split(opts, labelled, seed)
     base = balanced_sample(data.base, per_class=opts.base_per_class, seed=seed)
     repeat = min(MAX_REPEAT, max(1, -(-opts.base_per_class // len(train_new))))
     rows = [*base, *(train_new * repeat)]
@@ -278,6 +314,8 @@ def _one(
     proto = emb_new.mean(axis=0)
     proto = (proto / np.linalg.norm(proto)).astype(np.float32)
     for method, init in (("fine_tune", None), ("fine_tune_proto_init", proto)):
+        if method not in opts.methods:
+            continue
         t0 = time.monotonic()
         model = _grown(champion, old, grown_labels, seed, init)
         model = _fit(
@@ -294,27 +332,99 @@ def _one(
                 **scores(truth, pred, old),
             }
         )
+        if opts.gate:
+            out[-1]["gate"] = _gate(opts, data, model, tok, held, pred, champ_pred, grown_labels)
         log.info("%s", out[-1])
-    # nearest centroid on the frozen champion encoder: no training step
+    if "nearest_centroid" in opts.methods:
+        pred = _nearest_centroid(opts, champion, tok, base, emb_new, emb_eval, grown_labels)
+        out.append(
+            {
+                "method": "nearest_centroid",
+                "labels": k,
+                "trained_on": len(train_new),
+                "seed": seed,
+                "seconds": 0,
+                **scores(truth, pred, old),
+            }
+        )
+        log.info("%s", out[-1])
+    return out
+
+
+def _split(
+    opts: Options, labelled: Sequence[LabelledText], seed: int
+) -> tuple[list[LabelledText], list[LabelledText]]:
+    """(training, held out). With ``--gate``: the product's own split
+    (:func:`retraining.expand.split_new`); otherwise the first share held out, as the figures
+    of 2026-12-07 were made (the same counts)."""
+    if opts.gate:
+        from retraining.expand import split_new
+
+        return split_new(labelled, [NEW], held_share=opts.held_share, seed=seed)
+    cut = max(1, round(len(labelled) * opts.held_share))
+    return list(labelled[cut:]), list(labelled[:cut])
+
+
+def _gate(
+    opts: Options,
+    data: Data,
+    model: Any,
+    tok: Any,
+    held: Sequence[LabelledText],
+    pred: Sequence[str],
+    champ_pred: Sequence[str],
+    labels: Sequence[str],
+) -> dict[str, Any]:
+    """The product's decisions on this model, as :mod:`retraining.expand` takes them: the new
+    topic's on the test rows (here the AG News rows) plus the held-out labels, the old
+    classes' macro-F1 change against the champion on the test rows. ``pred``, ``champ_pred``:
+    both models' predictions on ``data.eval_rows``."""
+    from retraining.topic_gate import decide_new_topic, old_classes_change, topic_counts
+
+    test = [i for i, r in enumerate(data.eval_rows) if r.label != NEW]
+    truth = [data.eval_rows[i].label for i in test]
+    ours = [pred[i] for i in test]
+    held_pred = _predict(model, tok, held, labels, opts.max_length)
+    tp, fn, fp, negatives = topic_counts(
+        [*truth, *(r.label for r in held)], [*ours, *held_pred], NEW
+    )
+    new = decide_new_topic(
+        NEW,
+        tp=tp,
+        fn=fn,
+        fp=fp,
+        negatives=negatives,
+        threshold=opts.min_f1,
+        held_share=opts.held_share,
+    )
+    old = old_classes_change(
+        truth,
+        [champ_pred[i] for i in test],
+        ours,
+        classes=data.old_labels,
+        tolerance=opts.old_max_loss,
+    )
+    return {"new_topic": new.to_json(), "old_classes": old.to_json()}
+
+
+def _nearest_centroid(
+    opts: Options,
+    champion: Any,
+    tok: Any,
+    base: Sequence[LabelledText],
+    emb_new: npt.NDArray[np.float32],
+    emb_eval: npt.NDArray[np.float32],
+    labels: Sequence[str],
+) -> list[str]:
+    """Nearest centroid on the frozen champion encoder: no training step (old classes' centroids
+    from the base rows, the new one from its training examples)."""
     emb_base = pooled(champion, tok, [r.text for r in base], opts.max_length)
     centroids = []
-    for label in grown_labels:
+    for label in labels:
         mine = emb_new if label == NEW else emb_base[[r.label == label for r in base]]
         c = mine.mean(axis=0)
         centroids.append(c / np.linalg.norm(c))
-    pred = [grown_labels[int(i)] for i in (emb_eval @ np.stack(centroids).T).argmax(axis=1)]
-    out.append(
-        {
-            "method": "nearest_centroid",
-            "labels": k,
-            "trained_on": len(train_new),
-            "seed": seed,
-            "seconds": 0,
-            **scores(truth, pred, old),
-        }
-    )
-    log.info("%s", out[-1])
-    return out
+    return [labels[int(i)] for i in (emb_eval @ np.stack(centroids).T).argmax(axis=1)]
 
 
 def _suggestions(
@@ -368,6 +478,13 @@ def summarise(result: dict[str, Any]) -> list[str]:
             f"{max(r['new_f1_high'] for r in rs):.3f}] | {mean('new_precision'):.3f} | "
             f"{mean('new_recall'):.3f} | {mean('old_macro_f1'):.4f}"
         )
+    for r in result["runs"]:
+        if "gate" in r:
+            g, o = r["gate"]["new_topic"], r["gate"]["old_classes"]
+            lines.append(
+                f"gate, {r['method']}, {r['labels']} labels, seed {r['seed']}: {g['decision']} "
+                f"({g['reason']}); old classes {o['decision']} ({o['reason']})"
+            )
     c = result["champion"]
     lines.append(
         f"champion old macro-F1 {c['old_macro_f1']:.4f}; unseen posts predicted as "
@@ -384,6 +501,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[13, 14])
     p.add_argument("--base-per-class", type=int, default=300)
     p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument(
+        "--test-rows",
+        type=int,
+        default=1000,
+        help="AG News test rows scored (and the gate's test rows); the product's gate takes "
+        "the whole test split, 7600, unless NEWSFLOW_EVAL_LIMIT caps it",
+    )
+    p.add_argument(
+        "--min-body",
+        type=int,
+        default=0,
+        help="keep the group's posts whose body has at least this many characters "
+        "(the topics-loop test takes bodies over 200: 201)",
+    )
+    p.add_argument(
+        "--gate",
+        action="store_true",
+        help="the product's train/held-out split and its gates' decisions for the fine-tuned "
+        "models (default thresholds)",
+    )
     p.add_argument("--json", type=Path)
     p.add_argument("--smoke", action="store_true", help="a few rows and steps: checks the script")
     a = p.parse_args(argv)
@@ -397,6 +535,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         tuple(a.seeds),
         base_per_class=a.base_per_class,
         epochs=a.epochs,
+        test_rows=a.test_rows,
+        min_body=a.min_body,
+        methods=tuple(a.methods),
+        gate=a.gate,
     )
     if a.smoke:
         opts = dataclasses.replace(
