@@ -13,11 +13,14 @@ kept per hour of the week (:func:`monitoring.reference.expected_mix`). A baselin
 person stands.
 
 The window passes the same checks as a live one (:func:`monitoring.live_window.check_window`:
-against the training reference, and each chunk against the chunks before it), and must not
-overlap a drift run of the version flagged on confidence (as ``drift baseline`` refuses). A
-refused window is stored ``rejected`` with its reason; the next try is a whole window later
-(windows never overlap), and meanwhile the live path runs (the first N predictions). Where the
-feed is younger than the window, nothing is tried.
+against the training reference, and each chunk against the chunks before it): a shift that
+started inside it is refused there. A refused window is stored ``rejected`` with its reason;
+the next try is a whole window later (windows never overlap), and meanwhile the live path runs
+(the first N predictions). While a drift run of the version in the last 24 hours was flagged
+on confidence (a shift may be under way), nothing is tried: the next check looks again.
+Flagged runs earlier in the week do not block it, unlike ``drift baseline``: a reference
+without a week flags the first weekend, and that must not keep the week out. Where the feed is
+younger than the window, nothing is tried.
 
 Cost: one pass of the champion over at most ``NEWSFLOW_LIVE_REFERENCE_RESCORE_ROWS`` articles
 in the scheduler, about once per promoted version (3,000 rows: about a minute on one core
@@ -45,6 +48,8 @@ log = logging.getLogger("newsflow.week_reference")
 
 # The feed must reach back to within this of the window's start to count as covering it.
 COVER_SLACK = dt.timedelta(hours=1)
+# No try while a drift run of the version in this last stretch was flagged on confidence.
+SETTLED = dt.timedelta(hours=24)
 
 
 def rescore(
@@ -99,9 +104,18 @@ def try_week_reference(
     if window is None:
         return None
     start, end, found = window
-    flagged = drift_runs.confidence_flagged_runs_between(
-        engine, model_version=meta.version, start=start, end=end, warn=settings.drift_warn
+    recent = drift_runs.confidence_flagged_runs_between(
+        engine, model_version=meta.version, start=end - SETTLED, end=end, warn=settings.drift_warn
     )
+    if recent:  # a shift may be under way: not now, the next check looks again
+        log.info(
+            "week reference of %s not tried: drift run #%d (last %s) was flagged %s on confidence",
+            meta.version,
+            recent[-1].id,
+            SETTLED,
+            recent[-1].level,
+        )
+        return None
     rows = rescore(
         settings, engine, folder, start=start, end=end, limit=settings.live_reference_rescore_rows
     )
@@ -120,14 +134,7 @@ def try_week_reference(
         f"{end.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC ({found} articles, "
         f"{len(rows.confidences)} re-scored by {meta.version})"
     )
-    if flagged:  # adopting it would silence what was flagged (as `drift baseline` refuses)
-        run = flagged[-1]
-        status = "rejected"
-        reason = (
-            f"{what} refused: it overlaps drift run #{run.id}, flagged {run.level} on "
-            "confidence; the live path follows"
-        )
-    elif verdict.accepted:
+    if verdict.accepted:
         status, reason = "active", f"{what}; {verdict.reason()}"
     else:
         status = "rejected"

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, text
 
 from monitoring.baseline import BaselineRefused, set_baseline
 from monitoring.drift import run_drift_check
@@ -460,8 +460,18 @@ def test_a_new_champion_takes_the_week_before_it_re_scored(db: Settings, tmp_pat
     assert ref is not None and ref.kind == "training"
     assert refs.rejected_baseline_until(engine, model_version="tiny-week-1") is None
 
-    # the feed covers 7 days: re-scored, checked against the training reference
+    # the feed covers 7 days, but a check 2 h ago was flagged on confidence: not now
     s7 = s.model_copy(update={"live_reference_days": 7.0, "live_reference_max_psi": 10.0})
+    conf_drift = {"confidence": "drift", "topics": "ok"}
+    recent = _run(engine, "tiny-week-1", NOW - dt.timedelta(hours=2), "drift", conf_drift)
+    held = resolve_reference(s7, engine, meta, folder=folder, now=NOW)
+    assert held is not None and held.kind == "training"
+    assert [r.kind for r in refs.list_references(engine)] == ["training"]  # nothing stored
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM drift_runs WHERE id = :i"), {"i": recent})
+    # one flagged 3 days ago (a weekend against a weekday reference) does not hold it back:
+    # re-scored, checked against the training reference
+    _run(engine, "tiny-week-1", NOW - dt.timedelta(days=3), "drift", conf_drift)
     week = resolve_reference(s7, engine, meta, folder=folder, now=NOW)
     assert week is not None and week.kind == "baseline" and week.status == "active", week
     assert week.n_rows == 400 and "automatic: the 7 days before" in week.reason
