@@ -400,11 +400,19 @@ def _gate(
     predicted = [ev.labels[int(i)] for i in probs.argmax(axis=1)]
     truth = [r.label for r in rows]
     new = []
+    balanced = 1 / len(ev.labels)  # each topic's share in a balanced split, as the old ones
     for t in new_topics:
         tp, fn, fp, negatives = topic_counts(truth, predicted, t)
         new.append(
             decide_new_topic(
-                t, tp=tp, fn=fn, fp=fp, negatives=negatives, threshold=min_f1, held_share=held_share
+                t,
+                tp=tp,
+                fn=fn,
+                fp=fp,
+                negatives=negatives,
+                threshold=min_f1,
+                held_share=held_share,
+                prevalence=balanced,
             )
         )
     old = None

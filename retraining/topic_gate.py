@@ -77,10 +77,12 @@ class NewTopicGate:
     recall: Interval  # Wilson
     f1: Interval  # bootstrap
     more_labels: int  # reviewed labels that would likely decide it (0 unless needs_labels)
+    prevalence: float | None = None  # the F1 is the one at this share of the rows (None: as seen)
 
     @property
     def reason(self) -> str:
-        f1 = f"new topic {self.topic!r} F1 {self.f1} on {self.positives} held-out examples"
+        at = f" (at a {self.prevalence:.0%} share)" if self.prevalence is not None else ""
+        f1 = f"new topic {self.topic!r} F1{at} {self.f1} on {self.positives} held-out examples"
         if self.decision == "promote":
             return f"{f1}: lower bound >= {self.threshold}"
         if self.decision == "refuse":
@@ -100,6 +102,7 @@ class NewTopicGate:
             "recall": self.recall.to_json(),
             "f1": self.f1.to_json(),
             "more_labels": self.more_labels,
+            "prevalence": self.prevalence,
             "method": f"P, R: Wilson; F1: {METHOD}, {RESAMPLES} resamples, level {LEVEL}",
             "reason": self.reason,
         }
@@ -157,23 +160,65 @@ def _f1(tp: np.ndarray, fn: int | np.ndarray, fp: np.ndarray) -> np.ndarray:
     return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
 
 
+def _f1_at(recall: np.ndarray, fp_rate: np.ndarray, prevalence: float) -> np.ndarray:
+    """F1 where the class makes up ``prevalence`` of the rows: precision = pi R / (pi R + (1 -
+    pi) FPR). The same recall and false-positive rate give a lower F1 the rarer the class."""
+    found = prevalence * recall
+    precision = np.where(
+        found > 0, found / np.maximum(found + (1 - prevalence) * fp_rate, 1e-12), 0
+    )
+    denom = precision + recall
+    return np.where(denom > 0, 2 * precision * recall / np.maximum(denom, 1e-12), 0.0)
+
+
 def f1_interval(
-    *, tp: int, fn: int, fp: int, negatives: int, resamples: int = RESAMPLES, seed: int = SEED
+    *,
+    tp: int,
+    fn: int,
+    fp: int,
+    negatives: int,
+    prevalence: float | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
 ) -> Interval:
     """F1 of one class with a stratified percentile bootstrap: ``tp + fn`` rows of the class
-    (``tp`` found) and ``negatives`` rows of other classes (``fp`` of them taken for it)."""
+    (``tp`` found) and ``negatives`` rows of other classes (``fp`` of them taken for it).
+    ``prevalence``: the F1 the same recall and false-positive rate give where the class is
+    that share of the rows (None: its share in these rows); its interval then comes from the
+    rates' Jeffreys posteriors rather than binomial redraws."""
     positives = tp + fn
     if min(tp, fn, fp) < 0 or fp > negatives:
         raise TrainingError(f"bad counts: tp={tp} fn={fn} fp={fp} negatives={negatives}")
     if resamples < 1000:
         raise TrainingError(f"a bootstrap needs at least 1000 resamples, got {resamples}")
-    point = float(_f1(np.array(tp), fn, np.array(fp)))
+    if prevalence is not None and not 0 < prevalence < 1:
+        raise TrainingError(f"prevalence must lie in (0, 1), got {prevalence}")
+    at = prevalence is not None and positives > 0 and negatives > 0
+
+    def f1(tps: np.ndarray, fps: np.ndarray) -> np.ndarray:
+        if at:
+            assert prevalence is not None
+            return _f1_at(tps / positives, fps / negatives, prevalence)
+        return _f1(tps, positives - tps, fps)
+
+    point = float(f1(np.array(tp), np.array(fp)))
     if positives == 0:
         return Interval(point, 0.0, 1.0)
     rng = np.random.default_rng(seed)
-    tps = rng.binomial(positives, tp / positives, resamples)
-    fps = rng.binomial(negatives, fp / negatives, resamples) if negatives else np.zeros(resamples)
-    scores = _f1(tps, positives - tps, fps)
+    if at:
+        # Recall and false-positive rate drawn from their Jeffreys posteriors, Beta(k + 1/2,
+        # n - k + 1/2): 10 of 10 found still leaves recall uncertain (a binomial draw at
+        # 10/10 would always give 10), and so does 0 false positives.
+        recall = rng.beta(tp + 0.5, fn + 0.5, resamples)
+        fp_rate = rng.beta(fp + 0.5, negatives - fp + 0.5, resamples)
+        assert prevalence is not None
+        scores = _f1_at(recall, fp_rate, prevalence)
+    else:
+        tps = rng.binomial(positives, tp / positives, resamples)
+        fps = (
+            rng.binomial(negatives, fp / negatives, resamples) if negatives else np.zeros(resamples)
+        )
+        scores = f1(tps, fps)
     tail = (1 - LEVEL) / 2 * 100
     low, high = np.percentile(scores, [tail, 100 - tail])
     return Interval(point, float(min(low, point)), float(max(high, point)))
@@ -204,6 +249,7 @@ def decide_new_topic(
     negatives: int,
     threshold: float,
     held_share: float = 1.0,
+    prevalence: float | None = None,
     resamples: int = RESAMPLES,
     seed: int = SEED,
 ) -> NewTopicGate:
@@ -211,13 +257,25 @@ def decide_new_topic(
 
     ``held_share``: the share of new reviewed labels that will be held out at the next
     retraining (the rest train), so ``more_labels`` = held-out examples still needed /
-    ``held_share``."""
+    ``held_share``. ``prevalence``: judge the F1 the topic would have at that share of the
+    rows (:func:`f1_interval`); a retraining passes 1 / its number of topics, the share each
+    old topic has in a balanced test split, rather than the share its few held-out examples
+    happen to have beside the test rows (10 beside 1,000: one false positive in a hundred
+    old-topic rows then costs a tenth of precision)."""
     if not 0 < held_share <= 1:
         raise TrainingError(f"held_share must be within (0, 1], got {held_share}")
     if not 0 < threshold <= 1:
         raise TrainingError(f"the F1 threshold must be within (0, 1], got {threshold}")
     positives = tp + fn
-    f1 = f1_interval(tp=tp, fn=fn, fp=fp, negatives=negatives, resamples=resamples, seed=seed)
+    f1 = f1_interval(
+        tp=tp,
+        fn=fn,
+        fp=fp,
+        negatives=negatives,
+        prevalence=prevalence,
+        resamples=resamples,
+        seed=seed,
+    )
     decision: NewTopicDecision
     more = 0
     if positives and f1.low >= threshold:
@@ -240,6 +298,7 @@ def decide_new_topic(
         recall=_wilson(tp, positives),
         f1=f1,
         more_labels=more,
+        prevalence=prevalence,
     )
 
 

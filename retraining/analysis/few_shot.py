@@ -396,6 +396,7 @@ def _gate(
         negatives=negatives,
         threshold=opts.min_f1,
         held_share=opts.held_share,
+        prevalence=1 / len(labels),  # as expand._gate: each topic's share in a balanced split
     )
     old = old_classes_change(
         truth,

@@ -161,3 +161,37 @@ def test_old_classes_change_counts_a_new_topic_prediction_as_a_miss() -> None:
     assert gate.challenger < gate.champion == 1.0
     with pytest.raises(TrainingError, match="no rows"):
         old_classes_change(["x"], ["x"], ["x"], classes=["a"])
+
+
+def test_at_a_balanced_share_the_decision_does_not_depend_on_how_many_old_rows_sit_beside() -> None:
+    """Issue 24: 10 held-out posts, all found, and 0.4 % of old-topic rows taken for the new
+    topic. As seen, the F1 falls with every old row added beside the 10 (needs labels at
+    1,000, refused at 7,600); at the share a topic has in a balanced split it is the same."""
+    seen_1000 = decide_new_topic("R", tp=10, fn=0, fp=4, negatives=1000, threshold=0.8)
+    seen_7600 = decide_new_topic("R", tp=10, fn=0, fp=30, negatives=7600, threshold=0.8)
+    assert (seen_1000.decision, seen_7600.decision) == ("needs_labels", "refuse")
+    at = [
+        decide_new_topic("R", tp=10, fn=0, fp=fp, negatives=n, threshold=0.8, prevalence=0.2)
+        for fp, n in ((4, 1000), (30, 7600))
+    ]
+    assert [g.decision for g in at] == ["promote", "promote"]
+    assert abs(at[0].f1.estimate - at[1].f1.estimate) < 0.005
+    assert at[0].prevalence == 0.2 and "at a 20% share" in at[0].reason
+    assert at[0].to_json()["prevalence"] == 0.2
+
+
+def test_all_found_still_leaves_recall_uncertain() -> None:
+    """10 of 10 found: the interval reaches well below 1 (a binomial redraw at 10/10 would
+    not), so 3 of 10 found with many false positives is refused and 6 of 10 undecided."""
+    g = decide_new_topic("R", tp=10, fn=0, fp=0, negatives=1000, threshold=0.8, prevalence=0.2)
+    assert g.decision == "promote" and g.f1.low < 0.95
+    weak = decide_new_topic("R", tp=6, fn=4, fp=40, negatives=1000, threshold=0.8, prevalence=0.2)
+    bad = decide_new_topic("R", tp=3, fn=7, fp=40, negatives=1000, threshold=0.8, prevalence=0.2)
+    assert (weak.decision, bad.decision) == ("needs_labels", "refuse")
+    assert weak.more_labels > 0
+
+
+def test_prevalence_must_be_a_share() -> None:
+    for bad in (0.0, 1.0, -0.1, 1.5):
+        with pytest.raises(TrainingError, match="prevalence"):
+            decide_new_topic("R", tp=5, fn=5, fp=1, negatives=100, threshold=0.8, prevalence=bad)
