@@ -70,6 +70,10 @@ KEYS = (
     RETRAINING_REFUSED,
 )
 MAX_SILENCE = dt.timedelta(days=30)
+# Measured at every drift check: these resolve only after ``alert_clear_checks`` clear checks
+# in a row, so a metric that hovers at its cut-off is one episode, not one per crossing.
+STEADY_KEYS = frozenset({DRIFT_CONFIDENCE, DRIFT_TOPIC_MIX, REVIEW_UNKNOWN_SHARE, REVIEW_ACCURACY})
+CLEAR_STREAK = "clear_streak"  # in a firing state's details: clear observations so far
 
 Severity = Literal["info", "warning", "critical"]
 Notified = Literal["firing", "resolved"]
@@ -140,9 +144,14 @@ class AlertBook:
         repeat: dt.timedelta = dt.timedelta(hours=4),
         retry: dt.timedelta = dt.timedelta(hours=24),
         deliver: bool = True,
+        clear_after: int = 1,
     ) -> None:
+        """``clear_after``: a drift or reviewer alert resolves only after that many
+        observations in a row found it clear (1: the first one, as the retraining alerts)."""
+        if clear_after < 1:
+            raise ValueError(f"clear_after must be at least 1, got {clear_after}")
         self.store, self.clock, self.repeat, self.retry = store, clock, repeat, retry
-        self.deliver = deliver
+        self.deliver, self.clear_after = deliver, clear_after
 
     def observe(self, cond: Condition) -> Notified | None:
         """Record one observation; returns the notification it caused, if any."""
@@ -168,8 +177,13 @@ class AlertBook:
             )
         else:
             assert old is not None
+            needed = self.clear_after if cond.key in STEADY_KEYS else 1
+            streak = int(old.details.get(CLEAR_STREAK, 0)) + 1
             if old.status == "resolved":
                 state = dataclasses.replace(old, last_seen=now)
+            elif streak < needed:  # clear once: it stays open, one episode, no notification
+                details = {**old.details, CLEAR_STREAK: streak}
+                state = dataclasses.replace(old, last_seen=now, details=details)
             else:
                 state = dataclasses.replace(
                     old, status="resolved", last_seen=now, resolved_at=now, summary=cond.summary
@@ -311,6 +325,7 @@ def book_for(settings: Settings, engine: Engine, *, clock: Clock = utc_now) -> A
         repeat=dt.timedelta(minutes=settings.alert_repeat_minutes),
         retry=dt.timedelta(hours=settings.alert_retry_hours),
         deliver=settings.alert_webhook_url is not None,
+        clear_after=settings.alert_clear_checks,
     )
 
 

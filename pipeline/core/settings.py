@@ -342,6 +342,13 @@ class Settings(BaseSettings):
     alert_timeout_s: float = Field(
         default=5.0, gt=0, le=60, description="one webhook POST, connect to last byte, at most"
     )
+    alert_clear_checks: int = Field(
+        default=2,
+        ge=1,
+        le=96,
+        description="a drift or reviewer alert resolves after this many clear checks in a row "
+        "(1: the first; a metric hovering at its cut-off is then one episode, not many)",
+    )
     alert_delivery_interval_s: float = Field(
         default=30.0, ge=1, le=3600, description="how often the scheduler sends due alerts"
     )

@@ -185,6 +185,33 @@ def test_a_lasting_condition_is_notified_once_per_repeat_interval_then_resolved(
     assert alerts_db.get_alert(engine, key=DRIFT_TOPIC_MIX) is None
 
 
+def test_a_metric_hovering_at_its_cut_off_is_one_episode(engine: Engine, hook: Receiver) -> None:
+    """With `NEWSFLOW_ALERT_CLEAR_CHECKS`=2 (the default): firing, clear, firing, clear, clear
+    is one episode (one `firing`, one `resolved`); with 1, each crossing is another episode.
+    A retraining alert still resolves at its first clear observation."""
+    clock = FakeClock()
+    book = AlertBook(DbAlertStore(engine), clock=clock, clear_after=2)
+    for firing in (True, False, True, False):
+        book.observe(_drift(firing))
+        _deliver(engine, clock, hook.url)
+        clock.advance(15 * MIN)
+    state = alerts_db.get_alert(engine, key=DRIFT_CONFIDENCE)
+    assert state is not None and state.status == "firing" and state.first_seen == T0
+    assert state.details["clear_streak"] == 1  # one clear check so far
+    assert book.observe(_drift(False)) == "resolved"  # the second clear check in a row
+    _deliver(engine, clock, hook.url)
+    assert [b["status"] for b in hook.delivered()] == ["firing", "resolved"]
+
+    book.observe(Condition(RETRAINING_FAILED, True, "critical", "MLflow down"))
+    assert book.observe(Condition(RETRAINING_FAILED, False, summary="promoted")) == "resolved"
+
+    eager = AlertBook(DbAlertStore(engine), clock=clock, clear_after=1)
+    notes = [eager.observe(Condition(DRIFT_TOPIC_MIX, f, summary="mix")) for f in (True, False) * 2]
+    assert notes == ["firing", "resolved", "firing", "resolved"]
+    with pytest.raises(ValueError, match="clear_after"):
+        AlertBook(DbAlertStore(engine), clear_after=0)
+
+
 def test_a_silence_suppresses_then_lifts_at_its_time(engine: Engine, hook: Receiver) -> None:
     clock = FakeClock()
     book = _book(engine, clock)
