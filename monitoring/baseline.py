@@ -24,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -128,6 +127,6 @@ def set_baseline(
         bins=settings.drift_bins,
         reason=f"{found} articles received {start.isoformat()} – {end.isoformat()}{sampled}, "
         f"re-scored by {meta.version}",
+        span=(start, end),  # the window asked for, not only its first and last article
     )
-    # The reference covers the window asked for, not only its first and last article.
-    return refs.store_reference(engine, dataclasses.replace(new, window_from=start, window_to=end))
+    return refs.store_reference(engine, new)

@@ -46,7 +46,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from monitoring.live_window import check_window
+from monitoring.live_window import WindowVerdict, check_window
 from monitoring.psi import Level, categorical_psi, level_of, psi, quantile_edges
 from pipeline.core.db import references as refs
 from pipeline.core.db.references import ChunkPsi, HourMix, NewReference, Reference
@@ -376,6 +376,21 @@ def live_window(settings: Settings, engine: Engine, model_version: str) -> tuple
     return Rows([p.confidence for p in got], [p.topic for p in got], [p.at for p in got]), what
 
 
+def judge_window(settings: Settings, rows: Rows, training: Sequence[float] | None) -> WindowVerdict:
+    """A live or automatic week window judged by :func:`monitoring.live_window.check_window`
+    with the settings' limits, against the ``training`` confidences."""
+    return check_window(
+        rows.confidences,
+        rows.topics,
+        rows.times,
+        training=training or None,
+        chunk_rows=settings.drift_window_size,
+        bins=settings.drift_bins,
+        max_psi=settings.live_reference_max_psi,
+        max_topic_psi=settings.live_reference_max_topic_psi,
+    )
+
+
 def try_live_reference(
     settings: Settings, engine: Engine, model_version: str, *, training: Reference | None
 ) -> Reference | None:
@@ -386,16 +401,7 @@ def try_live_reference(
     if due is None:
         return None
     rows, what = due
-    verdict = check_window(
-        rows.confidences,
-        rows.topics,
-        rows.times,
-        training=training.confidences if training is not None else None,
-        chunk_rows=settings.drift_window_size,
-        bins=settings.drift_bins,
-        max_psi=settings.live_reference_max_psi,
-        max_topic_psi=settings.live_reference_max_topic_psi,
-    )
+    verdict = judge_window(settings, rows, training.confidences if training is not None else None)
     n = settings.live_reference_rows
     if verdict.accepted:
         status, reason = "active", f"{what}; {verdict.reason()}"

@@ -35,8 +35,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from monitoring.live_window import check_window
-from monitoring.reference import Rows, build_reference
+from monitoring.reference import Rows, build_reference, judge_window
 from pipeline.cleaning import model_text
 from pipeline.core.db import drift_runs
 from pipeline.core.db import references as refs
@@ -119,16 +118,7 @@ def try_week_reference(
     rows = rescore(
         settings, engine, folder, start=start, end=end, limit=settings.live_reference_rescore_rows
     )
-    verdict = check_window(
-        rows.confidences,
-        rows.topics,
-        rows.times,
-        training=meta.reference.confidences or None,
-        chunk_rows=settings.drift_window_size,
-        bins=settings.drift_bins,
-        max_psi=settings.live_reference_max_psi,
-        max_topic_psi=settings.live_reference_max_topic_psi,
-    )
+    verdict = judge_window(settings, rows, meta.reference.confidences)
     what = (
         f"automatic: the {settings.live_reference_days:g} days before "
         f"{end.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC ({found} articles, "
