@@ -201,9 +201,9 @@ def gather_review_signals(
     *,
     now: dt.datetime,
 ) -> list[ReviewSignal]:
-    """The reviewer signals for ``meta``'s version: first-round reviews of articles received
-    within ``NEWSFLOW_DRIFT_REVIEW_HOURS`` before ``now`` (the check's clock); "none of these"
-    among all of them, accuracy on the uniform ones."""
+    """The reviewer signals at ``meta``'s version's check: first-round reviews of articles
+    received within ``NEWSFLOW_DRIFT_REVIEW_HOURS`` before ``now`` (the check's clock); "none
+    of these" among all of them (every version's), accuracy on this version's uniform ones."""
     hours = settings.drift_review_hours
     counts = reviews.recent_uniform_review_counts(
         engine, meta.version, since=now - dt.timedelta(hours=hours), until=now

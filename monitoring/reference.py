@@ -59,6 +59,17 @@ WEEK = dt.timedelta(days=7)
 MIN_CHUNKS = 6
 MIN_CHUNK_ROWS = 50  # below this a chunk's PSI is mostly noise: fixed levels only
 HOUR_PRIOR = 10.0  # pseudo-rows of the whole mix added to each hour of the week's counts
+PARTIAL_WEEK = "automatic: the part after a change"  # how such a reference's reason starts
+
+
+def partial_week(reference: Reference) -> bool:
+    """An automatic reference cut from the part of a week after a change in it
+    (:mod:`monitoring.week_reference`): it stands until a whole clean week replaces it."""
+    return (
+        reference.kind == "baseline"
+        and reference.hour_mix is None
+        and reference.reason.startswith(PARTIAL_WEEK)
+    )
 
 
 def hour_of_week(at: dt.datetime) -> int:
@@ -333,14 +344,16 @@ def resolve_reference(
     (training, or a shorter live one), the week before ``now`` re-scored, tried once, as soon
     as the feed covers it (:mod:`monitoring.week_reference`); else adopts the live one when it
     is due (:func:`try_live_reference`). A baseline stands. None when the folder has no
-    reference sample and nothing else is stored."""
+    reference sample and nothing else is stored. A reference cut from the clean part of a
+    refused week (:func:`partial_week`) is used, and replaced by a whole week once one
+    passes."""
     active = refs.active_reference(engine, model_version=meta.version)
     if active is None and meta.reference.confidences:
         new = training_reference(
             meta, window_rows=settings.drift_window_size, bins=settings.drift_bins
         )
         active = refs.store_training_reference(engine, new)
-    if active is not None and active.kind == "baseline":
+    if active is not None and active.kind == "baseline" and not partial_week(active):
         return active  # set by a person, or already the week before
     if folder is not None and (active is None or active.hour_mix is None):
         from monitoring.week_reference import try_week_reference  # it builds on this module
@@ -376,7 +389,13 @@ def live_window(settings: Settings, engine: Engine, model_version: str) -> tuple
     return Rows([p.confidence for p in got], [p.topic for p in got], [p.at for p in got]), what
 
 
-def judge_window(settings: Settings, rows: Rows, training: Sequence[float] | None) -> WindowVerdict:
+def judge_window(
+    settings: Settings,
+    rows: Rows,
+    training: Sequence[float] | None,
+    *,
+    per_chunk_training: bool = True,
+) -> WindowVerdict:
     """A live or automatic week window judged by :func:`monitoring.live_window.check_window`
     with the settings' limits, against the ``training`` confidences."""
     return check_window(
@@ -388,6 +407,7 @@ def judge_window(settings: Settings, rows: Rows, training: Sequence[float] | Non
         bins=settings.drift_bins,
         max_psi=settings.live_reference_max_psi,
         max_topic_psi=settings.live_reference_max_topic_psi,
+        per_chunk_training=per_chunk_training,
     )
 
 

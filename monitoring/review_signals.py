@@ -1,20 +1,22 @@
 """Two drift signals from the reviewers, for what the confidence distribution does not show.
 
-Both read the champion's first-round review items that are labelled and whose article was
-received within the last ``NEWSFLOW_DRIFT_REVIEW_HOURS`` (of the check's clock). Each has a
-95 % Wilson interval and is only judged on its interval:
+Both read first-round review items that are labelled and whose article was received within
+the last ``NEWSFLOW_DRIFT_REVIEW_HOURS`` (of the check's clock). Each has a 95 % Wilson
+interval and is only judged on its interval:
 
 * ``unknown``: the share labelled "none of these" (:data:`~pipeline.core.records.NONE_LABEL`)
-  among every sampled item, uniform and uncertainty samples alike: a kind of news no topic
+  among every sampled item of the feed, whichever version served it (a promotion does not
+  restart the count: a new kind of news stays one alert, not one per version), uniform and
+  uncertainty samples alike: a kind of news no topic
   covers is what uncertainty sampling finds first, and in a feed the topics cover the share
   is near 0 in either slice (so it is a share of reviewed items, above the feed's own).
   ``warn`` when the interval's lower bound is above ``NEWSFLOW_DRIFT_UNKNOWN_WARN``, ``drift``
   above twice it: a new kind of news that no topic covers (it needs onboarding, not
   retraining). The setting must sit above the feed's usual share of "none of these". A label
   that names no topic of the model counts as not-none here.
-* ``reviewed_accuracy``: on the uniform sample only (the unbiased slice: uncertainty samples
-  are the hard ones), the share of topic labels equal to the model's topic. ``warn`` when
-  the interval's upper bound is below the reference accuracy minus
+* ``reviewed_accuracy``: on the champion's uniform sample only (the unbiased slice:
+  uncertainty samples are the hard ones), the share of topic labels equal to the model's
+  topic. ``warn`` when the interval's upper bound is below the reference accuracy minus
   ``NEWSFLOW_RETRAIN_ACCURACY_MARGIN``, ``drift`` below the reference minus twice it (a change
   of source the model reads less well). A label naming no topic of the model counts as wrong.
 

@@ -4,8 +4,9 @@
   alert key, :mod:`monitoring.alerts`), the share explained by a scripted event, i.e. opened
   within ``explain_days`` after an event that is expected to alert. ``None`` when no alert
   opened.
-* **Checks to alert**, per event: how many drift checks from the event's start up to and
-  including the first one at ``warn`` or ``drift``, within ``explain_days``; ``None`` when
+* **Checks to alert**, per event: how many drift checks after the event's start up to and
+  including the first one at ``warn`` or ``drift``, within ``explain_days`` (a check at the
+  very moment an event starts has seen none of it, and does not count); ``None`` when
   none did (for the malformed burst, which must not move drift, ``None`` is the right
   answer).
 * **Retrainings on rhythm-only days**: retraining attempts that trained (promoted, rejected
@@ -70,9 +71,9 @@ def alert_precision(
 def checks_to_alert(
     event: ScoredEvent, checks: Sequence[Check], within: dt.timedelta | None = None
 ) -> int | None:
-    """Checks from ``event``'s start (within ``within`` of it) up to the first that alerted."""
+    """Checks after ``event``'s start (within ``within`` of it) up to the first that alerted."""
     end = event.start + within if within is not None else dt.datetime.max.replace(tzinfo=dt.UTC)
-    after = sorted((c for c in checks if event.start <= c.at < end), key=lambda c: c.at)
+    after = sorted((c for c in checks if event.start < c.at < end), key=lambda c: c.at)
     for n, c in enumerate(after, start=1):
         if c.level in ALERTING:
             return n

@@ -43,7 +43,12 @@ def _folder(tmp_path: Path) -> Path:
 
 
 def _insert(
-    engine: Engine, prefix: str, confidences: np.ndarray, topics: list[str], at: datetime = NOW
+    engine: Engine,
+    prefix: str,
+    confidences: np.ndarray,
+    topics: list[str],
+    at: datetime = NOW,
+    version: str = "m1",
 ) -> list[int]:
     with engine.begin() as conn:
         conn.execute(
@@ -59,7 +64,7 @@ def _insert(
                 [
                     {
                         "article_id": f"{prefix}{i}",
-                        "model_version": "m1",
+                        "model_version": version,
                         "topic": topics[i],
                         "confidence": float(c),
                         "margin": 0.1,
@@ -199,17 +204,22 @@ def test_none_of_these_share_alerts_without_retraining(db: Settings, tmp_path: P
     assert get_alert(engine, key=REVIEW_UNKNOWN_SHARE) is None
 
     _uniform_reviews(engine, "w", ids[:40], ["__none__"] * 10 + topics[10:40])
+    # the version served before: its reviews count for the feed's unknown share (a promotion
+    # does not restart it), not for this version's reviewed accuracy (all wrong here)
+    prev = _insert(engine, "p", 1 - rng.beta(0.5, 8, 20), topics[:20], version="m0")
+    _uniform_reviews(engine, "p", prev, ["__none__"] * 10 + ["Sports"] * 10)
     after = run_drift_check(
         s, engine=engine, model_dir=folder, report=False, clock=lambda: check_at
     )
     assert after.levels is not None and after.levels["unknown"] in {"warn", "drift"}, after.reason
     assert after.level in {"warn", "drift"}
     unknown = after.review_signals["unknown"]  # type: ignore[index]
-    assert (unknown["count"], unknown["n"], unknown["value"]) == (10, 40, 0.25)
+    assert (unknown["count"], unknown["n"]) == (20, 60)
     assert after.review_signals["reviewed_accuracy"]["value"] == 1.0  # type: ignore[index]
-    assert "none of these 25 %" in after.reason
+    assert after.review_signals["reviewed_accuracy"]["n"] == 30  # type: ignore[index]
+    assert "none of these 33 %" in after.reason
     stored = get_drift_run(engine, run_id=after.run_id)  # type: ignore[arg-type]
-    assert stored is not None and stored.details["review_signals"]["unknown"]["n"] == 40
+    assert stored is not None and stored.details["review_signals"]["unknown"]["n"] == 60
     state = get_alert(engine, key=REVIEW_UNKNOWN_SHARE)
     assert state is not None and state.status == "firing"
     assert "as none of these topics" in state.summary and state.first_seen == check_at

@@ -502,3 +502,64 @@ def test_a_new_champion_takes_the_week_before_it_re_scored(db: Settings, tmp_pat
     later = NOW + dt.timedelta(hours=6)
     assert resolve_reference(s7, engine, other, folder=folder2, now=later) == kept
     engine.dispose()
+
+
+def _jumping_feed(engine: Engine, start: dt.datetime, hours: int, jump: dt.datetime) -> None:
+    """Eight articles an hour of the tiny model's words from ``start``, evenly mixed until
+    ``jump``, then world news only (a change of feed inside the week)."""
+    rng = np.random.default_rng(11)
+    rows = []
+    for i in range(hours * 8):
+        at = start + dt.timedelta(seconds=i * 450)
+        topic = "World" if at >= jump else str(rng.choice(LABELS))
+        words = [*rng.choice(WORDS[topic], size=3), *rng.choice(ALL_WORDS, size=1)]
+        rows.append(
+            {
+                "id": f"j{i}",
+                "title": " ".join(words[:2]),
+                "body": " ".join(words[2:]),
+                "received_at": at,
+            }
+        )
+    with engine.begin() as conn:
+        conn.execute(insert(ArticleRow), rows)
+
+
+def test_after_a_jump_in_the_week_the_part_after_it_becomes_the_reference(
+    db: Settings, tmp_path: Path
+) -> None:
+    s = db.model_copy(
+        update={
+            "live_reference_rows": 300,
+            "drift_window_size": 50,  # chunks of 100 rows (the floor); the part needs 600
+            "drift_min_window": 50,
+            "live_reference_rescore_rows": 5000,  # every article of the week
+            "live_reference_days": 7.0,
+            "live_reference_max_psi": 10.0,  # the tiny model is unlike its training sample
+        }
+    )
+    engine = make_engine(s)
+    jump = NOW - dt.timedelta(days=3, hours=12)
+    _jumping_feed(engine, NOW - dt.timedelta(days=8), 8 * 24, jump)
+    meta = _meta("tiny-jump-1")
+    folder = _tiny_onnx(tmp_path / "tiny", "tiny-jump-1")
+    part = resolve_reference(s, engine, meta, folder=folder, now=NOW)
+    assert part is not None and part.kind == "baseline" and part.status == "active", part
+    assert part.reason.startswith("automatic: the part after a change in chunk"), part.reason
+    assert part.hour_mix is None and part.window_to == NOW
+    assert part.window_from is not None
+    assert abs(part.window_from - jump) <= dt.timedelta(hours=13)  # a chunk of 100 rows
+    assert part.topic_mix.get("World", 0) > 0.9, part.topic_mix
+    (week,) = [r for r in refs.list_references(engine) if r.status == "rejected"]
+    assert "topic-mix PSI" in week.reason and "the chunks before it" in week.reason, week.reason
+    # it stands while no whole week can be tried (the next would overlap the refused one)
+    again = resolve_reference(s, engine, meta, folder=folder, now=NOW + dt.timedelta(hours=6))
+    assert again is not None and again.id == part.id
+
+    # a part shorter than 6 drift windows is not taken: the training reference stays
+    s_big = s.model_copy(update={"drift_window_size": 150})  # the part would need 900 rows
+    other = _meta("tiny-jump-2")
+    folder2 = _tiny_onnx(tmp_path / "tiny2", "tiny-jump-2")
+    kept = resolve_reference(s_big, engine, other, folder=folder2, now=NOW)
+    assert kept is not None and kept.kind == "training"
+    engine.dispose()

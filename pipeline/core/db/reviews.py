@@ -43,8 +43,8 @@ class RecentReviewCounts(NamedTuple):
     none: int  # uniform, labelled "none of these" (NONE_LABEL)
     topic: int  # uniform, labelled otherwise (a label naming no topic of the model counts here)
     correct: int  # of ``topic``: the label equals the model's topic
-    none_any: int = 0  # any sample, labelled "none of these"
-    labelled_any: int = 0  # any sample, labelled
+    none_any: int = 0  # any sample of any version, labelled "none of these"
+    labelled_any: int = 0  # any sample of any version, labelled
 
     @property
     def labelled(self) -> int:
@@ -112,9 +112,10 @@ def reviewed_accuracy_counts(
 def recent_uniform_review_counts(
     db: Db, model_version: str, *, since: datetime, until: datetime
 ) -> RecentReviewCounts:
-    """Counts of this model version's labelled first-round reviews whose article was
-    received in ``[since, until]`` (the prediction's ``received_at``, the article's stamp: a
-    replay's simulated time), uniform ones apart. The reviewer signals of the drift check."""
+    """Labelled first-round reviews whose article was received in ``[since, until]`` (the
+    prediction's ``received_at``, the article's stamp: a replay's simulated time): the uniform
+    ones of this model version, and "none of these" among every version's (the feed's: a
+    promotion does not restart that count). The reviewer signals of the drift check."""
     with connected(db) as conn:
         row = conn.execute(
             text(
@@ -123,8 +124,9 @@ def recent_uniform_review_counts(
                 "count(*) FILTER (WHERE u AND r.label <> :none AND r.label = p.topic), "
                 "count(*) FILTER (WHERE r.label = :none), count(*) "
                 "FROM review_items r JOIN predictions p ON p.id = r.prediction_id "
-                "CROSS JOIN LATERAL (SELECT r.reason = 'uniform' AS u) s "
-                "WHERE p.model_version = :v AND r.status = 'done' AND r.round = 1 "
+                "CROSS JOIN LATERAL "
+                "(SELECT r.reason = 'uniform' AND p.model_version = :v AS u) s "
+                "WHERE r.status = 'done' AND r.round = 1 "
                 "AND r.label IS NOT NULL "
                 "AND p.received_at >= :since AND p.received_at <= :until "
                 # predicted after received: lets the planner skip older day partitions

@@ -191,6 +191,10 @@ def test_checks_to_alert_counts_from_the_event() -> None:
     checks = [Check(_at(9, 18), "drift"), Check(_at(10, 6), "ok"), Check(_at(10, 12), "warn")]
     assert checks_to_alert(event, checks) == 2
     assert checks_to_alert(event, checks[:2]) is None
+    # a check at the very moment the event starts has seen none of it: not counted
+    at_start = [Check(_at(10), "ok"), *checks[1:]]
+    assert checks_to_alert(event, at_start) == 2
+    assert checks_to_alert(event, [Check(_at(10), "drift")]) is None
 
 
 def test_precision_and_latency_against_the_script() -> None:
