@@ -345,7 +345,8 @@ def replay_cmd(
         f"{days} days in {result['wall_s']:.0f} s: {stream['stored']}/{stream['sent_valid']} "
         f"stored, {stream['dead_lettered']}/{stream['malformed_sent']} malformed "
         f"dead-lettered; alerts {scored['alerts_opened']} (precision "
-        f"{scored['alert_precision']}), retrainings {len(result['retrainings'])}"
+        f"{scored['alert_precision']}, 95 % interval {scored['alert_precision_interval']}), "
+        f"retrainings {len(result['retrainings'])}"
     )
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,8 @@
 * **Alert precision**: of the alerts opened during the replay (a new firing episode of an
   alert key, :mod:`monitoring.alerts`), the share explained by a scripted event, i.e. opened
   within ``explain_days`` after an event that is expected to alert. ``None`` when no alert
-  opened.
+  opened. With its 95 % Wilson interval (``alert_precision_interval``): a month gives a few
+  dozen openings, and the interval says which differences between two runs mean anything.
 * **Checks to alert**, per event: how many drift checks after the event's start up to and
   including the first one at ``warn`` or ``drift``, within ``explain_days`` (a check at the
   very moment an event starts has seen none of it, and does not count); ``None`` when
@@ -26,6 +27,8 @@ import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from typing import Any
+
+from pipeline.core.stats import wilson_interval
 
 ALERTING = {"warn", "drift"}
 TRAINED = {"promoted", "rejected", "failed"}
@@ -99,13 +102,15 @@ def score(
 ) -> dict[str, Any]:
     """The figures above, as JSON."""
     explain = dt.timedelta(days=explain_days)
+    explained = sum(1 for a in alerts if explaining_event(a.at, events, explain) is not None)
     return {
         "explain_days": explain_days,
         "alerts_opened": len(alerts),
-        "alerts_explained": sum(
-            1 for a in alerts if explaining_event(a.at, events, explain) is not None
-        ),
+        "alerts_explained": explained,
         "alert_precision": alert_precision(alerts, events, explain),
+        "alert_precision_interval": (
+            [round(b, 3) for b in wilson_interval(explained, len(alerts))] if alerts else None
+        ),
         "events": [
             {
                 "name": e.name,

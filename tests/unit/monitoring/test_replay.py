@@ -216,6 +216,8 @@ def test_precision_and_latency_against_the_script() -> None:
     got = score(events, checks, alerts, explain_days=3)
     assert got["alerts_opened"] == 4 and got["alerts_explained"] == 2
     assert got["alert_precision"] == 0.5
+    low, high = got["alert_precision_interval"]
+    assert 0.1 < low < 0.5 < high < 0.9  # 2 of 4: the interval is wide
     latency = {e["name"]: e["checks_to_alert"] for e in got["events"]}
     assert latency == {"malformed_burst": None, "new_kind": 1, "source_change": 2}
     assert got["retrainings_on_rhythm_only_days"] == 1
