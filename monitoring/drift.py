@@ -54,7 +54,8 @@ from monitoring.review_signals import (
 )
 from monitoring.review_signals import describe as describe_signal
 from pipeline.core.clock import Clock, wall_clock
-from pipeline.core.db import drift_runs, references, reviews
+from pipeline.core.db import drift_runs, events, references, reviews
+from pipeline.core.db.events import LiveAccuracy
 from pipeline.core.db.references import Reference
 from pipeline.core.errors import ModelError
 from pipeline.core.model_folder import ModelMetadata, read_metadata
@@ -203,11 +204,14 @@ def gather_review_signals(
 ) -> list[ReviewSignal]:
     """The reviewer signals at ``meta``'s version's check: first-round reviews of articles
     received within ``NEWSFLOW_DRIFT_REVIEW_HOURS`` before ``now`` (the check's clock); "none
-    of these" among all of them (every version's), accuracy on this version's uniform ones."""
+    of these" among all of them (every version's), accuracy on this version's uniform ones
+    against the live check's accuracy at its promotion (else the reference estimate)."""
     hours = settings.drift_review_hours
     counts = reviews.recent_uniform_review_counts(
         engine, meta.version, since=now - dt.timedelta(hours=hours), until=now
     )
+    held_to = reviewed_reference(engine, meta)
+    against = held_to.accuracy if held_to is not None else reference_accuracy(meta, reference)
     return [
         unknown_share(  # every sampled item: a new kind is what uncertainty sampling finds
             counts.none_any,
@@ -219,7 +223,7 @@ def gather_review_signals(
         recent_accuracy(
             counts.correct,
             counts.topic,
-            reference=reference_accuracy(meta, reference),
+            reference=against,
             margin=settings.retrain_accuracy_margin,
             min_n=settings.drift_review_min,
             hours=hours,
@@ -296,6 +300,18 @@ def reference_accuracy(meta: ModelMetadata, reference: Reference | None = None) 
     return sum(ref) / len(ref) if ref else None
 
 
+def reviewed_reference(engine: Engine, meta: ModelMetadata) -> LiveAccuracy | None:
+    """What reviewed accuracy is held to: the accuracy the live check measured on reviewed
+    live items when ``meta``'s version was promoted (None: the reference estimate stands)."""
+    return events.promoted_live_accuracy(engine, version=meta.version)
+
+
+def _held_to(live: LiveAccuracy | None) -> str:
+    if live is None:
+        return ""
+    return f"the live check's accuracy at promotion ({live.n} reviewed, event #{live.event_id})"
+
+
 def decide(
     settings: Settings,
     engine: Engine,
@@ -313,10 +329,13 @@ def decide(
         if counts.labelled:
             rev_n, rev_acc = counts.labelled, counts.correct / counts.labelled
             rev_interval = wilson_interval(counts.correct, counts.labelled)
+    held_to = reviewed_reference(engine, meta) if meta is not None else None
     evidence = RetrainEvidence(
         level=result.level,
         estimated_accuracy=result.estimated_accuracy,
         reference_accuracy=reference_accuracy(meta, reference) if meta is not None else None,
+        reviewed_reference=held_to.accuracy if held_to is not None else None,
+        reviewed_reference_source=_held_to(held_to),
         reviewed_accuracy=rev_acc,
         reviewed_n=rev_n,
         reviewed_interval=rev_interval,

@@ -16,7 +16,9 @@ interval and is only judged on its interval:
   that names no topic of the model counts as not-none here.
 * ``reviewed_accuracy``: on the champion's uniform sample only (the unbiased slice:
   uncertainty samples are the hard ones), the share of topic labels equal to the model's
-  topic. ``warn`` when the interval's upper bound is below the reference accuracy minus
+  topic. ``warn`` when the interval's upper bound is below the reference accuracy (the live
+  check's accuracy on reviewed items when the version was promoted, else the reference
+  estimate) minus
   ``NEWSFLOW_RETRAIN_ACCURACY_MARGIN``, ``drift`` below the reference minus twice it (a change
   of source the model reads less well). A label naming no topic of the model counts as wrong.
 

@@ -212,7 +212,11 @@ def try_clean_part(
     part, jump = found
     judged = judge_window(settings, part, meta.reference.confidences, per_chunk_training=False)
     if not judged.accepted:
-        log.info("the part of the week after its change was refused too: %s", judged.reason())
+        log.warning(
+            "week reference: the part after a change in %s was refused too: %s",
+            jump.label(len(verdict.chunks)),
+            judged.reason(),
+        )
         return None
     begin = part.times[0]
     reason = (

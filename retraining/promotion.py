@@ -15,6 +15,7 @@ from pipeline.core import registry
 from pipeline.core.datasets import LabelledText
 from pipeline.core.db.events import record_model_event
 from pipeline.core.db.models import ModelEventRow
+from pipeline.core.model_folder import read_metadata
 from pipeline.core.settings import Settings
 from retraining.errors import RegistryError
 from retraining.gate import GateDecision, GatePolicy, evaluate_folder, gate
@@ -55,6 +56,8 @@ def promote(
     previous = champion.version if champion else None
     name = settings.registered_model_name
     metrics = {
+        # the served version string (predictions' model_version), beside the registry's number
+        "model_version": read_metadata(challenger_dir).version,
         "challenger": decision.challenger,
         "champion": decision.champion,
         "gate": decision.compared,

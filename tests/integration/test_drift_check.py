@@ -18,6 +18,7 @@ from monitoring.drift import run_drift_check
 from pipeline.core.db.alerts import get_alert
 from pipeline.core.db.drift_runs import get_drift_run
 from pipeline.core.db.engine import make_engine
+from pipeline.core.db.events import LiveAccuracy, promoted_live_accuracy, record_model_event
 from pipeline.core.db.models import ArticleRow, PredictionRow, ReviewItemRow
 from pipeline.core.model_folder import ModelMetadata, ReferenceDistribution, write_metadata
 from pipeline.core.settings import Settings
@@ -227,4 +228,51 @@ def test_none_of_these_share_alerts_without_retraining(db: Settings, tmp_path: P
     assert before.decision is not None and after.decision is not None
     assert after.decision.action != "retrain" and after.decision.triggers == ()
     assert before.decision.triggers == ()
+    engine.dispose()
+
+
+def test_reviewed_accuracy_is_held_to_the_live_check_that_promoted_the_version(
+    db: Settings, tmp_path: Path
+) -> None:
+    """60 uniform reviews at 80 %: against the folder's estimate (about 0.94) that is a drop
+    and retrains; against the 82 % the live check measured on reviewed items when the version
+    was promoted, it is not. An event whose figure does not read is ignored."""
+    s = db.model_copy(update={"drift_window_size": 400, "drift_min_window": 300})
+    folder = _folder(tmp_path / "model")
+    engine = make_engine(s)
+    rng = np.random.default_rng(4)
+    topics = [LABELS[i % 4] for i in range(400)]
+    ids = _insert(engine, "r", 1 - rng.beta(0.5, 8, 400), topics)
+    labels = [t if i < 48 else LABELS[(i + 1) % 4] for i, t in enumerate(topics[:60])]
+    _uniform_reviews(engine, "r", ids[:60], labels)
+
+    def check() -> tuple[tuple[str, ...], str]:
+        got = run_drift_check(s, engine=engine, model_dir=folder, report=False)
+        assert got.decision is not None and got.review_signals is not None
+        return got.decision.triggers, got.decision.reason
+
+    triggers, reason = check()
+    assert triggers == ("reviewed_accuracy_drop",) and "below reference 0.9" in reason, reason
+    record_model_event(
+        engine=engine,
+        kind="promoted",
+        model_name="newsflow-topics",
+        version="m1",
+        metrics={"live_check": {"challenger_accuracy": "n/a", "n_reviewed": 500}},
+    )
+    assert check()[0] == ("reviewed_accuracy_drop",)  # unreadable: the estimate stands
+    event = record_model_event(  # as promote() records it: the registry's number as version
+        engine=engine,
+        kind="promoted",
+        model_name="newsflow-topics",
+        version="7",
+        metrics={
+            "model_version": "m1",
+            "live_check": {"challenger_accuracy": 0.82, "n_reviewed": 500},
+        },
+    )
+    triggers, reason = check()
+    assert triggers == (), reason
+    assert promoted_live_accuracy(engine, version="m1") == LiveAccuracy(0.82, 500, event)
+    assert promoted_live_accuracy(engine, version="m2") is None
     engine.dispose()

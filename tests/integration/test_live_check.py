@@ -19,6 +19,7 @@ from sqlalchemy import Engine, insert, text
 
 from pipeline.core import registry
 from pipeline.core.db.engine import make_engine
+from pipeline.core.db.events import promoted_live_accuracy
 from pipeline.core.db.models import ArticleRow, PredictionRow, ReviewItemRow
 from pipeline.core.model_folder import read_metadata, write_metadata
 from pipeline.core.runtime import Classifier
@@ -175,6 +176,11 @@ def test_live_check_refuses_missing_or_worse_evidence_and_promotes_a_tie(
     assert -0.02 < live["interval"][0] <= 0 <= live["interval"][1]
     assert live["window"] == {"n": 400, "agreement": 1.0, "confidence_psi": 0.0}
     assert registry.version_by_alias(env, registry.CHAMPION).version == twin  # type: ignore[union-attr]
+    # the drift check holds the new champion's reviewed accuracy to what the live check measured
+    served = read_metadata(registry.local_copy(env, twin)).version
+    assert metrics["model_version"] == served
+    held = promoted_live_accuracy(engine, version=served)
+    assert held is not None and (held.accuracy, held.n) == (live["challenger_accuracy"], 280)
 
     page = _models_page(env, engine)
     table = page[page.index('id="live-checks"') :]

@@ -140,3 +140,39 @@ def list_model_events(db: Db, *, limit: int = 100) -> list[ModelEvent]:
             {"n": limit},
         ).all()
     return [ModelEvent(*r) for r in rows]
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveAccuracy:
+    """A version's accuracy on the uniformly reviewed live items of the live check that
+    promoted it (``metrics["live_check"]`` of its latest ``promoted`` event)."""
+
+    accuracy: float
+    n: int
+    event_id: int
+
+
+def promoted_live_accuracy(db: Db, *, version: str) -> LiveAccuracy | None:
+    """The live check's accuracy for ``version`` (the served version string, recorded as
+    ``metrics["model_version"]``, or the registry's) at its latest promotion; None when it
+    was not promoted through a live check that measured one."""
+    with connected(db) as conn:
+        row = conn.execute(
+            text(
+                "SELECT id, metrics->'live_check'->>'challenger_accuracy', "
+                "metrics->'live_check'->>'n_reviewed' FROM model_events "
+                "WHERE kind = 'promoted' AND (metrics->>'model_version' = :v OR version = :v) "
+                "AND metrics->'live_check'->>'challenger_accuracy' IS NOT NULL "
+                "ORDER BY id DESC LIMIT 1"
+            ),
+            {"v": version},
+        ).first()
+    if row is None or row[2] is None:
+        return None
+    try:
+        accuracy, n = float(row[1]), int(row[2])
+    except ValueError:  # a hand-edited event: no evidence rather than a failed check
+        return None
+    if not (0.0 <= accuracy <= 1.0) or n <= 0:
+        return None
+    return LiveAccuracy(accuracy, n, int(row[0]))

@@ -72,6 +72,33 @@ def test_reviewed_accuracy_needs_its_interval_below_the_reference() -> None:
     assert "of 200" in decision.reason and "uniform" in decision.reason
 
 
+def test_reviewed_accuracy_is_held_to_the_live_checks_accuracy_where_there_is_one() -> None:
+    # seen in the 30-day replay: 0.853 of 102 uniform reviews, interval 0.771-0.909, under a
+    # 0.912 estimate, while the live check had measured 0.906 on 500 reviewed items at the
+    # version's promotion: labels against labels, no drop
+    reviewed = dataclasses.replace(
+        SPORTS,
+        level="ok",
+        estimated_accuracy=0.90,
+        reference_accuracy=0.912,
+        reviewed_accuracy=0.853,
+        reviewed_n=102,
+        reviewed_interval=(0.771, 0.909),
+    )
+    assert decide_retraining(reviewed, POLICY).triggers == ("reviewed_accuracy_drop",)
+    held = dataclasses.replace(
+        reviewed, reviewed_reference=0.906, reviewed_reference_source="the live check's accuracy"
+    )
+    assert decide_retraining(held, POLICY).action == "none"
+    # a real drop below the live check's accuracy still retrains, and says against what
+    dropped = dataclasses.replace(
+        held, reviewed_accuracy=0.75, reviewed_n=120, reviewed_interval=wilson_interval(90, 120)
+    )
+    decision = decide_retraining(dropped, POLICY)
+    assert decision.triggers == ("reviewed_accuracy_drop",)
+    assert "the live check's accuracy 0.906" in decision.reason
+
+
 def test_a_dozen_reviewed_items_never_start_a_retraining() -> None:
     # seen in a replay at its first check: 8 of 12 right, interval 0.391-0.862, just below a
     # 0.864 reference; checked four times a day, such a handful would retrain on noise
