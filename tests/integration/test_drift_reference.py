@@ -478,10 +478,16 @@ def test_a_new_champion_takes_the_week_before_it_re_scored(db: Settings, tmp_pat
     assert "672 articles, 400 re-scored by tiny-week-1" in week.reason
     assert (week.window_from, week.window_to) == (NOW - dt.timedelta(days=7), NOW)
     assert week.hour_mix is not None and len(week.hour_mix) == 168  # every hour of the week
-    sunday = Counter[str]()
-    for hour in range(6 * 24, 7 * 24):
-        sunday.update(week.hour_mix[hour])
-    assert sunday["Sports"] > sum(sunday.values()) / 2, sunday
+    sunday, weekdays = Counter[str](), Counter[str]()
+    for hour in range(7 * 24):
+        (sunday if hour >= 6 * 24 else weekdays).update(week.hour_mix[hour])
+    # 55 % sport on Sundays, 25 % otherwise, but only about 57 re-scored Sunday rows, and which
+    # rows fall on the Sunday depends on when the test starts: over 273 start times spread over
+    # a week (a simulation of this feed) the Sunday share ran 0.40-0.66, at least 0.11 above the
+    # other days'
+    sunday_share = sunday["Sports"] / sum(sunday.values())
+    weekday_share = weekdays["Sports"] / sum(weekdays.values())
+    assert sunday_share > 0.35 and sunday_share > weekday_share + 0.08, (sunday, weekdays)
     again = resolve_reference(s7, engine, meta, folder=folder, now=NOW + dt.timedelta(hours=1))
     assert again is not None and again.id == week.id  # it stands
 

@@ -23,7 +23,8 @@ from pipeline.proof.badinput import fuzz_message, hostile_but_valid
 from tests.conftest import free_port
 from tests.integration.helpers import Worker, read_topic
 
-# serial: asserts latencies (a canary within 5 s), so it runs alone after the parallel part
+# serial: asserts latencies (a canary within 5 s), so it runs in the serial tier: its own stack
+# and one test at a time, beside the parallel tier (infra/test.sh), not alone on the machine
 pytestmark = [pytest.mark.integration, pytest.mark.serial]
 PARTITIONS = 4
 
@@ -326,7 +327,7 @@ def test_a_compression_bomb_is_dead_lettered_cheaply_and_the_canary_follows(
     """Found by attacking a live worker: 256 MiB of 0x01 compressed with zstd is a few kB on
     the wire (under every broker limit); the client decompresses it whole. The worker must
     reject it as oversize without processing the 256 MiB (the dead letter keeps a cut
-    original, the full length and SHA-256), and the canary behind it must be stored in 5 s."""
+    original, the full length and SHA-256), and the canary behind it must be stored in 10 s."""
     import hashlib
 
     value = b'{"id":"bomb","body":"' + b"\x01" * (256 * 2**20) + b'"}'
@@ -341,7 +342,10 @@ def test_a_compression_bomb_is_dead_lettered_cheaply_and_the_canary_follows(
     producer.flush(60)
     sender = Sender(env)
     latency = _canary_latency(engine, sender, "after-bomb", 0)
-    assert latency <= 5.0, latency
+    # The client decompresses the 256 MiB and the worker hashes it for the dead letter before
+    # the canary: 5.1 s was measured once in CI with the parallel tier sharing the 2 cores. A
+    # worker that cleaned and tokenized the body would hold the partition for minutes.
+    assert latency <= 10.0, latency
     dead = _dead_letters(env, 1)
     (rec,) = dead.values()
     assert rec["reason"] == "oversize" and rec["original_truncated"] is True
