@@ -201,16 +201,16 @@ def gather_review_signals(
     reference: Reference | None,
     *,
     now: dt.datetime,
+    held_to: LiveAccuracy | None = None,
 ) -> list[ReviewSignal]:
     """The reviewer signals at ``meta``'s version's check: first-round reviews of articles
     received within ``NEWSFLOW_DRIFT_REVIEW_HOURS`` before ``now`` (the check's clock); "none
     of these" among all of them (every version's), accuracy on this version's uniform ones
-    against the live check's accuracy at its promotion (else the reference estimate)."""
+    against ``held_to`` (:func:`reviewed_reference`; None: the reference estimate)."""
     hours = settings.drift_review_hours
     counts = reviews.recent_uniform_review_counts(
         engine, meta.version, since=now - dt.timedelta(hours=hours), until=now
     )
-    held_to = reviewed_reference(engine, meta)
     against = held_to.accuracy if held_to is not None else reference_accuracy(meta, reference)
     return [
         unknown_share(  # every sampled item: a new kind is what uncertainty sampling finds
@@ -319,17 +319,17 @@ def decide(
     meta: ModelMetadata | None,
     request: RetrainRequest | None,
     reference: Reference | None = None,
+    held_to: LiveAccuracy | None = None,
 ) -> RetrainDecision:
-    """Gather the evidence for ``result`` (the uniform review slice for reviewed accuracy;
-    the reference accuracy from ``reference``, default the folder's) and decide whether to
-    retrain."""
+    """Gather the evidence for ``result`` (the uniform review slice for reviewed accuracy,
+    held to ``held_to`` where given; the reference accuracy from ``reference``, default the
+    folder's) and decide whether to retrain."""
     rev_acc, rev_n, rev_interval = None, 0, None
     if meta is not None:
         counts = reviews.reviewed_accuracy_counts(engine, meta.version, sampled_as="uniform")
         if counts.labelled:
             rev_n, rev_acc = counts.labelled, counts.correct / counts.labelled
             rev_interval = wilson_interval(counts.correct, counts.labelled)
-    held_to = reviewed_reference(engine, meta) if meta is not None else None
     evidence = RetrainEvidence(
         level=result.level,
         estimated_accuracy=result.estimated_accuracy,
@@ -438,8 +438,10 @@ def run_drift_check(
     rev = reviewed_accuracy(engine, meta.version)
     result.reviewed_accuracy, result.reviewed_n = rev.accuracy, rev.n
     result.reviewed_interval = rev.interval
+    held_to = reviewed_reference(engine, meta)  # one look-up for the signal and the decision
     add_review_signals(
-        result, gather_review_signals(settings, engine, meta, reference, now=started)
+        result,
+        gather_review_signals(settings, engine, meta, reference, now=started, held_to=held_to),
     )
     if report and result.level in {"ok", "warn", "drift"}:
         path = settings.reports_path() / f"drift-{started:%Y%m%dT%H%M%S}-{meta.version}.html"
@@ -448,7 +450,7 @@ def run_drift_check(
             result.report_path = str(path)
         except Exception as exc:  # the report is for people; the decision stands without it
             log.error("Evidently report failed: %s", exc)
-    result.decision = decide(settings, engine, result, meta, request, reference)
+    result.decision = decide(settings, engine, result, meta, request, reference, held_to)
     result.run_id = record(engine, result, started, clock=clock)
     alert(settings, result, engine=engine, clock=clock)
     return result
