@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, cast
 
@@ -42,6 +42,9 @@ from monitoring.psi import (
 from monitoring.reference import (
     describe,
     resolve_reference,
+    rhythm,
+    sampling_floors,
+    spans_week,
     thresholds,
     topic_psi,
     training_reference,
@@ -49,6 +52,7 @@ from monitoring.reference import (
 )
 from monitoring.review_signals import (
     ReviewSignal,
+    mix_adjusted,
     recent_accuracy,
     unknown_share,
 )
@@ -134,11 +138,13 @@ def compare(
     min_window: int,
     reference: Reference | None = None,
     margin: float = 0.0,
+    noise_quantile: float = 0.0,
 ) -> DriftResult:
     """Pure comparison of a window with ``reference`` (default: the model folder's own,
     at the fixed levels). Topic mix by hour of the week where the reference has one; each
     metric's cut-offs from the reference's chunks with ``warn``/``drift`` as their floor
-    (:func:`monitoring.reference.thresholds`)."""
+    (:func:`monitoring.reference.thresholds`), lifted to the window's sampling noise at
+    ``noise_quantile`` (:func:`monitoring.reference.sampling_floors`; 0: not lifted)."""
     result = DriftResult(
         level="insufficient", model_version=meta.version, window_size=len(window.confidences)
     )
@@ -159,16 +165,27 @@ def compare(
         "reference": shares(ref.confidences, edges).tolist(),
         "current": shares(window.confidences, edges).tolist(),
     }
-    result.psi_topics = topic_psi(ref.topic_mix, ref.hour_mix, window.topics, window.times)
+    weekly = spans_week(ref)
+    result.psi_topics = topic_psi(
+        ref.topic_mix, ref.hour_mix, window.topics, window.times, weekly=weekly
+    )
     result.estimated_accuracy = sum(window.confidences) / len(window.confidences)
-    cuts = thresholds(ref, warn=warn, drift=drift, margin=margin, bins=bins)
+    cuts = sampling_floors(
+        thresholds(ref, warn=warn, drift=drift, margin=margin, bins=bins),
+        ref,
+        bins=bins,
+        topics=window.topics,
+        times=window.times,
+        quantile=noise_quantile,
+        ratio=drift / warn,
+    )
     levels = {
         "confidence": cuts.confidence.level(result.psi_confidence),
         "topics": cuts.topics.level(result.psi_topics),
     }
     result.thresholds, result.levels = cuts.to_json(), dict(levels)
     result.level = max(levels.values(), key=_SEVERITY.__getitem__)
-    by_hour = " by hour of the week" if ref.hour_mix else ""
+    by_hour = "" if rhythm(ref) == "whole" else f" {rhythm(ref)}"
     result.reason = (
         f"PSI confidence {result.psi_confidence:.3f} ({levels['confidence']}; warn "
         f"{cuts.confidence.warn:.3f}, drift {cuts.confidence.drift:.3f}), topics"
@@ -211,7 +228,14 @@ def gather_review_signals(
     counts = reviews.recent_uniform_review_counts(
         engine, meta.version, since=now - dt.timedelta(hours=hours), until=now
     )
-    against = held_to.accuracy if held_to is not None else reference_accuracy(meta, reference)
+    since = now - dt.timedelta(hours=hours)
+    against = (
+        held_accuracy(
+            held_to, reviews.uniform_topic_counts(engine, meta.version, since=since, until=now)
+        )
+        if held_to is not None
+        else reference_accuracy(meta, reference)
+    )
     return [
         unknown_share(  # every sampled item: a new kind is what uncertainty sampling finds
             counts.none_any,
@@ -306,10 +330,21 @@ def reviewed_reference(engine: Engine, meta: ModelMetadata) -> LiveAccuracy | No
     return events.promoted_live_accuracy(engine, version=meta.version)
 
 
+def held_accuracy(live: LiveAccuracy, reviewed_by_topic: Mapping[str, tuple[int, int]]) -> float:
+    """The live check's accuracy weighted to the topics of the reviewed items it is compared
+    with (:func:`monitoring.review_signals.mix_adjusted`); its plain accuracy where the event
+    recorded no per-topic counts."""
+    adjusted = mix_adjusted(live.accuracy, live.by_topic, reviewed_by_topic)
+    return live.accuracy if adjusted is None else adjusted
+
+
 def _held_to(live: LiveAccuracy | None) -> str:
     if live is None:
         return ""
-    return f"the live check's accuracy at promotion ({live.n} reviewed, event #{live.event_id})"
+    how = ", weighted to these reviews' topics" if live.by_topic else ""
+    return (
+        f"the live check's accuracy at promotion{how} ({live.n} reviewed, event #{live.event_id})"
+    )
 
 
 def decide(
@@ -334,7 +369,11 @@ def decide(
         level=result.level,
         estimated_accuracy=result.estimated_accuracy,
         reference_accuracy=reference_accuracy(meta, reference) if meta is not None else None,
-        reviewed_reference=held_to.accuracy if held_to is not None else None,
+        reviewed_reference=(
+            held_accuracy(held_to, reviews.uniform_topic_counts(engine, meta.version))
+            if held_to is not None and meta is not None
+            else None
+        ),
         reviewed_reference_source=_held_to(held_to),
         reviewed_accuracy=rev_acc,
         reviewed_n=rev_n,
@@ -433,6 +472,7 @@ def run_drift_check(
         min_window=settings.drift_min_window,
         reference=reference,
         margin=settings.drift_chunk_margin,
+        noise_quantile=settings.drift_noise_quantile,
     )
     result.started_at = started.isoformat()
     rev = reviewed_accuracy(engine, meta.version)

@@ -18,9 +18,12 @@ Only the confidence distribution is checked against the training reference: it i
 model behaves; the topic mix is the news, and a real feed's mix is expected to differ from a
 balanced test split.
 
-Topic mix: when the reference spans at least 7 days it keeps topic counts per hour of the
+Topic mix: when the reference spans at least a day it keeps topic counts per hour of the
 week (UTC), and a window's topics are compared with the mix of the same hours
-(:func:`expected_mix`); otherwise with the whole reference.
+(:func:`expected_mix`): the same hours of the week where it spans at least 7 days (daily and
+weekly rhythm), the same hours of the day where it spans less (daily rhythm: a reference cut
+from a day or three of feed, compared as a whole, read every evening's mix as drift in the
+30-day replay); otherwise with the whole reference.
 
 Levels (:func:`thresholds`): the reference is cut into ``k >= 6`` consecutive chunks of
 ``min(window rows, n // 6)`` rows and each chunk's PSI against the whole reference is
@@ -28,7 +31,13 @@ computed, for confidence and topics alike; ``upper = max(chunk PSI) * (1 + margi
 metric's thresholds are ``warn = max(NEWSFLOW_DRIFT_WARN, upper)`` and ``drift =
 max(NEWSFLOW_DRIFT_THRESHOLD, upper * DRIFT_THRESHOLD / DRIFT_WARN)``. The fixed cut-offs are
 a floor: a reference that varies little never makes a small PSI an alert, one that varies a
-lot (a daily rhythm in a short live reference) lifts its own thresholds.
+lot (a daily rhythm in a short live reference) lifts its own thresholds. A second floor is
+the window's sampling noise (:func:`sampling_floors`): the PSI that a window of this many
+rows, drawn from the reference itself, exceeds with probability ``1 -
+NEWSFLOW_DRIFT_NOISE_QUANTILE`` (:func:`monitoring.psi.sampling_psi`). Chunks cut from the
+reference are compared with a whole that holds them, so they understate that noise; small
+windows (the 30-day replay's 150 rows) crossed 0.1 on confidence about one check in eight
+with nothing changed.
 
 Example:
     >>> hour_of_week(dt.datetime(2026, 12, 7, 13, 30, tzinfo=dt.UTC))  # a Monday
@@ -47,7 +56,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from monitoring.live_window import WindowVerdict, check_window
-from monitoring.psi import Level, categorical_psi, level_of, psi, quantile_edges
+from monitoring.psi import Level, categorical_psi, level_of, psi, quantile_edges, sampling_psi
 from pipeline.core.db import references as refs
 from pipeline.core.db.references import ChunkPsi, HourMix, NewReference, Reference
 from pipeline.core.model_folder import ModelMetadata
@@ -56,6 +65,7 @@ from pipeline.core.settings import Settings
 log = logging.getLogger("newsflow.reference")
 
 WEEK = dt.timedelta(days=7)
+DAY = dt.timedelta(days=1)
 MIN_CHUNKS = 6
 MIN_CHUNK_ROWS = 50  # below this a chunk's PSI is mostly noise: fixed levels only
 HOUR_PRIOR = 10.0  # pseudo-rows of the whole mix added to each hour of the week's counts
@@ -67,9 +77,28 @@ def partial_week(reference: Reference) -> bool:
     (:mod:`monitoring.week_reference`): it stands until a whole clean week replaces it."""
     return (
         reference.kind == "baseline"
-        and reference.hour_mix is None
+        and not spans_week(reference)
         and reference.reason.startswith(PARTIAL_WEEK)
     )
+
+
+def spans_week(reference: Reference) -> bool:
+    """Whether ``reference`` spans a week: its topics are then compared hour of the week by
+    hour of the week (else, with an hour mix, hour of the day by hour of the day)."""
+    return (
+        reference.hour_mix is not None
+        and reference.window_from is not None
+        and reference.window_to is not None
+        and reference.window_to - reference.window_from >= WEEK
+    )
+
+
+def rhythm(reference: Reference) -> str:
+    """How a window's topic mix is compared: ``by hour of the week``, ``by hour of the day``
+    or ``whole`` (the reference's whole mix)."""
+    if reference.hour_mix is None:
+        return "whole"
+    return "by hour of the week" if spans_week(reference) else "by hour of the day"
 
 
 def hour_of_week(at: dt.datetime) -> int:
@@ -104,21 +133,43 @@ def hour_counts(topics: Sequence[str], times: Sequence[dt.datetime]) -> HourMix:
     return {h: dict(c) for h, c in sorted(out.items())}
 
 
+def _by_hour_of_day(hour_mix: HourMix) -> HourMix:
+    out: dict[int, Counter[str]] = {}
+    for hour, counts in hour_mix.items():
+        out.setdefault(hour % 24, Counter()).update(counts)
+    return {h: dict(c) for h, c in out.items()}
+
+
+def _hour_cells(
+    hour_mix: HourMix, times: Sequence[dt.datetime], weekly: bool
+) -> tuple[HourMix, Counter[int]]:
+    """The reference's counts per hour cell and the window's rows per cell: hours of the
+    week (``weekly``) or hours of the day."""
+    if weekly:
+        return hour_mix, Counter(hour_of_week(t) for t in times)
+    return _by_hour_of_day(hour_mix), Counter(t.astimezone(dt.UTC).hour for t in times)
+
+
 def expected_mix(
-    topic_mix: Mapping[str, float], hour_mix: HourMix | None, times: Sequence[dt.datetime]
+    topic_mix: Mapping[str, float],
+    hour_mix: HourMix | None,
+    times: Sequence[dt.datetime],
+    *,
+    weekly: bool = True,
 ) -> dict[str, float]:
-    """The reference mix a window with these prediction times should have: with an
-    hour-of-week mix, the mix of each hour the window covers, weighted by the window's rows
-    in that hour (each hour's counts shrunk toward the whole mix by ``HOUR_PRIOR`` rows, so a
-    sparse hour does not read as a missing topic); without one, the whole mix."""
+    """The reference mix a window with these prediction times should have: with an hour mix,
+    the mix of each hour the window covers (of the week where ``weekly``, else of the day),
+    weighted by the window's rows in that hour (each hour's counts shrunk toward the whole
+    mix by ``HOUR_PRIOR`` rows, so a sparse hour does not read as a missing topic); without
+    one, the whole mix."""
     if not hour_mix or not times:
         return dict(topic_mix)
     total = sum(topic_mix.values()) or 1.0
     whole = {t: s / total for t, s in topic_mix.items()}
-    rows_per_hour = Counter(hour_of_week(t) for t in times)
+    cells, rows_per_hour = _hour_cells(hour_mix, times, weekly)
     out: dict[str, float] = {}
     for hour, n in rows_per_hour.items():
-        counts = hour_mix.get(hour, {})
+        counts = cells.get(hour, {})
         size = sum(counts.values()) + HOUR_PRIOR
         for topic in set(whole) | set(counts):
             share = (counts.get(topic, 0) + HOUR_PRIOR * whole.get(topic, 0.0)) / size
@@ -132,8 +183,28 @@ def topic_psi(
     hour_mix: HourMix | None,
     topics: Sequence[str],
     times: Sequence[dt.datetime],
+    *,
+    weekly: bool = True,
 ) -> float:
-    return categorical_psi(expected_mix(topic_mix, hour_mix, times), Counter(topics))
+    return categorical_psi(expected_mix(topic_mix, hour_mix, times, weekly=weekly), Counter(topics))
+
+
+def expected_rows(
+    n_rows: int, hour_mix: HourMix | None, times: Sequence[dt.datetime], *, weekly: bool
+) -> float:
+    """How many reference rows the expected mix of a window with these times rests on: the
+    whole reference without an hour mix; with one, the hour cells the window covers, each
+    weighted by its share of the window (``1 / sum((n_h / n)^2 / size_h)``: the variance of
+    a mix of per-hour estimates)."""
+    if not hour_mix or not times:
+        return float(n_rows)
+    cells, rows_per_hour = _hour_cells(hour_mix, times, weekly)
+    n = sum(rows_per_hour.values())
+    inverse = sum(
+        (k / n) ** 2 / (sum(cells.get(h, {}).values()) + HOUR_PRIOR)
+        for h, k in rows_per_hour.items()
+    )
+    return 1.0 / inverse
 
 
 def chunk_psi(
@@ -145,6 +216,7 @@ def chunk_psi(
     hour_mix: HourMix | None = None,
     topics: Sequence[str] | None = None,
     times: Sequence[dt.datetime] | None = None,
+    weekly: bool = True,
 ) -> ChunkPsi | None:
     """Each of ``k >= 6`` consecutive chunks of ``min(window_rows, n // 6)`` rows against the
     whole reference (None when chunks would be under ``MIN_CHUNK_ROWS`` rows). Topics only
@@ -160,7 +232,9 @@ def chunk_psi(
     if topics is not None:
         stamps = times if times is not None else []
         topic_psis = tuple(
-            topic_psi(topic_mix, hour_mix, topics[a:b], stamps[a:b] if stamps else [])
+            topic_psi(
+                topic_mix, hour_mix, topics[a:b], stamps[a:b] if stamps else [], weekly=weekly
+            )
             for a, b in spans
         )
     return ChunkPsi(rows=rows, bins=bins, confidence=conf, topics=topic_psis)
@@ -168,15 +242,24 @@ def chunk_psi(
 
 @dataclasses.dataclass(frozen=True)
 class Thresholds:
-    """One metric's cut-offs; ``source`` says whether the reference's chunks lifted them."""
+    """One metric's cut-offs; ``source`` says what set them: the fixed levels, the
+    reference's chunks, or the window's sampling noise (``sampling``: that floor, where
+    computed)."""
 
     warn: float
     drift: float
-    source: str  # "fixed" | "chunks"
+    source: str  # "fixed" | "chunks" | "sampling"
     chunk_max: float | None = None
+    sampling: float | None = None
 
     def level(self, value: float) -> Level:
         return level_of(value, self.warn, self.drift)
+
+    def lifted_to(self, floor: float, ratio: float) -> Thresholds:
+        """These cut-offs with ``floor`` as the least warn level (drift ``floor * ratio``)."""
+        if floor <= self.warn:
+            return dataclasses.replace(self, sampling=floor)
+        return Thresholds(floor, max(self.drift, floor * ratio), "sampling", self.chunk_max, floor)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,6 +309,37 @@ def thresholds(
     )
 
 
+def sampling_floors(
+    cuts: ReferenceThresholds,
+    reference: Reference,
+    *,
+    bins: int,
+    topics: Sequence[str],
+    times: Sequence[dt.datetime],
+    quantile: float,
+    ratio: float,
+) -> ReferenceThresholds:
+    """``cuts`` lifted, metric by metric, to the PSI that a window of ``len(topics)`` rows at
+    ``times`` exceeds by sampling noise alone with probability ``1 - quantile``
+    (:func:`monitoring.psi.sampling_psi`): confidence over the reference's bins and rows,
+    topics over the topics of the reference and the window and the reference rows their
+    expected mix rests on (:func:`expected_rows`). Unchanged where ``quantile`` is 0."""
+    n = len(topics)
+    if quantile <= 0 or n == 0 or not reference.confidences:
+        return cuts
+    conf_bins = len(quantile_edges(reference.confidences, bins)) + 1
+    conf_floor = sampling_psi(conf_bins, n, len(reference.confidences), quantile)
+    weekly = spans_week(reference)
+    m = expected_rows(reference.n_rows, reference.hour_mix, times, weekly=weekly)
+    categories = len(set(reference.topic_mix) | set(topics))
+    topic_floor = sampling_psi(categories, n, m, quantile)
+    return dataclasses.replace(
+        cuts,
+        confidence=cuts.confidence.lifted_to(conf_floor, ratio),
+        topics=cuts.topics.lifted_to(topic_floor, ratio),
+    )
+
+
 def settings_thresholds(settings: Settings, reference: Reference) -> ReferenceThresholds:
     return thresholds(
         reference,
@@ -261,13 +375,14 @@ def build_reference(
     span: tuple[dt.datetime, dt.datetime] | None = None,
 ) -> NewReference:
     """A live or baseline reference from time-ordered predictions: mix, hour-of-week mix
-    where they span a week, chunk PSIs. ``span``: the window the rows were sampled from
+    where they span a day (compared by hour of the week where they span a week, else by hour
+    of the day), chunk PSIs. ``span``: the window the rows were sampled from
     (default their first and last times), recorded as the reference's window."""
     if not rows.confidences:
         raise ValueError("a reference needs at least one prediction")
     start, end = span or (rows.times[0], rows.times[-1])
     mix = mix_of(rows.topics)
-    hours = hour_counts(rows.topics, rows.times) if end - start >= WEEK else None
+    hours = hour_counts(rows.topics, rows.times) if end - start >= DAY else None
     chunks = chunk_psi(
         rows.confidences,
         window_rows=window_rows,
@@ -276,6 +391,7 @@ def build_reference(
         hour_mix=hours,
         topics=rows.topics,
         times=rows.times,
+        weekly=end - start >= WEEK,
     )
     return NewReference(
         model_version=model_version,
@@ -355,7 +471,7 @@ def resolve_reference(
         active = refs.store_training_reference(engine, new)
     if active is not None and active.kind == "baseline" and not partial_week(active):
         return active  # set by a person, or already the week before
-    if folder is not None and (active is None or active.hour_mix is None):
+    if folder is not None and (active is None or not spans_week(active)):
         from monitoring.week_reference import try_week_reference  # it builds on this module
 
         week = try_week_reference(

@@ -194,6 +194,9 @@ class LiveCheck:
     policy: LivePolicy
     window: WindowComparison
     left_out: int = 0  # uniformly reviewed articles left out: the challenger trained on them
+    # the challenger's (correct, items) on the reviewed items, by the reviewers' topic: what
+    # the drift check weights to the topic mix of later reviews (a rhythm is not a drop)
+    by_topic: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The figures recorded on the model event (``metrics["live_check"]``)."""
@@ -217,6 +220,7 @@ class LiveCheck:
             "required": self.policy.required,
             "counts": dataclasses.asdict(c),
             "left_out": self.left_out,
+            "challenger_by_topic": {t: list(v) for t, v in sorted(self.by_topic.items())},
             "window": {
                 "n": self.window.n,
                 "agreement": r(self.window.agreement),
@@ -359,4 +363,21 @@ def run_live_check(
     )
     window = compare_window(theirs[k:], ours[k:], bins=settings.drift_bins)
     left_out = reviews.count_uniform_reviewed(engine, article_ids=excluded)
-    return decide(counts, policy, window, left_out=left_out)
+    check = decide(counts, policy, window, left_out=left_out)
+    return dataclasses.replace(
+        check, by_topic=topic_counts([s.topic for s in ours[:k]], [r.label for r in reviewed])
+    )
+
+
+def topic_counts(predicted: Sequence[str], labels: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """(correct, items) by the reviewers' label. Pure.
+
+    Example:
+        >>> topic_counts(["A", "B", "A"], ["A", "A", "A"])
+        {'A': (2, 3)}
+    """
+    out: dict[str, tuple[int, int]] = {}
+    for topic, label in zip(predicted, labels, strict=True):
+        right, n = out.get(label, (0, 0))
+        out[label] = (right + (topic == label), n + 1)
+    return dict(sorted(out.items()))

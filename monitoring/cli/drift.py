@@ -78,7 +78,7 @@ def drift_baseline_cmd(
     flagged on confidence."""
     from monitoring.baseline import BaselineRefused, parse_time, set_baseline
     from monitoring.cli.helpers import console, engine_for, err_console, model_folder
-    from monitoring.reference import describe, settings_thresholds
+    from monitoring.reference import describe, rhythm, settings_thresholds
 
     settings = settings_or_exit()
     try:
@@ -101,7 +101,7 @@ def drift_baseline_cmd(
     cuts = settings_thresholds(settings, ref)
     console.print(
         f"reference #{ref.id} for {ref.model_version}: {describe(ref)}, {ref.n_rows} rows"
-        f"{', topic mix by hour of the week' if ref.hour_mix else ''}; {ref.reason}",
+        f"{'' if rhythm(ref) == 'whole' else ', topic mix ' + rhythm(ref)}; {ref.reason}",
         highlight=False,
     )
     console.print(

@@ -351,6 +351,8 @@ def _check(run: _Run, *, hours: int) -> None:
         "reviewed_accuracy": result.reviewed_accuracy if result else None,
         "reviewed_n": result.reviewed_n if result else 0,
         "decision": result.decision.action if result and result.decision else None,
+        "triggers": list(result.decision.triggers) if result and result.decision else [],
+        "decision_reason": result.decision.reason if result and result.decision else None,
         "retrain": outcome.status if outcome else None,
         "labelled_before": labelled,
     }
@@ -361,6 +363,8 @@ def _check(run: _Run, *, hours: int) -> None:
             {
                 "at": now.isoformat(),
                 "status": outcome.status,
+                "triggers": record["triggers"],
+                "why": record["decision_reason"],
                 "reason": outcome.reason,
                 "version": outcome.version,
             }

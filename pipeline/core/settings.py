@@ -390,6 +390,13 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="the automatic week reference re-scores at most N articles, spread evenly",
     )
+    drift_noise_quantile: float = Field(
+        default=0.995,
+        ge=0,
+        lt=1,
+        description="levels are lifted to the PSI a window of its size exceeds by sampling "
+        "noise alone with probability 1 - this (0 = off)",
+    )
     drift_chunk_margin: float = Field(
         default=0.1,
         ge=0,

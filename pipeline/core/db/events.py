@@ -4,6 +4,7 @@ retraining starts and ends)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -150,6 +151,26 @@ class LiveAccuracy:
     accuracy: float
     n: int
     event_id: int
+    # (correct, items) by the reviewers' topic; empty where the event predates it
+    by_topic: Mapping[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+
+
+def read_topic_counts(raw: object) -> dict[str, tuple[int, int]]:
+    """``metrics["live_check"]["challenger_by_topic"]`` as counts; a malformed entry (a
+    hand-edited event) makes the whole mapping empty: no evidence rather than a failed check."""
+    if not isinstance(raw, dict):
+        return {}
+    out: dict[str, tuple[int, int]] = {}
+    for topic, pair in raw.items():
+        if not (
+            isinstance(pair, list)
+            and len(pair) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
+            and 0 <= pair[0] <= pair[1]
+        ):
+            return {}
+        out[str(topic)] = (pair[0], pair[1])
+    return out
 
 
 def promoted_live_accuracy(db: Db, *, version: str) -> LiveAccuracy | None:
@@ -160,7 +181,8 @@ def promoted_live_accuracy(db: Db, *, version: str) -> LiveAccuracy | None:
         row = conn.execute(
             text(
                 "SELECT id, metrics->'live_check'->>'challenger_accuracy', "
-                "metrics->'live_check'->>'n_reviewed' FROM model_events "
+                "metrics->'live_check'->>'n_reviewed', "
+                "metrics->'live_check'->'challenger_by_topic' FROM model_events "
                 "WHERE kind = 'promoted' AND (metrics->>'model_version' = :v OR version = :v) "
                 "AND metrics->'live_check'->>'challenger_accuracy' IS NOT NULL "
                 "ORDER BY id DESC LIMIT 1"
@@ -175,4 +197,4 @@ def promoted_live_accuracy(db: Db, *, version: str) -> LiveAccuracy | None:
         return None
     if not (0.0 <= accuracy <= 1.0) or n <= 0:
         return None
-    return LiveAccuracy(accuracy, n, int(row[0]))
+    return LiveAccuracy(accuracy, n, int(row[0]), read_topic_counts(row[3]))

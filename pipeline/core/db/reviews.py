@@ -109,6 +109,34 @@ def reviewed_accuracy_counts(
     return ReviewedCounts(int(row[0]), int(row[1]))
 
 
+def uniform_topic_counts(
+    db: Db,
+    model_version: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> dict[str, tuple[int, int]]:
+    """(correct, labelled) by the reviewer's topic among this version's labelled first-round
+    uniform reviews ("none of these" left out), of articles received in ``[since, until]``
+    where given (else all of them): what the drift check weights the live check's per-topic
+    accuracy with."""
+    with connected(db) as conn:
+        rows = conn.execute(
+            text(
+                "SELECT r.label, count(*) FILTER (WHERE r.label = p.topic), count(*) "
+                "FROM review_items r JOIN predictions p ON p.id = r.prediction_id "
+                "WHERE p.model_version = :v AND r.status = 'done' AND r.round = 1 "
+                "AND r.reason = 'uniform' AND r.label IS NOT NULL AND r.label <> :none "
+                "AND (CAST(:since AS timestamptz) IS NULL OR (p.received_at >= :since "
+                "AND p.predicted_at >= :since)) "
+                "AND (CAST(:until AS timestamptz) IS NULL OR p.received_at <= :until) "
+                "GROUP BY r.label ORDER BY r.label"
+            ),
+            {"v": model_version, "none": NONE_LABEL, "since": since, "until": until},
+        ).all()
+    return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
+
+
 def recent_uniform_review_counts(
     db: Db, model_version: str, *, since: datetime, until: datetime
 ) -> RecentReviewCounts:

@@ -7,7 +7,8 @@ import pytest
 
 from monitoring.alerts import REVIEW_ACCURACY, REVIEW_UNKNOWN_SHARE, drift_conditions
 from monitoring.drift import DriftResult, add_review_signals
-from monitoring.review_signals import recent_accuracy, summary, unknown_share
+from monitoring.review_signals import mix_adjusted, recent_accuracy, summary, unknown_share
+from pipeline.core.db.events import read_topic_counts
 from pipeline.core.settings import Settings
 from pipeline.core.stats import wilson_interval
 
@@ -122,3 +123,27 @@ def test_the_exporter_shows_measured_signals_only() -> None:
     assert value("newsflow_review_signal_level", {"signal": "unknown"}) == 2
     assert math.isnan(value("newsflow_review_signal", {"signal": "reviewed_accuracy"}) or 0.0)
     assert math.isnan(value("newsflow_review_signal_level", {"signal": "reviewed_accuracy"}) or 0)
+
+
+def test_the_held_accuracy_follows_the_topics_reviewed() -> None:
+    """Per-topic accuracy at the reference, weighted to the reviewed items' topics: a mix of
+    hard topics is held to less, a topic the reference never saw to the overall accuracy,
+    a topic seen a few times mostly to the overall accuracy."""
+    reference = {"A": (99, 100), "B": (81, 100), "C": (1, 2)}
+    assert mix_adjusted(0.9, reference, {}) is None
+    assert mix_adjusted(0.9, {}, {"A": (5, 5)}) is None
+    easy = mix_adjusted(0.9, reference, {"A": (40, 50)})
+    hard = mix_adjusted(0.9, reference, {"B": (40, 50)})
+    assert easy is not None and hard is not None
+    assert easy == pytest.approx((99 + 9) / 110) and hard == pytest.approx((81 + 9) / 110)
+    assert mix_adjusted(0.9, reference, {"Z": (1, 3)}) == pytest.approx(0.9)
+    few = mix_adjusted(0.9, reference, {"C": (0, 4)})
+    assert few is not None and abs(few - 0.9) < abs(few - 0.5)
+    half = mix_adjusted(0.9, reference, {"A": (10, 10), "B": (10, 10)})
+    assert half == pytest.approx((easy + hard) / 2)
+
+
+def test_malformed_perread_topic_counts_on_an_event_are_no_evidence() -> None:
+    assert read_topic_counts({"A": [3, 4]}) == {"A": (3, 4)}
+    for bad in ([1, 2], {"A": [5, 4]}, {"A": [1]}, {"A": ["1", "2"]}, {"A": [True, 2]}, None):
+        assert read_topic_counts(bad) == {}
