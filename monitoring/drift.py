@@ -141,10 +141,11 @@ def compare(
     noise_quantile: float = 0.0,
 ) -> DriftResult:
     """Pure comparison of a window with ``reference`` (default: the model folder's own,
-    at the fixed levels). Topic mix by hour of the week where the reference has one; each
-    metric's cut-offs from the reference's chunks with ``warn``/``drift`` as their floor
-    (:func:`monitoring.reference.thresholds`), lifted to the window's sampling noise at
-    ``noise_quantile`` (:func:`monitoring.reference.sampling_floors`; 0: not lifted)."""
+    at the fixed levels). Topic mix by hour of the week or of the day where the reference
+    has an hour mix; each metric's cut-offs from the reference's chunks with
+    ``warn``/``drift`` as their floor (:func:`monitoring.reference.thresholds`), lifted to
+    the window's sampling noise at ``noise_quantile``
+    (:func:`monitoring.reference.sampling_floors`; 0: not lifted)."""
     result = DriftResult(
         level="insufficient", model_version=meta.version, window_size=len(window.confidences)
     )
@@ -231,7 +232,9 @@ def gather_review_signals(
     since = now - dt.timedelta(hours=hours)
     against = (
         held_accuracy(
-            held_to, reviews.uniform_topic_counts(engine, meta.version, since=since, until=now)
+            held_to,
+            reviews.uniform_topic_counts(engine, meta.version, since=since, until=now),
+            settings.retrain_accuracy_margin,
         )
         if held_to is not None
         else reference_accuracy(meta, reference)
@@ -330,12 +333,16 @@ def reviewed_reference(engine: Engine, meta: ModelMetadata) -> LiveAccuracy | No
     return events.promoted_live_accuracy(engine, version=meta.version)
 
 
-def held_accuracy(live: LiveAccuracy, reviewed_by_topic: Mapping[str, tuple[int, int]]) -> float:
+def held_accuracy(
+    live: LiveAccuracy, reviewed_by_topic: Mapping[str, tuple[int, int]], margin: float
+) -> float:
     """The live check's accuracy weighted to the topics of the reviewed items it is compared
-    with (:func:`monitoring.review_signals.mix_adjusted`); its plain accuracy where the event
-    recorded no per-topic counts."""
+    with (:func:`monitoring.review_signals.mix_adjusted`), never more than ``margin`` under
+    its plain accuracy (a feed that turns to a topic the model reads badly is a drop worth a
+    retraining, not only a mix); the plain accuracy where the event recorded no per-topic
+    counts."""
     adjusted = mix_adjusted(live.accuracy, live.by_topic, reviewed_by_topic)
-    return live.accuracy if adjusted is None else adjusted
+    return live.accuracy if adjusted is None else max(adjusted, live.accuracy - margin)
 
 
 def _held_to(live: LiveAccuracy | None) -> str:
@@ -370,7 +377,11 @@ def decide(
         estimated_accuracy=result.estimated_accuracy,
         reference_accuracy=reference_accuracy(meta, reference) if meta is not None else None,
         reviewed_reference=(
-            held_accuracy(held_to, reviews.uniform_topic_counts(engine, meta.version))
+            held_accuracy(
+                held_to,
+                reviews.uniform_topic_counts(engine, meta.version),
+                settings.retrain_accuracy_margin,
+            )
             if held_to is not None and meta is not None
             else None
         ),

@@ -193,18 +193,22 @@ def expected_rows(
     n_rows: int, hour_mix: HourMix | None, times: Sequence[dt.datetime], *, weekly: bool
 ) -> float:
     """How many reference rows the expected mix of a window with these times rests on: the
-    whole reference without an hour mix; with one, the hour cells the window covers, each
-    weighted by its share of the window (``1 / sum((n_h / n)^2 / size_h)``: the variance of
-    a mix of per-hour estimates)."""
-    if not hour_mix or not times:
-        return float(n_rows)
+    whole reference without an hour mix; with one, the hour cells the window covers. Each
+    hour's share is ``(c_h + P q) / (s_h + P)`` (``P`` = :data:`HOUR_PRIOR`, ``q`` the whole
+    mix over ``n_rows``), so with ``w_h`` the window's share in hour ``h`` its variance is
+    ``p(1-p)`` times ``sum(w_h^2 s_h / (s_h + P)^2) + (sum(w_h P / (s_h + P)))^2 / n_rows``; this
+    returns the inverse of that sum. An hour the reference never saw rests on the whole mix."""
+    if not hour_mix or not times or n_rows <= 0:
+        return float(max(n_rows, 1))
     cells, rows_per_hour = _hour_cells(hour_mix, times, weekly)
     n = sum(rows_per_hour.values())
-    inverse = sum(
-        (k / n) ** 2 / (sum(cells.get(h, {}).values()) + HOUR_PRIOR)
-        for h, k in rows_per_hour.items()
-    )
-    return 1.0 / inverse
+    own, shared = 0.0, 0.0
+    for h, k in rows_per_hour.items():
+        size = sum(cells.get(h, {}).values())
+        w = k / n
+        own += w * w * size / (size + HOUR_PRIOR) ** 2
+        shared += w * HOUR_PRIOR / (size + HOUR_PRIOR)
+    return 1.0 / (own + shared * shared / n_rows)
 
 
 def chunk_psi(
@@ -318,20 +322,23 @@ def sampling_floors(
     times: Sequence[dt.datetime],
     quantile: float,
     ratio: float,
+    rows: int | None = None,
 ) -> ReferenceThresholds:
     """``cuts`` lifted, metric by metric, to the PSI that a window of ``len(topics)`` rows at
     ``times`` exceeds by sampling noise alone with probability ``1 - quantile``
     (:func:`monitoring.psi.sampling_psi`): confidence over the reference's bins and rows,
     topics over the topics of the reference and the window and the reference rows their
-    expected mix rests on (:func:`expected_rows`). Unchanged where ``quantile`` is 0."""
-    n = len(topics)
+    expected mix rests on (:func:`expected_rows`). Unchanged where ``quantile`` is 0. With
+    ``rows`` and no ``topics``: the floors of a window of that many rows compared with the
+    whole reference (what the drift page shows before any window is seen)."""
+    n = rows if rows is not None and not topics else len(topics)
     if quantile <= 0 or n == 0 or not reference.confidences:
         return cuts
     conf_bins = len(quantile_edges(reference.confidences, bins)) + 1
     conf_floor = sampling_psi(conf_bins, n, len(reference.confidences), quantile)
     weekly = spans_week(reference)
     m = expected_rows(reference.n_rows, reference.hour_mix, times, weekly=weekly)
-    categories = len(set(reference.topic_mix) | set(topics))
+    categories = len(set(reference.topic_mix) | set(topics)) if topics else len(reference.topic_mix)
     topic_floor = sampling_psi(categories, n, m, quantile)
     return dataclasses.replace(
         cuts,
@@ -341,12 +348,25 @@ def sampling_floors(
 
 
 def settings_thresholds(settings: Settings, reference: Reference) -> ReferenceThresholds:
-    return thresholds(
+    """The cut-offs a full drift window (``NEWSFLOW_DRIFT_WINDOW_SIZE`` rows) meets against
+    ``reference`` as a whole (a check by hour of the day or week can lift the topic floor
+    further: each run records its own)."""
+    cuts = thresholds(
         reference,
         warn=settings.drift_warn,
         drift=settings.drift_threshold,
         margin=settings.drift_chunk_margin,
         bins=settings.drift_bins,
+    )
+    return sampling_floors(
+        cuts,
+        reference,
+        bins=settings.drift_bins,
+        topics=[],
+        times=[],
+        quantile=settings.drift_noise_quantile,
+        ratio=settings.drift_threshold / settings.drift_warn,
+        rows=settings.drift_window_size,
     )
 
 

@@ -143,11 +143,11 @@ def _train_and_promote(
     (:func:`retraining.reviewed.split_reviewed`); the gate scores the challenger on the test
     split plus every reviewed row it did not train on, and the live check uses the uniform
     ones. A recipe that cannot run here is refused, with a ``retrain_refused`` event."""
-    from pipeline.core.db.reviews import uniform_reviewed_ids
+    from pipeline.core.db.reviews import recently_received, uniform_reviewed_ids
     from retraining.flow import FlowOptions, load_training_data, run_flow
     from retraining.promotion import promote
     from retraining.retrain_recipe import RecipeRefused, inherit_recipe
-    from retraining.reviewed import load_reviewed_rows, split_reviewed
+    from retraining.reviewed import load_reviewed_rows, repeat_recent, split_reviewed
 
     try:
         plan = inherit_recipe(settings, dataset=dataset, warm_start=settings.retrain_warm_start)
@@ -172,6 +172,13 @@ def _train_and_promote(
         choice=recipe.data,
         validation=recipe.validation,
     )
+    recent = recently_received(
+        engine, article_ids=[r.id for r in for_training], hours=settings.retrain_recent_hours
+    )
+    train, repeats = repeat_recent(splits.train, recent, settings.retrain_recent_share)
+    if repeats > 1:
+        log.info("retraining: %d recent reviewed rows repeated %d times", len(recent), repeats)
+        splits = dataclasses.replace(splits, train=train)
     plan = plan.for_labels(splits.labels)
     result = run_flow(
         settings,
@@ -186,6 +193,8 @@ def _train_and_promote(
                 "reviewed_labels": str(len(for_training)),
                 "reviewed_held_out": str(len(held_out)),
                 "reviewed_uniform_held_out": str(split.uniform),
+                "reviewed_recent": str(len(recent)),
+                "reviewed_recent_repeat": str(repeats),
                 **plan.tags(),
             },
         ),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from collections.abc import Collection, Sequence
 
@@ -31,6 +32,43 @@ class ReviewedSplit:
     training: list[LabelledText]
     held_out: list[LabelledText]
     uniform: int
+
+
+MAX_RECENT_REPEAT = 5  # a handful of recent labels repeated more would be learnt by heart
+
+
+def recent_repeats(
+    total: int, recent: int, share: float, max_repeat: int = MAX_RECENT_REPEAT
+) -> int:
+    """How many times each of ``recent`` training rows (of ``total``) appears so that they make
+    up at least ``share`` of the rows, at most ``max_repeat`` and at least once. Pure.
+
+    A change of source shows first in a day or two of reviews; among thousands of base rows
+    and weeks of older reviews those labels weigh little, and one epoch barely moves the model
+    toward them.
+
+    Example:
+        >>> recent_repeats(5000, 400, 0.2)
+        3
+        >>> recent_repeats(5000, 0, 0.2), recent_repeats(5000, 400, 0.0)
+        (1, 1)
+    """
+    if not 0 < recent <= total or share <= 0:
+        return 1
+    if not share < 1:
+        raise ValueError(f"share must lie in [0, 1), got {share!r}")
+    need = share * (total - recent) / (recent * (1 - share))
+    return max(1, min(max_repeat, math.ceil(need - 1e-9)))
+
+
+def repeat_recent(
+    train: Sequence[LabelledText], recent_ids: Collection[str], share: float
+) -> tuple[list[LabelledText], int]:
+    """``train`` with its rows in ``recent_ids`` repeated (:func:`recent_repeats`), and the
+    factor used. Repeats go in after the split (the split drops duplicate texts). Pure."""
+    recent = [r for r in train if r.id in recent_ids]
+    times = recent_repeats(len(train), len(recent), share)
+    return [*train, *(r for _ in range(times - 1) for r in recent)], times
 
 
 def split_reviewed(

@@ -244,6 +244,19 @@ class Settings(BaseSettings):
         ge=1,
         description="fewest uniformly reviewed items whose accuracy may start a retraining",
     )
+    retrain_recent_hours: float = Field(
+        default=72.0,
+        ge=0,
+        description="reviewed articles received within this many hours of the newest one are "
+        "the recent ones that automatic retraining repeats (0 = none)",
+    )
+    retrain_recent_share: float = Field(
+        default=0.2,
+        ge=0,
+        lt=1,
+        description="automatic retraining repeats the recent reviewed rows (at most 5 times) "
+        "until they are about this share of its training rows (0 = no repeats)",
+    )
     retrain_cooldown_hours: float = Field(default=6.0, ge=0)
     retrain_daily_cap: int = Field(default=2, ge=0)
     # Retraining keeps the champion's recipe (retraining.retrain_recipe): these three

@@ -320,3 +320,38 @@ def test_advisory_lock_belongs_to_its_connection(engine: Engine) -> None:
         assert locks.try_advisory_lock(second, key)
         assert locks.advisory_unlock(second, key)
         second.commit()
+
+
+def test_recently_received_and_per_topic_review_counts(engine: Engine) -> None:
+    """The recent reviewed rows are those received within the hours before the newest of the
+    given articles (their own stamps, not the wall clock); per-topic counts are by the
+    reviewer's label, uniform first-round reviews of the version only."""
+    newest = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    stamps = {"rr-old": newest - timedelta(hours=80), "rr-mid": newest - timedelta(hours=70)}
+    stamps["rr-new"] = newest
+    with engine.begin() as conn:
+        conn.execute(
+            insert(ArticleRow),
+            [{"id": a, "title": a, "body": "b", "received_at": t} for a, t in stamps.items()],
+        )
+    assert reviews.recently_received(engine, article_ids=list(stamps), hours=72) == {
+        "rr-mid",
+        "rr-new",
+    }
+    assert reviews.recently_received(engine, article_ids=["rr-old"], hours=72) == {"rr-old"}
+    assert reviews.recently_received(engine, article_ids=list(stamps), hours=0) == set()
+    assert reviews.recently_received(engine, article_ids=[], hours=72) == set()
+
+    predicted = {"rr-old": "World", "rr-mid": "Sports", "rr-new": "World"}
+    for article, topic in predicted.items():
+        pid = _prediction(engine, article, version="rt1", topic=topic, at=stamps[article])
+        _review(engine, pid, article, label="World")
+    _articles(engine, ["rr-unc"])
+    pid = _prediction(engine, "rr-unc", version="rt1", topic="World", at=stamps["rr-new"])
+    _review(engine, pid, "rr-unc", label="World", reason="uncertainty")  # not uniform
+    assert reviews.uniform_topic_counts(engine, "rt1") == {"World": (2, 3)}
+    recent = reviews.uniform_topic_counts(
+        engine, "rt1", since=newest - timedelta(hours=75), until=newest
+    )
+    assert recent == {"World": (1, 2)}
+    assert reviews.uniform_topic_counts(engine, "rt-none") == {}

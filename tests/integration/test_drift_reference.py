@@ -19,7 +19,7 @@ from sqlalchemy import Engine, insert, text
 
 from monitoring.baseline import BaselineRefused, set_baseline
 from monitoring.drift import run_drift_check
-from monitoring.reference import resolve_reference
+from monitoring.reference import resolve_reference, rhythm
 from monitoring.scheduler import drift_job
 from pipeline.core.db import drift_runs
 from pipeline.core.db import references as refs
@@ -552,7 +552,7 @@ def test_after_a_jump_in_the_week_the_part_after_it_becomes_the_reference(
     part = resolve_reference(s, engine, meta, folder=folder, now=NOW)
     assert part is not None and part.kind == "baseline" and part.status == "active", part
     assert part.reason.startswith("automatic: the part after a change in chunk"), part.reason
-    assert part.hour_mix is None and part.window_to == NOW
+    assert rhythm(part) == "by hour of the day" and part.window_to == NOW  # 3.5 days
     assert part.window_from is not None
     assert abs(part.window_from - jump) <= dt.timedelta(hours=13)  # a chunk of 100 rows
     assert part.topic_mix.get("World", 0) > 0.9, part.topic_mix

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from monitoring.reference import describe, settings_thresholds
+from monitoring.reference import describe, rhythm, settings_thresholds
 from monitoring.web import charts, review_queue
 from monitoring.web.deps import AdminUser, Ctx, Denied
 from pipeline.core.db import drift_runs, events, predictions, references
@@ -154,6 +154,7 @@ def _reference_in_use(ctx: Ctx, runs: list[DriftRun]) -> dict[str, Any] | None:
     return {
         "ref": ref,
         "label": describe(ref),
+        "rhythm": rhythm(ref),
         "cuts": settings_thresholds(ctx.settings, ref),
         "refused": refused,
     }

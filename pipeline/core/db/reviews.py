@@ -328,6 +328,24 @@ def latest_uniform_reviews(
     return [ReviewedArticle(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
 
 
+def recently_received(db: Db, *, article_ids: Collection[str], hours: float) -> set[str]:
+    """Which of ``article_ids`` were received within ``hours`` of the newest of them (the
+    articles' own stamps, so a replay's simulated time works): the recent reviewed rows that
+    automatic retraining repeats."""
+    if not article_ids or hours <= 0:
+        return set()
+    with connected(db) as conn:
+        rows = conn.execute(
+            text(
+                "WITH chosen AS (SELECT id, received_at FROM articles WHERE id = ANY(:ids)) "
+                "SELECT id FROM chosen WHERE received_at >= "
+                "(SELECT max(received_at) FROM chosen) - make_interval(secs => :s)"
+            ),
+            {"ids": list(article_ids), "s": hours * 3600.0},
+        ).all()
+    return {str(r[0]) for r in rows}
+
+
 def count_uniform_reviewed(db: Db, *, article_ids: Collection[str]) -> int:
     """How many of ``article_ids`` were reviewed from the uniform sample (first round, a
     topic label): what leaving them out of the live check costs it."""

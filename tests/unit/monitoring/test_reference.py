@@ -18,6 +18,7 @@ from monitoring.reference import (
     Rows,
     build_reference,
     expected_mix,
+    expected_rows,
     hour_of_week,
     rhythm,
     spans_week,
@@ -124,6 +125,18 @@ def test_small_windows_are_held_to_their_sampling_noise() -> None:
         **levels,
     )  # type: ignore[arg-type]
     assert moved.levels is not None and moved.levels["confidence"] != "ok", moved.reason
+
+
+def test_the_rows_an_expected_mix_rests_on() -> None:
+    """Hours the reference covers well: about their rows; an hour it never saw rests on the
+    whole mix (all its rows), not on the 10 pseudo-rows of the prior."""
+    hours = {hour_of_week(MONDAY): {"A": 90, "B": 10}}
+    at = [MONDAY] * 10
+    covered = expected_rows(3000, hours, at, weekly=True)
+    assert 100 < covered < 150
+    unseen = expected_rows(3000, hours, [MONDAY + dt.timedelta(hours=5)] * 10, weekly=True)
+    assert unseen == pytest.approx(3000)
+    assert expected_rows(3000, None, at, weekly=True) == 3000
 
 
 def test_sampling_psi_follows_chi_square() -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from monitoring.alerts import REVIEW_ACCURACY, REVIEW_UNKNOWN_SHARE, drift_conditions
-from monitoring.drift import DriftResult, add_review_signals
+from monitoring.drift import DriftResult, add_review_signals, held_accuracy
 from monitoring.review_signals import mix_adjusted, recent_accuracy, summary, unknown_share
-from pipeline.core.db.events import read_topic_counts
+from pipeline.core.db.events import LiveAccuracy, read_topic_counts
 from pipeline.core.settings import Settings
 from pipeline.core.stats import wilson_interval
 
@@ -147,3 +147,14 @@ def test_malformed_perread_topic_counts_on_an_event_are_no_evidence() -> None:
     assert read_topic_counts({"A": [3, 4]}) == {"A": (3, 4)}
     for bad in ([1, 2], {"A": [5, 4]}, {"A": [1]}, {"A": ["1", "2"]}, {"A": [True, 2]}, None):
         assert read_topic_counts(bad) == {}
+
+
+def test_the_weighting_lowers_the_held_accuracy_by_at_most_one_margin() -> None:
+    """A feed that turns to a topic the model reads badly is a drop worth retraining on, not
+    only a topic mix: the weighted reference stays within one margin of the plain one."""
+    live = LiveAccuracy(0.885, 400, 1, {"A": (330, 360), "B": (12, 40)})
+    half_b = {"A": (45, 50), "B": (15, 50)}
+    assert held_accuracy(live, half_b, 0.05) == pytest.approx(0.835)
+    assert held_accuracy(live, {"A": (45, 50)}, 0.05) > 0.885  # easier topics: held higher
+    plain = LiveAccuracy(0.885, 400, 1)
+    assert held_accuracy(plain, half_b, 0.05) == 0.885  # an older event: its plain accuracy
