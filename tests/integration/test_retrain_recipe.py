@@ -9,17 +9,19 @@ champion that recorded no recipe retrains with the default one, saying so."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, insert, text
 
 from monitoring.decision import RetrainRequest
 from monitoring.scheduler import drift_job
 from pipeline.core import registry
 from pipeline.core.db.engine import make_engine
+from pipeline.core.db.models import ArticleRow, PredictionRow, ReviewItemRow
 from pipeline.core.model_folder import read_metadata
 from pipeline.core.settings import Settings
 from retraining.bases.tiny import write_tiny_base_folder, write_tiny_model_folder
@@ -85,6 +87,53 @@ def _request(settings: Settings, engine: Engine, version: str, why: str):  # typ
     return drift_job(settings, engine, model_dir=folder, report=False, request=request)
 
 
+def _reviews(engine: Engine, version: str) -> None:
+    """40 reviewed (uncertainty-sampled) articles with distinct texts: 30 received now, 10
+    five days earlier."""
+    now = dt.datetime.now(dt.UTC)
+    stamps = [now - dt.timedelta(days=5 if i < 10 else 0, seconds=i) for i in range(40)]
+    labels = ["World", "Sports", "Business", "Sci/Tech"]
+    with engine.begin() as conn:
+        for i, at in enumerate(stamps):
+            aid = f"recipe-review-{i}"
+            conn.execute(
+                insert(ArticleRow),
+                {
+                    "id": aid,
+                    "title": f"reviewed story {i} of the feed",
+                    "body": f"text {i}",
+                    "received_at": at,
+                },
+            )
+            pid = conn.execute(
+                insert(PredictionRow).returning(PredictionRow.id),
+                {
+                    "article_id": aid,
+                    "model_version": version,
+                    "topic": "World",
+                    "confidence": 0.5,
+                    "margin": 0.1,
+                    "probabilities": [0.5],
+                    "latency_ms": 1.0,
+                    "received_at": at,
+                    "predicted_at": at,
+                },
+            ).scalar_one()
+            conn.execute(
+                insert(ReviewItemRow),
+                {
+                    "prediction_id": pid,
+                    "article_id": aid,
+                    "reason": "uncertainty",
+                    "priority": 1,
+                    "round": 1,
+                    "status": "done",
+                    "label": labels[i % 4],
+                    "labelled_at": now,
+                },
+            )
+
+
 def _events(engine: Engine) -> list[tuple[str, str, str | None]]:
     with engine.connect() as conn:
         rows = conn.execute(
@@ -112,6 +161,7 @@ def test_a_non_default_recipe_is_retrained_with_that_recipe(
         "ag_news/train_sample5000_metarepicl.csv.gz",
     ]
 
+    _reviews(engine, v1)
     _, outcome = _request(s, engine, v1, "the recipe test")
     assert outcome is not None and outcome.status == "promoted", outcome
     assert outcome.version is not None and outcome.version != v1
@@ -127,6 +177,11 @@ def test_a_non_default_recipe_is_retrained_with_that_recipe(
     assert run.data.params["recipe.training.max_length"] == "64"
     assert run.data.tags["recipe_from"] == f"champion:{v1}"
     assert run.data.tags["trigger"] == "drift" and "recipe" in run.data.tags
+    # the reviewed rows: 70 % of the 40 train; those received within 72 h of the newest (30 of
+    # the 40) are repeated until they are about a fifth of the training rows
+    tags = run.data.tags
+    assert tags["reviewed_labels"] == "28", tags
+    assert 0 < int(tags["reviewed_recent"]) < 28 and int(tags["reviewed_recent_repeat"]) > 1, tags
 
     # a setting that is set overrides the recipe, and says so
     plan = inherit_recipe(
