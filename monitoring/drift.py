@@ -51,6 +51,7 @@ from monitoring.reference import (
     unstored,
 )
 from monitoring.review_signals import (
+    UNKNOWN,
     ReviewSignal,
     mix_adjusted,
     recent_accuracy,
@@ -386,6 +387,8 @@ def decide(
             else None
         ),
         reviewed_reference_source=_held_to(held_to),
+        reviewed_reference_n=held_to.n if held_to is not None else 0,
+        unknown_level=str((result.review_signals or {}).get(UNKNOWN, {}).get("level", "")),
         reviewed_accuracy=rev_acc,
         reviewed_n=rev_n,
         reviewed_interval=rev_interval,

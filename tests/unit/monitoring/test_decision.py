@@ -168,3 +168,50 @@ def test_bad_inputs_are_refused() -> None:
         RetrainRequest(reason="  ")
     with pytest.raises(ValueError, match="margin"):
         RetrainPolicy(margin=0)
+
+
+def test_a_new_kind_of_news_holds_back_the_estimate_not_the_reviews() -> None:
+    """While reviewers mark a new kind, the label-free estimate reads it as a drop that
+    retraining cannot fix: no trigger, the reason says why; reviewed accuracy still counts."""
+    low = dataclasses.replace(SPORTS, estimated_accuracy=0.80)
+    assert decide_retraining(low, POLICY).triggers == ("estimated_accuracy_drop",)
+    for level in ("warn", "drift"):
+        held = decide_retraining(dataclasses.replace(low, unknown_level=level), POLICY)
+        assert held.action == "alert" and held.triggers == (), held.reason
+        assert "new kind of news" in held.reason and level in held.reason
+    calm = dataclasses.replace(low, level="ok", unknown_level="drift")
+    assert decide_retraining(calm, POLICY).action == "none"
+    assert decide_retraining(dataclasses.replace(low, unknown_level="ok"), POLICY).retrain
+    reviewed = dataclasses.replace(
+        low,
+        unknown_level="drift",
+        reviewed_accuracy=0.70,
+        reviewed_n=100,
+        reviewed_interval=wilson_interval(70, 100),
+    )
+    assert decide_retraining(reviewed, POLICY).triggers == ("reviewed_accuracy_drop",)
+
+
+def test_a_measured_reference_counts_its_own_error() -> None:
+    """0.865 of 89 under a live check's 0.930 of 500: 6.5 points under, and its interval
+    (0.779-0.921) below 0.930, but the difference may be as small as 0.3 points: no trigger.
+    The same 0.865 held to an exact 0.930 (no item count), or 0.78 of 89 held to the
+    measured 0.930, triggers."""
+    evidence = RetrainEvidence(
+        level="ok",
+        reviewed_accuracy=0.865,
+        reviewed_n=89,
+        reviewed_interval=(0.779, 0.921),
+        reviewed_reference=0.930,
+        reviewed_reference_n=500,
+    )
+    held = decide_retraining(evidence, POLICY)
+    assert held.action == "none" and held.triggers == (), held.reason
+    assert "may be as small as 0.003" in held.reason and "500 items" in held.reason
+    exact = dataclasses.replace(evidence, reviewed_reference_n=0)
+    assert decide_retraining(exact, POLICY).triggers == ("reviewed_accuracy_drop",)
+    worse = dataclasses.replace(
+        evidence, reviewed_accuracy=69 / 89, reviewed_interval=wilson_interval(69, 89)
+    )
+    decision = decide_retraining(worse, POLICY)
+    assert decision.triggers == ("reviewed_accuracy_drop",) and "at least" in decision.reason
