@@ -363,13 +363,22 @@ def decide(
     request: RetrainRequest | None,
     reference: Reference | None = None,
     held_to: LiveAccuracy | None = None,
+    now: dt.datetime | None = None,
 ) -> RetrainDecision:
-    """Gather the evidence for ``result`` (the uniform review slice for reviewed accuracy,
+    """Gather the evidence for ``result`` (the uniform review slice for reviewed accuracy, of
+    articles received in the last ``NEWSFLOW_RETRAIN_REVIEWED_HOURS`` before ``now``: a
+    version that served for weeks would otherwise dilute a recent drop in its whole history;
     held to ``held_to`` where given; the reference accuracy from ``reference``, default the
     folder's) and decide whether to retrain."""
     rev_acc, rev_n, rev_interval = None, 0, None
+    hours = settings.retrain_reviewed_hours
+    since = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(hours=hours) if hours > 0 else None
+    by_topic: dict[str, tuple[int, int]] = {}
     if meta is not None:
-        counts = reviews.reviewed_accuracy_counts(engine, meta.version, sampled_as="uniform")
+        by_topic = reviews.uniform_topic_counts(engine, meta.version, since=since, until=now)
+        counts = reviews.ReviewedCounts(
+            sum(c for c, _ in by_topic.values()), sum(n for _, n in by_topic.values())
+        )
         if counts.labelled:
             rev_n, rev_acc = counts.labelled, counts.correct / counts.labelled
             rev_interval = wilson_interval(counts.correct, counts.labelled)
@@ -378,11 +387,7 @@ def decide(
         estimated_accuracy=result.estimated_accuracy,
         reference_accuracy=reference_accuracy(meta, reference) if meta is not None else None,
         reviewed_reference=(
-            held_accuracy(
-                held_to,
-                reviews.uniform_topic_counts(engine, meta.version),
-                settings.retrain_accuracy_margin,
-            )
+            held_accuracy(held_to, by_topic, settings.retrain_accuracy_margin)
             if held_to is not None and meta is not None
             else None
         ),
@@ -504,7 +509,9 @@ def run_drift_check(
             result.report_path = str(path)
         except Exception as exc:  # the report is for people; the decision stands without it
             log.error("Evidently report failed: %s", exc)
-    result.decision = decide(settings, engine, result, meta, request, reference, held_to)
+    result.decision = decide(
+        settings, engine, result, meta, request, reference, held_to, now=started
+    )
     result.run_id = record(engine, result, started, clock=clock)
     alert(settings, result, engine=engine, clock=clock)
     return result

@@ -244,6 +244,12 @@ class Settings(BaseSettings):
         ge=1,
         description="fewest uniformly reviewed items whose accuracy may start a retraining",
     )
+    retrain_reviewed_hours: float = Field(
+        default=72.0,
+        ge=0,
+        description="the retraining decision's reviewed accuracy counts the version's uniform "
+        "reviews of articles received in the last N hours (0 = all of them)",
+    )
     retrain_recent_hours: float = Field(
         default=72.0,
         ge=0,

@@ -241,18 +241,22 @@ def test_reviewed_accuracy_is_held_to_the_live_check_that_promoted_the_version(
     folder = _folder(tmp_path / "model")
     engine = make_engine(s)
     rng = np.random.default_rng(4)
+    at_now = lambda: NOW + timedelta(hours=1)  # noqa: E731 -- the check's clock, after NOW
     topics = [LABELS[i % 4] for i in range(400)]
     ids = _insert(engine, "r", 1 - rng.beta(0.5, 8, 400), topics)
     labels = [t if i < 48 else LABELS[(i + 1) % 4] for i, t in enumerate(topics[:60])]
     _uniform_reviews(engine, "r", ids[:60], labels)
 
-    def check() -> tuple[tuple[str, ...], str]:
-        got = run_drift_check(s, engine=engine, model_dir=folder, report=False)
+    def check(clock=at_now) -> tuple[tuple[str, ...], str]:  # type: ignore[no-untyped-def]
+        got = run_drift_check(s, engine=engine, model_dir=folder, report=False, clock=clock)
         assert got.decision is not None and got.review_signals is not None
         return got.decision.triggers, got.decision.reason
 
     triggers, reason = check()
     assert triggers == ("reviewed_accuracy_drop",) and "below reference 0.9" in reason, reason
+    # four days later those reviews are outside NEWSFLOW_RETRAIN_REVIEWED_HOURS (72): none count
+    later, _ = check(lambda: NOW + timedelta(days=4))
+    assert later == ()
     record_model_event(
         engine=engine,
         kind="promoted",
@@ -315,7 +319,9 @@ def test_reviewed_accuracy_is_weighted_to_the_topics_reviewed(db: Settings, tmp_
             version=version,
             metrics={"live_check": live_check},
         )
-        got = run_drift_check(s, engine=engine, model_dir=folder, report=False)
+        got = run_drift_check(
+            s, engine=engine, model_dir=folder, report=False, clock=lambda: NOW + timedelta(hours=1)
+        )
         assert got.decision is not None
         return got.decision.triggers, got.decision.reason
 

@@ -49,6 +49,8 @@ def env(db: Settings, tmp_path: Path) -> Iterator[tuple[Settings, Engine, Path]]
             "drift_min_window": 500,
             "retrain_cooldown_hours": 0.0,  # nothing but the decision may stop a retraining
             "retrain_daily_cap": 100,
+            # the windows are stamped AT (a fixed day): every reviewed item counts
+            "retrain_reviewed_hours": 0.0,
             "home": tmp_path / "home",
         }
     )
