@@ -27,7 +27,10 @@ decided here, from:
   reviewed live items when the version was promoted (labels against labels); without one, the
   reference estimate. A label-free estimate is a calibrated confidence, calibrated on another
   sample: in the 30-day replay it sat a median 5 points above what reviewers measured on the
-  same feed, and that gap alone started retrainings on days where nothing had changed;
+  same feed, and that gap alone started retrainings on days where nothing had changed. The
+  reviewers' signal over the last day (``recent_reviewed_level`` warn or drift: its upper
+  bound a whole margin under the reference) triggers too: it moves a day or more before the
+  longer window does after a change of source;
 * ``requested``: someone asked for it (``newsflow retrain --reason ...``);
 * ``new_topic``: onboarding of a new topic asked for it (the hook for topic onboarding).
 
@@ -103,6 +106,11 @@ class RetrainEvidence:
     reviewed_reference_source: str = ""
     reviewed_reference_n: int = 0  # items the reviewed reference was measured on (0: exact)
     unknown_level: str = ""  # the reviewers' "none of these" signal: ok | warn | drift | ...
+    # the reviewers' recent-accuracy signal (:mod:`monitoring.review_signals`), its level and
+    # what it says: at ``warn`` its upper bound lies a margin under the reference, at
+    # ``drift`` two
+    recent_reviewed_level: str = ""
+    recent_reviewed_note: str = ""
     psi_confidence: float | None = None
     psi_topics: float | None = None
     request: RetrainRequest | None = None
@@ -175,6 +183,7 @@ def decide_retraining(evidence: RetrainEvidence, policy: RetrainPolicy) -> Retra
         if low > margin / 2:
             triggers.append("reviewed_accuracy_drop")
             why.append(f"{clause} (a drop of at least {low:.3f})")
+            held_back = ""
         else:
             held_back = "; ".join(
                 x
@@ -185,6 +194,13 @@ def decide_retraining(evidence: RetrainEvidence, policy: RetrainPolicy) -> Retra
                 )
                 if x
             )
+
+    recent = evidence.recent_reviewed_level
+    if recent in {"warn", "drift"} and "reviewed_accuracy_drop" not in triggers:
+        # the last day's reviews alone are a whole margin under at 95 %: a change of source
+        # shows here a day before the longer window's average moves enough
+        triggers.append("reviewed_accuracy_drop")
+        why.append(f"{evidence.recent_reviewed_note or 'recent reviewed accuracy'} ({recent})")
 
     automatic = {"estimated_accuracy_drop", "reviewed_accuracy_drop"}
     explicit = [t for t in triggers if t not in automatic]

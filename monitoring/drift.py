@@ -51,6 +51,7 @@ from monitoring.reference import (
     unstored,
 )
 from monitoring.review_signals import (
+    REVIEWED_ACCURACY,
     UNKNOWN,
     ReviewSignal,
     mix_adjusted,
@@ -346,6 +347,17 @@ def held_accuracy(
     return live.accuracy if adjusted is None else max(adjusted, live.accuracy - margin)
 
 
+def _recent_note(signal: dict[str, Any] | None) -> str:
+    """The recent reviewed-accuracy signal in a clause of the decision's reason."""
+    if not signal or signal.get("value") is None or not signal.get("interval"):
+        return ""
+    low, high = signal["interval"]
+    return (
+        f"reviewed accuracy of the last {signal.get('hours', 24):g} h {signal['value']:.3f} of "
+        f"{signal.get('n')} ({low:.3f}-{high:.3f}), under {signal.get('warn_at') or 0:.3f}"
+    )
+
+
 def _held_to(live: LiveAccuracy | None) -> str:
     if live is None:
         return ""
@@ -394,6 +406,10 @@ def decide(
         reviewed_reference_source=_held_to(held_to),
         reviewed_reference_n=held_to.n if held_to is not None else 0,
         unknown_level=str((result.review_signals or {}).get(UNKNOWN, {}).get("level", "")),
+        recent_reviewed_level=str(
+            (result.review_signals or {}).get(REVIEWED_ACCURACY, {}).get("level", "")
+        ),
+        recent_reviewed_note=_recent_note((result.review_signals or {}).get(REVIEWED_ACCURACY)),
         reviewed_accuracy=rev_acc,
         reviewed_n=rev_n,
         reviewed_interval=rev_interval,

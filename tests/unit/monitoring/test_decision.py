@@ -224,3 +224,25 @@ def test_a_measured_reference_counts_its_own_error() -> None:
     assert (
         decision.triggers == ("reviewed_accuracy_drop",) and "a drop of at least" in decision.reason
     )
+
+
+def test_the_last_days_reviews_a_margin_under_trigger_on_their_own() -> None:
+    """The longer window's average has not moved enough yet (no reviewed drop of its own),
+    but the reviewers' signal over the last day is at warn: its upper bound a whole margin
+    under the reference. That retrains, and says so; at ok or insufficient it does not."""
+    base = RetrainEvidence(
+        level="drift",
+        reviewed_accuracy=0.84,
+        reviewed_n=120,
+        reviewed_interval=wilson_interval(101, 120),
+        reviewed_reference=0.87,
+        reviewed_reference_n=500,
+        recent_reviewed_note="reviewed accuracy of the last 24 h 0.700 of 40",
+    )
+    for level in ("ok", "insufficient", ""):
+        decision = decide_retraining(dataclasses.replace(base, recent_reviewed_level=level), POLICY)
+        assert decision.triggers == (), (level, decision.reason)
+    for level in ("warn", "drift"):
+        decision = decide_retraining(dataclasses.replace(base, recent_reviewed_level=level), POLICY)
+        assert decision.triggers == ("reviewed_accuracy_drop",) and decision.retrain
+        assert "last 24 h 0.700 of 40" in decision.reason and f"({level})" in decision.reason
