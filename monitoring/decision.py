@@ -187,17 +187,12 @@ def decide_retraining(evidence: RetrainEvidence, policy: RetrainPolicy) -> Retra
         if low > needed:
             triggers.append("reviewed_accuracy_drop")
             why.append(f"{clause} (a drop of at least {low:.3f})")
-            held_back = ""
         else:
-            held_back = "; ".join(
-                x
-                for x in (
-                    held_back,
-                    f"{clause}, but the drop may be as small as {low:.3f} ({how}): not a "
-                    f"trigger at or under {needed:.3f}",
-                )
-                if x
+            note = (
+                f"{clause}, but the drop may be as small as {low:.3f} ({how}): not a trigger "
+                f"at or under {needed:.3f}"
             )
+            held_back = f"{held_back}; {note}" if held_back else note
 
     recent = evidence.recent_reviewed_level
     if recent in {"warn", "drift"} and "reviewed_accuracy_drop" not in triggers:

@@ -228,10 +228,8 @@ def gather_review_signals(
     of these" among all of them (every version's), accuracy on this version's uniform ones
     against ``held_to`` (:func:`reviewed_reference`; None: the reference estimate)."""
     hours = settings.drift_review_hours
-    counts = reviews.recent_uniform_review_counts(
-        engine, meta.version, since=now - dt.timedelta(hours=hours), until=now
-    )
     since = now - dt.timedelta(hours=hours)
+    counts = reviews.recent_uniform_review_counts(engine, meta.version, since=since, until=now)
     against = (
         held_accuracy(
             held_to,
